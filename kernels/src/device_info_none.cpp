@@ -1,0 +1,12 @@
+#include "tessera_kernels/device_info.h"
+
+namespace tessera::kernels {
+
+GpuQuery queryGpus()
+{
+    GpuQuery q;
+    q.problem = "this build of Tessera has no CUDA support";
+    return q;
+}
+
+}  // namespace tessera::kernels
