@@ -70,49 +70,81 @@ std::int32_t sampleToken(std::span<float> logits, std::span<const std::int32_t> 
         throw Error("top-p must be in (0, 1]");
 
     const float invT = 1.f / params.temperature;
-    std::vector<std::int32_t> order(logits.size());
-    std::iota(order.begin(), order.end(), 0);
-    // Candidates sorted by logit (descending; index breaks ties). Only the head matters, so a
-    // partial sort on a generous prefix would do; a full sort of 129k floats costs ~5 ms here.
-    std::size_t keep = logits.size();
-    if (params.topK > 0)
-        keep = std::min<std::size_t>(keep, static_cast<std::size_t>(params.topK));
+    const std::size_t V = logits.size();
+    float maxLogit = logits[0];
+    for (float l : logits)
+        maxLogit = std::max(maxLogit, l);
+    // Unnormalised probabilities over the whole vocabulary (one pass; no sort needed for that).
+    std::vector<double> weight(V);
+    double total = 0;
+    for (std::size_t i = 0; i < V; ++i) {
+        weight[i] = std::exp(static_cast<double>((logits[i] - maxLogit) * invT));
+        total += weight[i];
+    }
     auto byLogit = [&](std::int32_t a, std::int32_t b) {
         return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
     };
-    std::sort(order.begin(), order.end(), byLogit);
-    if (params.topK > 0) {
-        // Ties with the k-th logit survive, as in HF's top-k warper.
-        const float kth = logits[order[keep - 1]];
-        while (keep < order.size() && logits[order[keep]] == kth)
-            ++keep;
-    }
-    const float maxLogit = logits[order[0]] * invT;
-    std::vector<double> probs(keep);
-    double sum = 0;
-    for (std::size_t i = 0; i < keep; ++i) {
-        probs[i] = std::exp(static_cast<double>(logits[order[i]] * invT - maxLogit));
-        sum += probs[i];
-    }
-    // Top-p: keep the most likely tokens until their mass reaches top_p (HF drops a token when
-    // the mass of everything less likely than it, itself included, is ≤ 1 − top_p).
-    if (params.topP < 1.f) {
-        double tail = 0;
-        std::size_t cut = keep;
-        for (std::size_t i = keep; i-- > 1;) {
-            tail += probs[i] / sum;
-            if (tail <= 1.0 - params.topP)
-                cut = i;
-            else
-                break;
+    if (params.topK <= 0 && params.topP >= 1.f) {
+        double r = rng.uniform() * total;
+        for (std::size_t i = 0; i < V; ++i) {
+            r -= weight[i];
+            if (r < 0)
+                return static_cast<std::int32_t>(i);
         }
-        for (std::size_t i = cut; i < keep; ++i)
-            sum -= probs[i];
-        keep = cut;
+        return static_cast<std::int32_t>(V - 1);
     }
-    double r = rng.uniform() * sum;
+
+    // The most likely tokens in order. Only the head matters: sort a prefix, widen it when the
+    // top-p cut might lie beyond it (a flat distribution), up to the whole vocabulary.
+    std::vector<std::int32_t> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::size_t head = std::min<std::size_t>(V, params.topK > 0 ? static_cast<std::size_t>(params.topK) : 256);
+    std::size_t keep = 0;
+    double keptMass = 0;
+    for (;;) {
+        std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(head), order.end(), byLogit);
+        keep = head;
+        if (params.topK > 0) {
+            // Ties with the k-th logit survive, as in HF's top-k warper.
+            const float kth = logits[order[keep - 1]];
+            std::size_t extra = keep;
+            for (std::size_t i = keep; i < V; ++i)
+                if (logits[order[i]] == kth)
+                    std::swap(order[extra++], order[i]);
+            keep = extra;
+        }
+        double mass = 0;
+        for (std::size_t i = 0; i < keep; ++i)
+            mass += weight[order[i]];
+        // Within the kept set (after top-k), HF drops a token when the mass of everything less
+        // likely than it, itself included, is at most 1 - top_p of the kept mass.
+        const double base = params.topK > 0 ? mass : total;
+        if (params.topP < 1.f) {
+            double before = 0;
+            std::size_t cut = keep;
+            for (std::size_t i = 0; i < keep; ++i) {
+                if (i > 0 && (base - before) / base <= 1.0 - params.topP) {
+                    cut = i;
+                    break;
+                }
+                before += weight[order[i]];
+            }
+            if (cut < keep || params.topK > 0 || head == V) {
+                keep = cut;
+                keptMass = 0;
+                for (std::size_t i = 0; i < keep; ++i)
+                    keptMass += weight[order[i]];
+                break;
+            }
+            head = std::min(V, head * 8);  // the cut lies past the sorted head
+            continue;
+        }
+        keptMass = mass;
+        break;
+    }
+    double r = rng.uniform() * keptMass;
     for (std::size_t i = 0; i < keep; ++i) {
-        r -= probs[i];
+        r -= weight[order[i]];
         if (r < 0)
             return order[i];
     }

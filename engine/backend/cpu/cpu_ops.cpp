@@ -76,6 +76,12 @@ __attribute__((target("avx2,fma"))) void dotBf16Avx2(const float* x, int M, int 
     }
 }
 
+// OpenBLAS runs single-threaded inside our OpenMP regions (see linear()).
+const bool kBlasSingleThreaded = [] {
+    openblas_set_num_threads(1);
+    return true;
+}();
+
 }  // namespace
 
 int threadCount() { return std::max(1, omp_get_max_threads()); }
@@ -154,16 +160,21 @@ void linear(const float* x, int M, const WeightMatrix& W, const float* bias, flo
         }
         return;
     }
-    // Larger products: convert a block of weight rows to fp32 and hand it to BLAS.
-    const int block = std::max(16, std::min(N, static_cast<int>((8u << 20) / (sizeof(float) * std::max(K, 1)))));
-    std::vector<float> wf(static_cast<std::size_t>(block) * K);
-    for (int n0 = 0; n0 < N; n0 += block) {
-        const int nb = std::min(block, N - n0);
-        const int chunk = std::max(1, nb / threadCount());
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < nb; r += chunk)
-            W.rowsToFloat(n0 + r, std::min(chunk, nb - r), wf.data() + static_cast<std::size_t>(r) * K);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, K, 1.0f, x, K, wf.data(), K, 0.0f, y + n0, N);
+    // Larger products: each thread converts its own blocks of weight rows to fp32 and multiplies
+    // them with a single-threaded BLAS call, so one thread pool (OpenMP) does all the work and no
+    // second pool spins beside it.
+    const int block = std::clamp(N / (4 * threadCount()), 16, 256);
+    const int blocks = (N + block - 1) / block;
+#pragma omp parallel
+    {
+        std::vector<float> wf(static_cast<std::size_t>(block) * K);
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < blocks; ++b) {
+            const int n0 = b * block;
+            const int nb = std::min(block, N - n0);
+            W.rowsToFloat(n0, nb, wf.data());
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, K, 1.0f, x, K, wf.data(), K, 0.0f, y + n0, N);
+        }
     }
     if (bias) {
 #pragma omp parallel for schedule(static)
