@@ -8,6 +8,7 @@
 //   --tiny-layers N  decoder layers of the tiny-shaped model (default 2: layer 0 dense + 1 MoE
 //                    layer, at full width; 12 is the whole language model, ~5.9 GB of weights)
 //   --weights-dir D  keep the generated weights in D and reuse them on the next run
+#include "core/process_setup.h"
 #include "backend/cpu/cpu_language_model.h"
 #include "backend/cpu/cpu_ops.h"
 #include "core/error.h"
@@ -283,6 +284,7 @@ fs::path goldenModels()
 
 int main(int argc, char** argv)
 {
+    tessera::preferPassiveThreadWaits(argv);
     Options opt;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];

@@ -4,6 +4,7 @@
 // projector 4608 → 1280 → 1280), written as a sharded checkpoint into a temporary folder.
 // Usage: tessera-bench-cpu-vision [golden_dir] [repeats] [real_repeats] [real_tiles]
 //        (defaults: ../shared/golden beside the source, 5, 3, 1; real_repeats 0 skips the real shapes)
+#include "core/process_setup.h"
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/cpu_vision.h"
 #include "core/error.h"
@@ -166,6 +167,7 @@ void writeRandomCheckpoint(const tessera::ModelConfig& config, const std::filesy
 
 int main(int argc, char** argv)
 {
+    tessera::preferPassiveThreadWaits(argv);
     const std::filesystem::path golden =
         argc > 1 ? std::filesystem::path(argv[1]) : std::filesystem::path(TESSERA_SOURCE_DIR) / ".." / "shared" / "golden";
     const int repeats = argc > 2 ? std::max(1, std::atoi(argv[2])) : 5;

@@ -1,5 +1,6 @@
 // Decode and tiling time per golden image (medians of repeats), printed as JSON.
 // Usage: tessera-bench-image [golden_dir] [repeats]   (default ../shared/golden beside the source, 9)
+#include "core/process_setup.h"
 #include "core/error.h"
 #include "image/image.h"
 #include "image/tiling.h"
@@ -33,6 +34,7 @@ double millis(Fn&& fn)
 
 int main(int argc, char** argv)
 {
+    tessera::preferPassiveThreadWaits(argv);
     const std::filesystem::path golden =
         argc > 1 ? std::filesystem::path(argv[1]) : std::filesystem::path(TESSERA_SOURCE_DIR) / ".." / "shared" / "golden";
     const int repeats = argc > 2 ? std::max(1, std::atoi(argv[2])) : 9;
