@@ -1,0 +1,424 @@
+// tessera-bench: the CUDA backend at the real DeepSeek-VL2 shapes with random bf16 weights made
+// on the GPU (no files needed), or a real model folder (--model DIR). Prints one JSON document:
+// vision ms per tile, time to first token for one 1152x1152 image (10 tiles) plus a question,
+// prefill tokens/s, decode tokens/s at 128 / 1024 / 3000 positions of context, peak GPU memory,
+// and decode as a fraction of the HBM roofline (activated bytes per token over 4.8 TB/s).
+#include "model/config.h"
+
+#if TESSERA_HAVE_CUDA_BACKEND
+#include "backend/cuda/cuda_backend.h"
+#include "runtime/model.h"
+#include "tessera_kernels/attention.h"
+#include "tessera_kernels/elementwise.h"
+#include "tessera_kernels/gemm.h"
+#include "tessera_kernels/runtime.h"
+#include "tessera_kernels/sampling.h"
+#endif
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace tessera;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr double kHbmBytesPerSecond = 4.8e12;  // H200 datasheet
+
+double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0 : v[v.size() / 2];
+}
+
+// bf16 bytes of the weights one decode token reads: attention, the routed experts it uses, the
+// shared experts, dense MLPs, router, lm_head and one embedding row.
+double activatedWeightBytes(const ModelConfig& c)
+{
+    const auto& l = c.language;
+    const double H = l.hiddenSize, heads = l.numAttentionHeads;
+    double b = 0;
+    for (int i = 0; i < l.numHiddenLayers; ++i) {
+        if (l.useMla) {
+            const double qhd = l.qkNopeHeadDim + l.qkRopeHeadDim;
+            b += H * (heads * qhd + l.kvLoraRank + l.qkRopeHeadDim);                       // q | kv_a
+            b += heads * (l.qkNopeHeadDim + l.vHeadDim) * l.kvLoraRank;                  // kv_b
+            b += heads * l.vHeadDim * H;                                                   // o_proj
+        } else {
+            const double hd = l.headDim();
+            b += H * hd * (heads + 2.0 * l.numKeyValueHeads) + heads * hd * H;
+        }
+        if (l.isMoeLayer(i)) {
+            b += H * l.nRoutedExperts.value_or(0);
+            b += 3.0 * H * l.moeIntermediateSize * (l.numExpertsPerTok + l.nSharedExperts.value_or(0));
+        } else {
+            b += 3.0 * H * l.intermediateSize;
+        }
+    }
+    b += static_cast<double>(l.vocabSize) * H + H;
+    return 2.0 * b;
+}
+
+double kvBytesPerToken(const ModelConfig& c, int context)
+{
+    const auto& l = c.language;
+    const double perPos = l.useMla ? (l.kvLoraRank + l.qkRopeHeadDim) : 2.0 * l.numKeyValueHeads * l.headDim();
+    return 2.0 * perPos * context * l.numHiddenLayers;
+}
+
+#if TESSERA_HAVE_CUDA_BACKEND
+
+std::size_t usedGpuBytes()
+{
+    std::size_t freeBytes = 0, total = 0;
+    cuda::check(kernels::memoryInfo(freeBytes, total), "memory query");
+    return total - freeBytes;
+}
+
+struct Options {
+    std::vector<std::string> models = {"tiny", "small", "base"};
+    std::string folder;
+    std::string configs = std::string(TESSERA_SOURCE_DIR) + "/tests/data/configs";
+    int decodeSteps = 64;
+    int repeats = 3;
+    bool kernels = true;
+};
+
+nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, std::size_t baseline, const Options& o)
+{
+    nlohmann::json out;
+    std::mt19937 rng(7);
+    const int V = be.vocabSize();
+    std::size_t peak = usedGpuBytes();
+    auto notePeak = [&] { peak = std::max(peak, usedGpuBytes()); };
+
+    // One 1152x1152 image: 3x3 local tiles + the global view, random pixels.
+    ImageTiles tiles;
+    tiles.widthTiles = 3;
+    tiles.heightTiles = 3;
+    tiles.tileSize = config.vision.imageSize;
+    tiles.pixels.resize(tiles.tileBytes() * tiles.count());
+    for (auto& p : tiles.pixels)
+        p = static_cast<std::uint8_t>(rng());
+    auto warm = be.encodeImage(tiles, nullptr);  // module load, cuBLAS heuristics
+    notePeak();
+    std::vector<double> vision;
+    for (int r = 0; r < o.repeats; ++r) {
+        const auto t = Clock::now();
+        auto img = be.encodeImage(tiles, nullptr);
+        vision.push_back(secondsSince(t));
+    }
+    out["vision_ms_per_tile"] = median(vision) * 1e3 / tiles.count();
+    out["image_tokens"] = warm->tokenCount();
+
+    // Prompt: bos, a few words, the image, a short question, "<|Assistant|>:".
+    auto randomIds = [&](int n) {
+        std::vector<std::int32_t> v(n);
+        for (auto& id : v)
+            id = 3 + static_cast<std::int32_t>(rng() % 100000);
+        return v;
+    };
+    std::vector<std::int32_t> head = randomIds(6), question = randomIds(14);
+    head[0] = 0;
+    std::vector<std::int32_t> imageIds(static_cast<std::size_t>(warm->tokenCount()), 128815);
+    auto seq = be.createSequence(config.language.maxPositionEmbeddings);
+    notePeak();
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    greedy.repetitionPenalty = 1;
+    Rng sampler(1);
+    std::vector<double> ttft, prefill;
+    int promptTokens = 0;
+    for (int r = 0; r < o.repeats + 1; ++r) {
+        seq->truncate(0);
+        const auto t = Clock::now();
+        auto img = be.encodeImage(tiles, nullptr);
+        const std::vector<PromptSegment> segs{{head, nullptr, 0}, {imageIds, img.get(), 0}, {question, nullptr, 0}};
+        const auto tp = Clock::now();
+        be.append(*seq, segs, nullptr);
+        const double p = secondsSince(tp);
+        std::vector<std::int32_t> seen(head);
+        be.sampleNext(*seq, seen, greedy, sampler);
+        if (r > 0) {  // the first run warms the prefill shapes
+            ttft.push_back(secondsSince(t));
+            prefill.push_back(p);
+        }
+        promptTokens = seq->length();
+        notePeak();
+    }
+    out["prompt_tokens"] = promptTokens;
+    out["ttft_ms"] = median(ttft) * 1e3;
+    out["prefill_ms"] = median(prefill) * 1e3;
+    out["prefill_tokens_per_s"] = promptTokens / median(prefill);
+
+    // Decode at several context lengths: the session's loop (GPU choice, then the graph step).
+    const double weightBytes = activatedWeightBytes(config);
+    nlohmann::json decode = nlohmann::json::object();
+    for (int context : {128, 1024, 3000}) {
+        seq->truncate(0);
+        const auto ids = randomIds(context);
+        const std::vector<PromptSegment> segs{{ids, nullptr, 0}};
+        be.append(*seq, segs, nullptr);
+        std::vector<std::int32_t> seen(ids);
+        auto step = [&](const SamplingParams& p) {
+            const std::int32_t token = be.sampleNext(*seq, seen, p, sampler);
+            seen.push_back(token);
+            const std::int32_t one[1] = {token};
+            const PromptSegment s{std::span<const std::int32_t>(one, 1), nullptr, 0};
+            be.append(*seq, std::span<const PromptSegment>(&s, 1), nullptr);
+        };
+        for (int i = 0; i < 4; ++i)
+            step(greedy);  // capture of the decode graph
+        const auto t = Clock::now();
+        for (int i = 0; i < o.decodeSteps; ++i)
+            step(greedy);
+        const double perToken = secondsSince(t) / o.decodeSteps;
+        const double bytes = weightBytes + kvBytesPerToken(config, context + o.decodeSteps / 2);
+        nlohmann::json d;
+        d["tokens_per_s"] = 1.0 / perToken;
+        d["ms_per_token"] = perToken * 1e3;
+        d["activated_bytes_per_token"] = bytes;
+        d["roofline_fraction"] = (bytes / kHbmBytesPerSecond) / perToken;
+        if (context == 1024) {
+            SamplingParams demo;  // upstream demo defaults: temperature 0.1, top-p 0.9, penalty 1.1
+            const auto ts = Clock::now();
+            for (int i = 0; i < o.decodeSteps; ++i)
+                step(demo);
+            d["sampled_tokens_per_s"] = o.decodeSteps / secondsSince(ts);
+        }
+        decode[std::to_string(context)] = d;
+        notePeak();
+    }
+    out["decode"] = decode;
+    out["activated_weight_bytes_per_token"] = weightBytes;
+    out["weights_bytes"] = be.memoryPlan().weights;
+    out["peak_gpu_bytes"] = peak - baseline;
+    out["peak_over_weights_bytes"] = static_cast<double>(peak - baseline) - static_cast<double>(be.memoryPlan().weights);
+    out["kv_cache_context"] = config.language.maxPositionEmbeddings;
+    out["description"] = be.description();
+    return out;
+}
+
+// Microbenchmarks of the decode kernels at the tiny / base shapes (device time per launch from
+// CUDA events over 200 launches, and the bandwidth that implies), plus the host round trip of
+// one decode step's bookkeeping. They say where a decode step's time goes.
+nlohmann::json kernelBench()
+{
+    namespace k = tessera::kernels;
+    nlohmann::json out = nlohmann::json::object();
+    k::Stream s = nullptr;
+    cuda::check(k::streamCreate(&s), "stream");
+    k::Event e0 = nullptr, e1 = nullptr;
+    cuda::check(k::eventCreate(&e0), "event");
+    cuda::check(k::eventCreate(&e1), "event");
+    const std::size_t big = std::size_t(1) << 30;  // 1 GiB of weights: no L2 reuse across launches
+    cuda::DeviceBuffer w(big, "bench weights"), x(std::size_t(64) << 20, "bench x"), y(std::size_t(64) << 20, "bench y");
+    cuda::check(k::fillRandomBf16(w.as<std::uint16_t>(), big / 2, 0.02f, 0.f, 1, s), "fill");
+    cuda::check(k::fillRandomF32(x.as<float>(), (std::size_t(64) << 20) / 4, 1.f, 0.f, 2, s), "fill");
+    auto time = [&](const char* name, double bytes, const std::function<void(int)>& launch) {
+        for (int i = 0; i < 5; ++i)
+            launch(i);
+        const int reps = 200;
+        cuda::check(k::eventRecord(e0, s), "event");
+        for (int i = 0; i < reps; ++i)
+            launch(i);
+        cuda::check(k::eventRecord(e1, s), "event");
+        float ms = 0;
+        cuda::check(k::eventElapsedMs(e0, e1, ms), "event");
+        const double us = ms * 1e3 / reps;
+        out[name] = {{"us", us}, {"GB_per_s", bytes / (us * 1e-6) / 1e9}};
+    };
+    auto gemvCase = [&](const char* name, int N, int K, int batch, bool gated, k::DType xt) {
+        const std::size_t per = std::size_t(N) * K * batch;
+        const int slots = static_cast<int>(std::min<std::size_t>(64, big / 2 / per));
+        time(name, double(per) * 2, [&](int i) {
+            k::GemvArgs g;
+            g.N = N;
+            g.K = K;
+            g.batch = batch;
+            g.x = x.get();
+            g.xType = xt;
+            g.strideX = gated ? 2 * K : 0;
+            g.gatedX = gated;
+            g.W = w.as<std::uint16_t>() + (i % slots) * per;
+            g.ldw = K;
+            g.strideW = std::int64_t(N) * K;
+            g.y = y.get();
+            g.yType = k::DType::F32;
+            g.strideY = N;
+            cuda::check(k::gemv(g, s), "gemv");
+        });
+    };
+    gemvCase("gemv tiny qkv 3840x1280", 3840, 1280, 1, false, k::DType::BF16);
+    gemvCase("gemv tiny o_proj 1280x1280", 1280, 1280, 1, false, k::DType::BF16);
+    gemvCase("gemv tiny experts gate/up 8x1792x1280", 1792, 1280, 8, false, k::DType::BF16);
+    gemvCase("gemv tiny experts down 8x1280x896 gated", 1280, 896, 8, true, k::DType::BF16);
+    gemvCase("gemv tiny router 64x1280", 64, 1280, 1, false, k::DType::BF16);
+    gemvCase("gemv lm_head 129280x1280", 129280, 1280, 1, false, k::DType::BF16);
+    gemvCase("gemv base q|kv_a 6720x2560", 6720, 2560, 1, false, k::DType::BF16);
+    gemvCase("gemv base experts gate/up 8x3072x2560", 3072, 2560, 8, false, k::DType::BF16);
+    gemvCase("gemv base experts down 8x2560x1536 gated", 2560, 1536, 8, true, k::DType::BF16);
+    gemvCase("gemv base mla absorb 32x512x128", 512, 128, 32, false, k::DType::BF16);
+
+    // Decode attention at 1024 positions: tiny MHA (10 heads × 128) and base MLA (32 heads, 576/512).
+    const int len = 1023;
+    cuda::DeviceBuffer lenDev(sizeof(int), "len"), ws(std::size_t(16) << 20, "attention workspace");
+    cuda::check(k::setInt(lenDev.as<int>(), len, s), "len");
+    auto attention = [&](const char* name, int heads, int group, int keyDim, int valueDim, bool mla) {
+        const std::int64_t kvw = mla ? keyDim : std::int64_t(heads / group) * keyDim;
+        time(name, double(len + 1) * (mla ? keyDim : 2 * kvw) * 2, [&](int) {
+            k::DecodeAttentionArgs d;
+            d.q = x.get();
+            d.qType = k::DType::BF16;
+            d.qHeadStride = keyDim;
+            d.heads = heads;
+            d.headsPerKv = group;
+            d.keys = w.get();
+            d.keyLd = kvw;
+            d.keyHeadStride = mla ? 0 : keyDim;
+            d.keyDim = keyDim;
+            d.values = mla ? w.get() : static_cast<void*>(w.as<std::uint16_t>() + (std::size_t(64) << 20));
+            d.valueLd = kvw;
+            d.valueHeadStride = mla ? 0 : keyDim;
+            d.valueDim = valueDim;
+            d.cacheType = k::DType::BF16;
+            d.lengthOnDevice = lenDev.as<int>();
+            d.capacity = 4096;
+            d.scale = 0.1f;
+            d.workspace = ws.as<float>();
+            d.out = y.get();
+            d.outType = k::DType::BF16;
+            d.outHeadStride = valueDim;
+            cuda::check(k::decodeAttention(d, s), "decode attention");
+        });
+    };
+    attention("decode attention tiny 10x128 @1024", 10, 1, 128, 128, false);
+    attention("decode attention base mla 32x576/512 @1024", 32, 32, 576, 512, true);
+
+    cuda::DeviceBuffer argWs(std::max<std::size_t>(k::argmaxWorkspaceBytes(), 4096), "argmax"), tok(4, "token");
+    time("greedy argmax 129280", 129280.0 * 4, [&](int) {
+        cuda::check(k::argmaxToken(x.as<float>(), 129280, tok.as<std::int32_t>(), argWs.get(), s), "argmax");
+    });
+    // Host round trip of a decode step's bookkeeping: a tiny kernel, a 4-byte copy back, a sync.
+    cuda::PinnedBuffer pinned(4);
+    {
+        const auto t = Clock::now();
+        const int reps = 200;
+        for (int i = 0; i < reps; ++i) {
+            cuda::check(k::setInt(tok.as<int>(), i, s), "set");
+            cuda::check(k::copyToHost(pinned.as<int>(), tok.get(), 4, s), "copy");
+            cuda::check(k::streamSynchronize(s), "sync");
+        }
+        out["host round trip (launch, copy, sync)"] = {{"us", secondsSince(t) * 1e6 / reps}};
+    }
+    k::eventDestroy(e0);
+    k::eventDestroy(e1);
+    k::streamDestroy(s);
+    return out;
+}
+
+int run(const Options& o)
+{
+    nlohmann::json doc;
+    doc["hbm_bytes_per_s"] = kHbmBytesPerSecond;
+    if (o.kernels)
+        doc["kernels"] = kernelBench();
+    doc["models"] = nlohmann::json::array();
+    if (!o.folder.empty()) {
+        const std::size_t baseline = usedGpuBytes();
+        ModelLoadOptions lo;
+        lo.backend = BackendKind::Cuda;
+        const auto t = Clock::now();
+        auto m = Model::load(o.folder, lo);
+        const double load = secondsSince(t);
+        auto& be = dynamic_cast<cuda::CudaBackend&>(m->backend());
+        auto r = benchBackend(be, m->config(), baseline, o);
+        r["model"] = m->variant();
+        r["folder"] = o.folder;
+        r["load_seconds"] = load;
+        doc["models"].push_back(r);
+    }
+    for (const auto& name : o.models) {
+        if (name.empty())
+            continue;
+        const std::string file = name == "base" ? "deepseek-vl2" : "deepseek-vl2-" + name;
+        const ModelConfig config = loadModelConfig(o.configs + "/" + file + ".config.json");
+        ProcessorConfig processor;
+        const std::size_t baseline = usedGpuBytes();
+        const auto t = Clock::now();
+        std::cerr << "tessera-bench: " << file << " (random weights on the GPU)\n";
+        cuda::CudaBackend be(config, 20250101, processor, {});
+        const double init = secondsSince(t);
+        auto r = benchBackend(be, config, baseline, o);
+        r["model"] = file;
+        r["random_init_seconds"] = init;
+        doc["models"].push_back(r);
+        std::cerr << r.dump() << "\n";
+    }
+    std::cout << doc.dump(2) << std::endl;
+    return 0;
+}
+
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+#if !TESSERA_HAVE_CUDA_BACKEND
+    (void)argc;
+    (void)argv;
+    std::cout << R"({"error": "this build has no CUDA backend"})" << std::endl;
+    return 1;
+#else
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc)
+                throw std::runtime_error(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--models") {
+            o.models.clear();
+            std::string list = next();
+            for (std::size_t p = 0; p <= list.size();) {
+                const std::size_t q = std::min(list.find(',', p), list.size());
+                o.models.push_back(list.substr(p, q - p));
+                p = q + 1;
+            }
+        } else if (a == "--model") {
+            o.folder = next();
+            o.models.clear();
+        } else if (a == "--no-kernels") {
+            o.kernels = false;
+        } else if (a == "--configs") {
+            o.configs = next();
+        } else if (a == "--decode-steps") {
+            o.decodeSteps = std::max(1, std::atoi(next().c_str()));
+        } else if (a == "--repeats") {
+            o.repeats = std::max(1, std::atoi(next().c_str()));
+        } else {
+            std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n";
+            return 2;
+        }
+    }
+    try {
+        return run(o);
+    } catch (const std::exception& e) {
+        std::cout << nlohmann::json{{"error", e.what()}}.dump() << std::endl;
+        return 1;
+    }
+#endif
+}

@@ -1,0 +1,104 @@
+#pragma once
+// The CUDA backend: the whole model on one NVIDIA GPU. Two precisions: ExactFp32 (bf16 weights
+// widened, fp32 everywhere, no TF32: matches the CPU reference within the golden tolerances) and
+// FastBf16 (bf16 activations into tensor-core products with fp32 accumulation; fp32 norms,
+// soft-max, routing scores and residual stream). Sampling runs on the GPU; decode steps replay a
+// CUDA graph.
+#include "backend/cuda/cuda_language_model.h"
+#include "backend/cuda/cuda_vision.h"
+#include "backend/cuda/cuda_weights.h"
+#include "model/config.h"
+#include "model/weight_map.h"
+#include "runtime/backend.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tessera::cuda {
+
+struct CudaBackendOptions {
+    k::MathMode math = k::MathMode::FastBf16;
+    int device = 0;
+    int prefillChunk = 1024;  // positions per prefill step
+    int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
+};
+
+// What the model needs on the GPU, checked against free memory before anything large is allocated.
+struct MemoryPlan {
+    std::size_t weights = 0, kvCache = 0, workspace = 0, reserve = 0;
+    std::size_t freeBytes = 0, totalBytes = 0;
+    int context = 0;
+    std::string gpu;
+    std::size_t needed() const { return weights + kvCache + workspace + reserve; }
+    bool fits() const { return needed() <= freeBytes; }
+    std::string describe() const;
+};
+
+class CudaBackend final : public Backend {
+public:
+    // From a checkpoint: weights are uploaded (progress(fraction) may throw to cancel).
+    CudaBackend(const ModelConfig& config, const WeightMap& weights, const ProcessorConfig& processor,
+                const CudaBackendOptions& options = {}, const std::function<void(double)>& progress = {});
+    // Random weights made on the GPU at the configuration's shapes (benchmarks).
+    CudaBackend(const ModelConfig& config, std::uint64_t randomSeed, const ProcessorConfig& processor,
+                const CudaBackendOptions& options = {});
+    ~CudaBackend() override;
+
+    std::string name() const override { return "cuda"; }
+    std::string description() const override;
+    int vocabSize() const override;
+    int maxContext() const override;
+
+    std::shared_ptr<EncodedImage> encodeImage(const ImageTiles& tiles, const std::atomic<bool>* cancel) override;
+    std::unique_ptr<Sequence> createSequence(int capacity) override;
+    bool append(Sequence& sequence, std::span<const PromptSegment> segments, const std::atomic<bool>* cancel) override;
+    void lastLogits(const Sequence& sequence, std::span<float> out) override;
+    std::int32_t sampleNext(const Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params,
+                            Rng& rng) override;
+
+    // Diagnostics for tests and benchmarks.
+    const MemoryPlan& memoryPlan() const { return plan_; }
+    k::MathMode math() const { return options_.math; }
+    std::vector<float> embeddings(std::span<const PromptSegment> segments);  // [positions, hidden]
+    // vision_out [tiles, 729, width] and projector_out [tiles, 196, hidden] of one image's tiles.
+    void encodeTiles(const ImageTiles& tiles, std::vector<float>* visionOut, std::vector<float>* projectorOut);
+    // append() through the prefill path, recording per-layer hidden states and routing.
+    void appendTraced(Sequence& sequence, std::span<const PromptSegment> segments, LanguageTrace& trace);
+    void synchronize();
+
+    static MemoryPlan planMemory(const ModelConfig& config, const ProcessorConfig& processor, const CudaBackendOptions& options);
+
+private:
+    void initialise(const ModelConfig& config, const ProcessorConfig& processor, const WeightMap* weights, std::uint64_t seed,
+                    const std::function<void(double)>& progress);
+    bool prefillSegments(Sequence& sequence, std::span<const PromptSegment> segments, const std::atomic<bool>* cancel,
+                         LanguageTrace* trace);
+    void fillEmbeddings(std::span<const PromptSegment> segments, int from, int n, float* out);
+    int checkSegments(std::span<const PromptSegment> segments) const;
+
+    const ModelConfig& config_;
+    CudaBackendOptions options_;
+    MemoryPlan plan_;
+    k::Stream stream_ = nullptr;
+    k::GemmContext* gemm_ = nullptr;
+    std::unique_ptr<DeviceWeights> weights_;
+    std::unique_ptr<CudaLanguageModel> language_;
+    std::unique_ptr<CudaVision> vision_;
+    DeviceBuffer workspace_;
+    DeviceBuffer sampling_;  // penalised logits | stamps | token | sort workspace
+    float* scratchLogits_ = nullptr;
+    DeviceBuffer seenIds_;  // the ids the repetition penalty looks at (grows when needed)
+    std::vector<std::int32_t> seenMirror_;  // what seenIds_ holds
+    int* stamps_ = nullptr;
+    std::int32_t* sampled_ = nullptr;
+    void* sortWorkspace_ = nullptr;
+    std::size_t sortBytes_ = 0;
+    int stamp_ = 0;
+    PinnedBuffer pinnedToken_;
+    std::vector<std::int32_t> idsHost_;
+    std::string gpuName_;
+};
+
+}  // namespace tessera::cuda

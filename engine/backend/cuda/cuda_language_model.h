@@ -1,0 +1,129 @@
+#pragma once
+// The DeepSeek-V2 language model on the GPU: chunked prefill through products over whole token
+// blocks, and a one-token decode step captured once per sequence as a CUDA graph that reads the
+// position from the device (so it replays at every position without re-capture).
+#include "backend/cuda/cuda_weights.h"
+
+#include "tessera_kernels/gemm.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace tessera::cuda {
+
+// The KV cache and per-sequence device state. MHA: per layer rotated keys and values
+// [capacity, kvHeads·headDim] each. MLA: per layer one row [capacity, kvLoraRank + qkRopeHeadDim]
+// = normalised latent | rotated k_pe.
+struct SequenceState {
+    DeviceBuffer storage;
+    std::vector<void*> keys, values;  // per layer (values null for MLA)
+    int capacity = 0;
+    int length = 0;
+    int* lengthOnDevice = nullptr;
+    std::int32_t* tokenOnDevice = nullptr;
+    float* logits = nullptr;  // [vocab]: logits of the last computed position
+    bool hasLogits = false;
+    k::GraphExec decodeGraph = nullptr;
+
+    SequenceState() = default;
+    SequenceState(SequenceState&&) = delete;
+    ~SequenceState() { k::graphDestroy(decodeGraph); }
+};
+
+// Intermediate results of a prefill, for tests (host copies, rows appended per chunk).
+struct LanguageTrace {
+    bool wantHiddenStates = false;
+    std::vector<std::vector<float>> hiddenStates;  // L + 1 entries [n, H], HF convention (see cpu)
+    std::vector<float> lastLayerOutput;
+    bool wantRouting = false;
+    std::vector<std::vector<std::int32_t>> moeTopkIdx;  // per MoE layer [n, k]
+    std::vector<std::vector<float>> moeTopkWeight;
+};
+
+class CudaLanguageModel {
+public:
+    CudaLanguageModel(const ModelConfig& config, const DeviceWeights& weights, k::MathMode math, k::Stream stream,
+                      k::GemmContext* gemm, int prefillChunk, int maxContext);
+
+    // Workspace bytes this model needs (layout is fixed by the constructor's arguments).
+    std::size_t workspaceBytes() const { return workspaceBytes_; }
+    void bindWorkspace(void* base);
+    std::size_t cacheBytes(int capacity) const;
+
+    std::unique_ptr<SequenceState> createSequence(int capacity) const;
+
+    int hiddenSize() const { return hidden_; }
+    int vocabSize() const { return vocab_; }
+    int layerCount() const { return static_cast<int>(weights_.layers.size()); }
+    int prefillChunk() const { return chunk_; }
+    k::DType activationType() const { return act_; }
+
+    // Rows [0, n) of hiddenInput() (F32 [prefillChunk, hidden]) hold the input embeddings of
+    // positions seq.length .. seq.length + n − 1.
+    float* hiddenInput() const { return h_; }
+    std::int32_t* idsInput() const { return ids_; }
+    void embedTokens(const std::int32_t* idsOnDevice, int count, float* out) const;
+
+    // Runs the positions, appends them to the cache, computes the logits of the last one.
+    void prefill(SequenceState& seq, int n, LanguageTrace* trace);
+    // One token (already in seq.tokenOnDevice) through the captured decode step.
+    void decode(SequenceState& seq);
+
+private:
+    void layout(Carver& c);
+    void forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace);
+    void attentionMha(SequenceState& seq, int layer, int start, int n, bool decode);
+    void attentionMla(SequenceState& seq, int layer, int start, int n, bool decode);
+    void denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta);
+    // Adds the layer's experts into h_; when nextNorm is given also leaves RMSNorm(h_)·nextNorm in
+    // x_ (the next layer's input, or the final norm).
+    void moe(int layer, int n, bool decode, LanguageTrace* trace, const float* nextNorm);
+    void logitsOfRow(SequenceState& seq, int row, bool normed);
+    void linear(const void* x, std::int64_t ldx, int n, const DeviceMatrix& W, void* y, k::DType yType, std::int64_t ldy,
+                float beta = 0.f) const;
+
+    const DeviceWeights& weights_;
+    LanguageConfig config_;
+    k::MathMode math_;
+    k::DType act_;
+    k::Stream stream_;
+    k::GemmContext* gemm_;
+    int hidden_, vocab_, chunk_, maxContext_;
+    int heads_, kvHeads_, headDim_, nope_, rope_, rank_, vDim_, qWidth_, projWidth_;
+    int experts_ = 0, topK_ = 0, sharedExperts_ = 0, moeInter_ = 0, maxInter_ = 0;
+    float attentionScale_ = 1.f;
+    std::size_t scoreFloats_ = 0;
+    DeviceBuffer rotary_;  // cos | sin tables
+    const float* cos_ = nullptr;
+    const float* sin_ = nullptr;
+    std::size_t workspaceBytes_ = 0;
+
+    float* h_ = nullptr;
+    void* x_ = nullptr;
+    void* proj_ = nullptr;
+    void* q_ = nullptr;
+    float* scores_ = nullptr;
+    void* probs_ = nullptr;
+    void* olat_ = nullptr;
+    void* ctx_ = nullptr;
+    void* gu_ = nullptr;
+    void* mlpAct_ = nullptr;
+    float* sharedOut_ = nullptr;
+    float* router_ = nullptr;
+    std::int32_t* idx_ = nullptr;
+    float* weight_ = nullptr;
+    std::int32_t* slots_ = nullptr;
+    int* counts_ = nullptr;
+    int* fill_ = nullptr;
+    int* offsets_ = nullptr;
+    int* tileOffsets_ = nullptr;
+    void* gathered_ = nullptr;
+    void* egu_ = nullptr;
+    void* eact_ = nullptr;
+    float* eout_ = nullptr;
+    float* attnWorkspace_ = nullptr;
+    std::int32_t* ids_ = nullptr;
+};
+
+}  // namespace tessera::cuda

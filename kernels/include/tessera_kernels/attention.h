@@ -1,0 +1,81 @@
+#pragma once
+// Attention pieces that are not plain products. Prefill attention is two products around
+// causalSoftmax (the scores of one block of queries against the whole visible context); decode
+// attention is a split-context kernel that reads the context length from the device, so that a
+// captured decode step can be replayed at every position.
+#include "tessera_kernels/common.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// For every row r of scores (F32, `rows` rows of `context` columns, leading dimension ld): scale,
+// soft-max over columns [0, visible) and zero the rest, with
+// visible = min(context, firstVisible + (r / tokenDiv) % tokenMod + 1). Writes outType rows to out
+// (leading dimension ldo; out may alias scores when outType is F32). Vision: firstVisible = context.
+struct SoftmaxArgs {
+    const float* scores = nullptr;
+    int rows = 0, context = 0;
+    std::int64_t ld = 0;
+    int firstVisible = 0;
+    int tokenDiv = 1, tokenMod = 1 << 30;
+    float scale = 1.f;
+    void* out = nullptr;
+    DType outType = DType::F32;
+    std::int64_t ldo = 0;
+};
+Status causalSoftmax(const SoftmaxArgs& args, Stream stream);
+
+// One new token per head h (query q + h·qHeadStride) against context positions
+// [0, *lengthOnDevice + 1): scores over keyDim, values of valueDim. Heads h use kv head
+// h / headsPerKv. Output: out + h·outHeadStride (outType, valueDim values).
+struct DecodeAttentionArgs {
+    const void* q = nullptr;
+    DType qType = DType::F32;
+    std::int64_t qHeadStride = 0;
+    int heads = 0, headsPerKv = 1;
+    const void* keys = nullptr;
+    std::int64_t keyLd = 0, keyHeadStride = 0;
+    int keyDim = 0;
+    const void* values = nullptr;
+    std::int64_t valueLd = 0, valueHeadStride = 0;
+    int valueDim = 0;
+    DType cacheType = DType::F32;
+    const int* lengthOnDevice = nullptr;
+    int capacity = 0;
+    float scale = 1.f;
+    float* workspace = nullptr;  // decodeAttentionWorkspaceFloats(...) floats
+    void* out = nullptr;
+    DType outType = DType::F32;
+    std::int64_t outHeadStride = 0;
+};
+std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity);
+Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);
+
+}  // namespace tessera::kernels
+
+namespace tessera::kernels {
+
+// Fused attention on the tensor cores (bf16 in and out, fp32 scores and soft-max, never written
+// to memory): O = softmax(scale · Q·Kᵀ, masked) · V per (batch, head). Query row i has position
+// qPosition0 + i; causal rows see keys [0, qPosition0 + i], others all nKeys keys. Head h reads kv
+// head h / headsPerKv. headDim: a multiple of 8, at most 128. Strides in elements.
+struct FlashAttentionArgs {
+    const void* q = nullptr;
+    std::int64_t ldq = 0, qHeadStride = 0, qBatchStride = 0;
+    const void* k = nullptr;
+    std::int64_t ldk = 0, kHeadStride = 0, kBatchStride = 0;
+    const void* v = nullptr;
+    std::int64_t ldv = 0, vHeadStride = 0, vBatchStride = 0;
+    void* o = nullptr;
+    std::int64_t ldo = 0, oHeadStride = 0, oBatchStride = 0;
+    int batch = 1, heads = 1, headsPerKv = 1, queries = 0, keys = 0, headDim = 0;
+    bool causal = false;
+    int qPosition0 = 0;
+    float scale = 1.f;
+};
+bool flashAttentionSupports(int headDim);
+Status flashAttention(const FlashAttentionArgs& args, Stream stream);
+
+}  // namespace tessera::kernels

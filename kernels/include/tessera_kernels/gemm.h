@@ -1,0 +1,81 @@
+#pragma once
+// Matrix products C[M, N] = alpha · A[M, K] · op(B) (+ bias[N]) (+ beta · C), row-major, batched
+// with strides, and grouped (mixture of experts: consecutive row ranges of A use different B).
+// MathMode::ExactFp32 runs our own fp32 FMA kernels (bf16 operands widened, no TF32);
+// MathMode::FastBf16 runs cuBLAS / our tensor-core kernel on bf16 operands, fp32 accumulation.
+#include "tessera_kernels/common.h"
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// How B is stored: NK = [N, K] rows (weights, keys: C = A·Bᵀ); KN = [K, N] rows (values: C = A·B).
+enum class BLayout : std::uint8_t { NK, KN };
+
+// Owns the cuBLAS handle of one backend (bound to its stream).
+class GemmContext;
+Status gemmContextCreate(GemmContext** ctx, Stream stream);
+void gemmContextDestroy(GemmContext* ctx);
+
+struct GemmArgs {
+    int M = 0, N = 0, K = 0;
+    const void* A = nullptr;
+    DType aType = DType::F32;
+    std::int64_t lda = 0, strideA = 0;
+    const void* B = nullptr;
+    DType bType = DType::BF16;
+    BLayout bLayout = BLayout::NK;
+    std::int64_t ldb = 0, strideB = 0;
+    void* C = nullptr;
+    DType cType = DType::F32;
+    std::int64_t ldc = 0, strideC = 0;
+    int batch = 1;
+    float alpha = 1.f;
+    float beta = 0.f;              // C = ... + beta·C (C must be F32 when beta != 0)
+    const float* bias = nullptr;   // [N], same for every batch
+    MathMode math = MathMode::ExactFp32;
+};
+Status gemm(GemmContext* ctx, const GemmArgs& args, Stream stream);
+
+// Grouped product for experts: rows [offsets[g], offsets[g+1]) of A are multiplied by
+// B + g·strideB ([N, K] rows, bf16). offsets / tileOffsets live on the device (groups + 1 ints;
+// tileOffsets[g] = Σ_{h<g} ceil(rows_h / groupedTileRows(math))). maxRows bounds offsets[groups].
+struct GroupedGemmArgs {
+    int N = 0, K = 0, groups = 0, maxRows = 0;
+    const void* A = nullptr;
+    DType aType = DType::F32;
+    std::int64_t lda = 0;
+    const void* B = nullptr;  // bf16
+    std::int64_t ldb = 0, strideB = 0;
+    void* C = nullptr;
+    DType cType = DType::F32;
+    std::int64_t ldc = 0;
+    const int* offsets = nullptr;
+    const int* tileOffsets = nullptr;
+    MathMode math = MathMode::ExactFp32;
+};
+int groupedTileRows(MathMode math);
+Status groupedGemm(const GroupedGemmArgs& args, Stream stream);
+
+// y[M=1, N] = x · Wᵀ for batch products of one row each (decode): W bf16 [N, K] rows (ldw),
+// x F32 or BF16. When batchIndex (device, `batch` ints) is given, batch b reads
+// W + batchIndex[b]·strideW (the experts a token was routed to). beta 1 accumulates into F32 y.
+// gatedX: x holds gate | up halves of 2K values and the product uses silu(gate) · up.
+struct GemvArgs {
+    int N = 0, K = 0, batch = 1;
+    const void* x = nullptr;
+    DType xType = DType::F32;
+    std::int64_t strideX = 0;
+    const void* W = nullptr;
+    std::int64_t ldw = 0, strideW = 0;
+    const int* batchIndex = nullptr;
+    void* y = nullptr;
+    DType yType = DType::F32;
+    std::int64_t strideY = 0;
+    const float* bias = nullptr;
+    float beta = 0.f;
+    bool gatedX = false;
+};
+Status gemv(const GemvArgs& args, Stream stream);
+
+}  // namespace tessera::kernels

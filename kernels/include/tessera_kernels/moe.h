@@ -1,0 +1,71 @@
+#pragma once
+// Mixture-of-experts plumbing: the router (scores → top-k experts and their weights), the grouping
+// of (token, expert) pairs by expert for the grouped products, and the weighted combine back into
+// the residual stream. Everything stays on the device: no host round trip between router and
+// experts.
+#include "tessera_kernels/common.h"
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+enum class Routing : std::uint8_t { Greedy, NoAuxTc };
+enum class Scoring : std::uint8_t { Softmax, Sigmoid };
+
+// scores: F32 [n, experts] router logits. For each token: soft-max or sigmoid in fp32, choose k
+// experts (ties to the lower index; noaux_tc chooses on score + bias within the best topkGroups
+// groups, scored by the sum of their two best biased scores) and write them in increasing expert
+// order to idx [n, k + sharedExperts] with their weights (unbiased scores, renormalised when
+// asked, × scaling); the last sharedExperts entries of a row are experts E, E + 1, ... (the shared
+// experts, stored after the routed ones) with weight 1.
+struct RouteArgs {
+    const float* scores = nullptr;
+    int n = 0, experts = 0, k = 0;
+    Routing routing = Routing::Greedy;
+    Scoring scoring = Scoring::Softmax;
+    const float* bias = nullptr;  // noaux_tc correction bias [experts]
+    int groups = 1, topkGroups = 1;
+    bool normalize = false;
+    float scaling = 1.f;
+    int sharedExperts = 0;
+    std::int32_t* idx = nullptr;
+    float* weight = nullptr;
+};
+Status routeTokens(const RouteArgs& args, Stream stream);
+
+// Groups the n·k (token, expert) pairs by expert: counts / offsets / tileOffsets per expert (for
+// groupedGemm with tiles of tileRows rows), pairRows[t, i] = row of pair (t, i) in the grouped order,
+// and gathered[row] = x[t] (xType rows of width `width`).
+struct DispatchArgs {
+    const std::int32_t* idx = nullptr;
+    int n = 0, k = 0, experts = 0, tileRows = 64;
+    int* counts = nullptr;       // [experts]
+    int* fill = nullptr;         // [experts]
+    int* offsets = nullptr;      // [experts + 1]
+    int* tileOffsets = nullptr;  // [experts + 1]
+    std::int32_t* pairRows = nullptr;  // [n, k]
+    const void* x = nullptr;
+    DType xType = DType::F32;
+    int width = 0;
+    void* gathered = nullptr;    // [n·k, width]
+};
+Status dispatchTokens(const DispatchArgs& args, Stream stream);
+
+// residual[t] += Σ_i weight[t, i] · expertOut[slot(t, i)] (+ shared[t]), experts in idx order.
+// slot(t, i) = pairRows[t·k + i], or t·k + i when pairRows is null (decode: rows in routing order).
+// With normWeight, also normOut[t] = RMSNorm(residual[t]) · normWeight (the next layer's input).
+struct CombineArgs {
+    const float* expertOut = nullptr;  // [*, width] F32
+    const std::int32_t* pairRows = nullptr;
+    const float* weight = nullptr;     // [n, k]
+    const float* shared = nullptr;     // [n, width] F32 or null
+    int n = 0, k = 0, width = 0;
+    float* residual = nullptr;         // [n, width] F32
+    const float* normWeight = nullptr;
+    float normEps = 1e-6f;
+    void* normOut = nullptr;           // [n, width] normType
+    DType normType = DType::F32;
+};
+Status combineExperts(const CombineArgs& args, Stream stream);
+
+}  // namespace tessera::kernels

@@ -1,0 +1,18 @@
+#pragma once
+// Row normalisations in fp32: RMSNorm (language model) and LayerNorm (vision tower). Inputs are
+// F32 rows; the output type is the next product's operand type. out may alias x when both are F32.
+#include "tessera_kernels/common.h"
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+// out[r] = x[r] / sqrt(mean(x[r]²) + eps) · weight
+Status rmsNorm(const float* x, std::int64_t ldx, int rows, int n, const float* weight, float eps, void* out,
+               DType outType, std::int64_t ldo, Stream stream);
+
+// out[r] = (x[r] − mean) / sqrt(var + eps) · gamma + beta (biased variance)
+Status layerNorm(const float* x, std::int64_t ldx, int rows, int n, const float* gamma, const float* beta, float eps,
+                 void* out, DType outType, std::int64_t ldo, Stream stream);
+
+}  // namespace tessera::kernels

@@ -1,0 +1,45 @@
+#pragma once
+// The CUDA runtime calls the engine needs (memory, copies, streams, events, graphs), behind
+// plain C++ so that engine code needs no CUDA headers. Every function returns a Status naming the
+// call that failed.
+#include "tessera_kernels/common.h"
+
+#include <cstddef>
+
+namespace tessera::kernels {
+
+Status setDevice(int index);
+Status memoryInfo(std::size_t& freeBytes, std::size_t& totalBytes);
+
+Status deviceAlloc(void** ptr, std::size_t bytes);  // plain cudaMalloc, never managed memory
+void deviceFree(void* ptr);
+Status pinnedAlloc(void** ptr, std::size_t bytes);   // page-locked host memory for staging
+void pinnedFree(void* ptr);
+
+Status copyToDevice(void* dst, const void* src, std::size_t bytes, Stream stream);    // async
+Status copyToHost(void* dst, const void* src, std::size_t bytes, Stream stream);      // async
+Status copyOnDevice(void* dst, const void* src, std::size_t bytes, Stream stream);    // async
+Status fillZero(void* dst, std::size_t bytes, Stream stream);                          // async
+Status setInt(int* dst, int value, Stream stream);                                     // tiny kernel, capturable
+Status addInt(int* dst, int delta, Stream stream);                                     // *dst += delta on the device
+
+Status streamCreate(Stream* stream);
+void streamDestroy(Stream stream);
+Status streamSynchronize(Stream stream);
+
+// Events for timing; an Event is an opaque cudaEvent_t.
+using Event = void*;
+Status eventCreate(Event* event);
+void eventDestroy(Event event);
+Status eventRecord(Event event, Stream stream);
+Status eventElapsedMs(Event start, Event stop, float& ms);  // synchronises on stop
+Status eventSynchronize(Event event);
+
+// Stream capture into a CUDA graph, and replays of it. A GraphExec is an opaque cudaGraphExec_t.
+using GraphExec = void*;
+Status captureBegin(Stream stream);
+Status captureEnd(Stream stream, GraphExec* exec);  // also instantiates
+Status graphLaunch(GraphExec exec, Stream stream);
+void graphDestroy(GraphExec exec);
+
+}  // namespace tessera::kernels

@@ -1,0 +1,241 @@
+// Flash attention (FlashAttention-2 style) with mma.sync m16n8k16: a block of 4 warps owns 64
+// query rows (16 per warp) of one (batch, head); it walks the keys in tiles of 64, keeps the
+// scores in registers, updates the running max / sum per row and accumulates P·V in fp32.
+// K and V tiles go through padded shared memory (conflict-free ldmatrix; .trans for V).
+#include "tessera_kernels/attention.h"
+
+#include "launch_util.cuh"
+
+#include <mutex>
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int kRows = 64, kKeys = 64, kWarps = 4;
+
+template <int DP>
+struct Smem {
+    static constexpr int LD = DP + 8;  // padded row (bf16 elements)
+    static constexpr int bytes = (kRows + 2 * kKeys) * LD * 2;
+};
+
+__device__ __forceinline__ void cpAsync16(void* smem, const void* gmem, bool valid)
+{
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cpAsyncWaitAll() { asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::); }
+
+__device__ __forceinline__ void ldsm4(unsigned (&r)[4], const void* p)
+{
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const void* p)
+{
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(p));
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+}
+__device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned pack(float lo, float hi)
+{
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&v);
+}
+
+// Loads rows [row0, row0 + 64) × [0, DP) of a bf16 matrix into smem (zero outside rows / D).
+template <int DP>
+__device__ __forceinline__ void loadTile(bf16* dst, const bf16* src, long long ld, int row0, int rows, int D)
+{
+    constexpr int chunks = DP / 8;
+    for (int c = threadIdx.x; c < 64 * chunks; c += kWarps * 32) {
+        const int r = c / chunks, d = (c % chunks) * 8;
+        const bool valid = row0 + r < rows && d < D;
+        cpAsync16(dst + r * Smem<DP>::LD + d, valid ? src + static_cast<long long>(row0 + r) * ld + d : src, valid);
+    }
+}
+
+template <int DP>
+__global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
+{
+    extern __shared__ __align__(16) unsigned char smemRaw[];
+    constexpr int LD = Smem<DP>::LD;
+    bf16* qs = reinterpret_cast<bf16*>(smemRaw);
+    bf16* ks = qs + kRows * LD;
+    bf16* vs = ks + kKeys * LD;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int qBlock = blockIdx.x * kRows, h = blockIdx.y, b = blockIdx.z;
+    const int kvh = h / a.headsPerKv;
+    const bf16* Q = static_cast<const bf16*>(a.q) + b * a.qBatchStride + h * a.qHeadStride;
+    const bf16* K = static_cast<const bf16*>(a.k) + b * a.kBatchStride + kvh * a.kHeadStride;
+    const bf16* V = static_cast<const bf16*>(a.v) + b * a.vBatchStride + kvh * a.vHeadStride;
+    bf16* O = static_cast<bf16*>(a.o) + b * a.oBatchStride + h * a.oHeadStride;
+
+    loadTile<DP>(qs, Q, a.ldq, qBlock, a.queries, a.headDim);
+    cpAsyncWaitAll();
+    __syncthreads();
+    unsigned qf[DP / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk)
+        ldsm4(qf[kk], qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+
+    float o[DP / 8][4];
+#pragma unroll
+    for (int j = 0; j < DP / 8; ++j)
+        o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.f, 0.f};
+    const float scaleLog2 = a.scale * 1.4426950408889634f;
+    const int rowA = qBlock + warp * 16 + (lane >> 2);  // this thread's rows: rowA, rowA + 8
+    int keyEnd = a.keys;
+    if (a.causal)
+        keyEnd = min(keyEnd, a.qPosition0 + qBlock + kRows);
+
+    for (int k0 = 0; k0 < keyEnd; k0 += kKeys) {
+        __syncthreads();  // the previous tile is no longer read
+        loadTile<DP>(ks, K, a.ldk, k0, a.keys, a.headDim);
+        loadTile<DP>(vs, V, a.ldv, k0, a.keys, a.headDim);
+        cpAsyncWaitAll();
+        __syncthreads();
+
+        float s[kKeys / 8][4];
+#pragma unroll
+        for (int j = 0; j < kKeys / 8; ++j)
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < DP / 16; ++kk) {
+#pragma unroll
+            for (int nj = 0; nj < kKeys / 16; ++nj) {
+                unsigned r[4];
+                const int key = nj * 16 + (lane & 7) + ((lane >> 4) << 3);
+                ldsm4(r, ks + key * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+                mma(s[2 * nj], qf[kk], r[0], r[1]);
+                mma(s[2 * nj + 1], qf[kk], r[2], r[3]);
+            }
+        }
+        // Mask, running max and sum (two rows per thread: e = 0,1 → rowA; 2,3 → rowA + 8).
+        float tileMax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < kKeys / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+                const int row = rowA + (e >> 1) * 8;
+                bool visible = key < a.keys;
+                if (a.causal)
+                    visible = visible && key <= a.qPosition0 + row;
+                s[j][e] = visible ? s[j][e] * scaleLog2 : -INFINITY;
+                tileMax[e >> 1] = fmaxf(tileMax[e >> 1], s[j][e]);
+            }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            tileMax[r] = fmaxf(tileMax[r], __shfl_xor_sync(0xffffffffu, tileMax[r], 1));
+            tileMax[r] = fmaxf(tileMax[r], __shfl_xor_sync(0xffffffffu, tileMax[r], 2));
+            const float mNew = fmaxf(mRow[r], tileMax[r]);
+            corr[r] = mNew == -INFINITY ? 1.f : exp2f(mRow[r] - mNew);
+            mRow[r] = mNew;
+        }
+        float rowSum[2] = {0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < kKeys / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const float m = mRow[e >> 1];
+                const float p = m == -INFINITY ? 0.f : exp2f(s[j][e] - m);
+                s[j][e] = p;
+                rowSum[e >> 1] += p;
+            }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
+            rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
+            lRow[r] = lRow[r] * corr[r] + rowSum[r];
+        }
+#pragma unroll
+        for (int j = 0; j < DP / 8; ++j) {
+            o[j][0] *= corr[0];
+            o[j][1] *= corr[0];
+            o[j][2] *= corr[1];
+            o[j][3] *= corr[1];
+        }
+        // O += P·V: the score accumulators become the A operand (keys 16 at a time).
+#pragma unroll
+        for (int kk = 0; kk < kKeys / 16; ++kk) {
+            unsigned pa[4] = {pack(s[2 * kk][0], s[2 * kk][1]), pack(s[2 * kk][2], s[2 * kk][3]),
+                              pack(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dj = 0; dj < DP / 16; ++dj) {
+                unsigned r[4];
+                const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+                ldsm4t(r, vs + key * LD + dj * 16 + (lane >> 4) * 8);
+                mma(o[2 * dj], pa, r[0], r[1]);
+                mma(o[2 * dj + 1], pa, r[2], r[3]);
+            }
+        }
+    }
+
+    const float inv[2] = {lRow[0] > 0.f ? 1.f / lRow[0] : 0.f, lRow[1] > 0.f ? 1.f / lRow[1] : 0.f};
+#pragma unroll
+    for (int j = 0; j < DP / 8; ++j) {
+        const int d = j * 8 + (lane & 3) * 2;
+        if (d >= a.headDim)
+            continue;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = rowA + r * 8;
+            if (row < a.queries)
+                *reinterpret_cast<__nv_bfloat162*>(O + static_cast<long long>(row) * a.ldo + d) =
+                    __floats2bfloat162_rn(o[j][2 * r] * inv[r], o[j][2 * r + 1] * inv[r]);
+        }
+    }
+}
+
+template <int DP>
+Status launch(const FlashAttentionArgs& a, cudaStream_t s)
+{
+    static std::once_flag once;
+    static cudaError_t attr = cudaSuccess;
+    std::call_once(once, [] {
+        attr = cudaFuncSetAttribute(flashKernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<DP>::bytes);
+    });
+    if (attr != cudaSuccess)
+        return cudaStatus(attr, "flash attention: cudaFuncSetAttribute");
+    const dim3 grid((a.queries + kRows - 1) / kRows, a.heads, a.batch);
+    flashKernel<DP><<<grid, kWarps * 32, Smem<DP>::bytes, s>>>(a);
+    return launchStatus("flash attention");
+}
+
+}  // namespace
+
+bool flashAttentionSupports(int headDim) { return headDim > 0 && headDim % 8 == 0 && headDim <= 128; }
+
+Status flashAttention(const FlashAttentionArgs& a, Stream stream)
+{
+    if (a.queries <= 0 || a.heads <= 0 || a.batch <= 0)
+        return {};
+    if (!flashAttentionSupports(a.headDim))
+        return Status::failure("flash attention: head dimension must be a multiple of 8 up to 128");
+    if (a.ldq % 8 || a.ldk % 8 || a.ldv % 8 || a.ldo % 2 || a.qHeadStride % 8 || a.kHeadStride % 8 || a.vHeadStride % 8 ||
+        a.qBatchStride % 8 || a.kBatchStride % 8 || a.vBatchStride % 8)
+        return Status::failure("flash attention: strides must be multiples of 8 elements");
+    if (a.headsPerKv <= 0 || a.batch > 65535 || a.heads > 65535)
+        return Status::failure("flash attention: bad head mapping");
+    cudaStream_t s = cuStream(stream);
+    if (a.headDim <= 64)
+        return launch<64>(a, s);
+    if (a.headDim <= 80)
+        return launch<80>(a, s);
+    if (a.headDim <= 96)
+        return launch<96>(a, s);
+    return launch<128>(a, s);
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,289 @@
+// Router (one warp per token), expert grouping and combine.
+#include "tessera_kernels/moe.h"
+
+#include "launch_util.cuh"
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int kMaxExperts = 256;
+constexpr int kPerLane = kMaxExperts / 32;
+constexpr int kMaxK = 16;
+
+// Warp-wide argmax of (v, index); ties → lower index. Every lane gets the result.
+__device__ __forceinline__ void warpArgmax(float& v, int& i)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
+__global__ void routeKernel(RouteArgs a)
+{
+    const int warpsPerBlock = blockDim.x / 32;
+    const int t = blockIdx.x * warpsPerBlock + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (t >= a.n)
+        return;
+    const int E = a.experts;
+    const float* row = a.scores + static_cast<long long>(t) * E;
+    float s[kPerLane], choice[kPerLane];
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int e = lane + 32 * j;
+        s[j] = e < E ? row[e] : -INFINITY;
+    }
+    if (a.scoring == Scoring::Softmax) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            mx = fmaxf(mx, s[j]);
+        mx = warpMax(mx);
+        double sum = 0.0;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const int e = lane + 32 * j;
+            s[j] = e < E ? expf(s[j] - mx) : 0.f;
+            sum += s[j];
+        }
+        sum = warpSumD(sum);
+        const float inv = static_cast<float>(1.0 / sum);
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            s[j] *= inv;
+    } else {
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            s[j] = 1.f / (1.f + expf(-s[j]));
+    }
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int e = lane + 32 * j;
+        choice[j] = e < E ? s[j] + (a.routing == Routing::NoAuxTc ? a.bias[e] : 0.f) : -INFINITY;
+    }
+    if (a.routing == Routing::NoAuxTc && a.topkGroups < a.groups) {
+        const int per = E / a.groups;
+        float groupScore[32];
+        for (int g = 0; g < a.groups && g < 32; ++g) {
+            float best = -INFINITY;
+            int bi = 1 << 30;
+#pragma unroll
+            for (int j = 0; j < kPerLane; ++j) {
+                const int e = lane + 32 * j;
+                if (e < E && e / per == g && choice[j] > best) {
+                    best = choice[j];
+                    bi = e;
+                }
+            }
+            warpArgmax(best, bi);
+            float second = -INFINITY;
+            int si = 1 << 30;
+#pragma unroll
+            for (int j = 0; j < kPerLane; ++j) {
+                const int e = lane + 32 * j;
+                if (e < E && e / per == g && e != bi && choice[j] > second) {
+                    second = choice[j];
+                    si = e;
+                }
+            }
+            warpArgmax(second, si);
+            groupScore[g] = best + second;
+        }
+        unsigned kept = 0;
+        for (int r = 0; r < a.topkGroups; ++r) {
+            int bg = -1;
+            for (int g = 0; g < a.groups && g < 32; ++g)
+                if (!(kept & (1u << g)) && (bg < 0 || groupScore[g] > groupScore[bg]))
+                    bg = g;
+            kept |= 1u << bg;
+        }
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const int e = lane + 32 * j;
+            if (e < E && !(kept & (1u << (e / per))))
+                choice[j] = 0.f;  // the reference masks with 0.0, not −inf
+        }
+    }
+    int chosen[kMaxK];
+    for (int r = 0; r < a.k; ++r) {
+        float best = -INFINITY;
+        int bi = 1 << 30;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const int e = lane + 32 * j;
+            if (e < E && choice[j] > best) {
+                best = choice[j];
+                bi = e;
+            }
+        }
+        warpArgmax(best, bi);
+        chosen[r] = bi;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            if (lane + 32 * j == bi)
+                choice[j] = -INFINITY;
+    }
+    // Weights: the unbiased scores of the chosen experts, in increasing expert order.
+    for (int i = 1; i < a.k; ++i)
+        for (int m = i; m > 0 && chosen[m - 1] > chosen[m]; --m) {
+            const int tmp = chosen[m];
+            chosen[m] = chosen[m - 1];
+            chosen[m - 1] = tmp;
+        }
+    float w[kMaxK];
+    float sum = 0.f;
+    for (int i = 0; i < a.k; ++i) {
+        const int e = chosen[i];
+        float v = 0.f;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const float x = __shfl_sync(0xffffffffu, s[j], e & 31);
+            if (j == e / 32)
+                v = x;
+        }
+        w[i] = v;
+        sum += v;
+    }
+    if (lane == 0) {
+        const bool renormalize = a.k > 1 && a.normalize;
+        const int width = a.k + a.sharedExperts;
+        for (int i = 0; i < a.k; ++i) {
+            a.idx[static_cast<long long>(t) * width + i] = chosen[i];
+            a.weight[static_cast<long long>(t) * width + i] = renormalize ? w[i] / (sum + 1e-20f) * a.scaling : w[i] * a.scaling;
+        }
+        for (int i = 0; i < a.sharedExperts; ++i) {
+            a.idx[static_cast<long long>(t) * width + a.k + i] = E + i;
+            a.weight[static_cast<long long>(t) * width + a.k + i] = 1.f;
+        }
+    }
+}
+
+__global__ void countKernel(const int* idx, int total, int* counts)
+{
+    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)
+        atomicAdd(&counts[idx[e]], 1);
+}
+
+__global__ void scanKernel(const int* counts, int experts, int tileRows, int* offsets, int* tileOffsets, int* fill)
+{
+    if (threadIdx.x != 0)
+        return;
+    int o = 0, t = 0;
+    offsets[0] = 0;
+    tileOffsets[0] = 0;
+    for (int e = 0; e < experts; ++e) {
+        o += counts[e];
+        t += (counts[e] + tileRows - 1) / tileRows;
+        offsets[e + 1] = o;
+        tileOffsets[e + 1] = t;
+        fill[e] = 0;
+    }
+}
+
+template <typename T>
+__global__ void scatterKernel(DispatchArgs a)
+{
+    __shared__ int pos[kMaxK + 8];
+    const int t = blockIdx.x;
+    if (threadIdx.x < a.k) {
+        const int e = a.idx[static_cast<long long>(t) * a.k + threadIdx.x];
+        const int p = a.offsets[e] + atomicAdd(&a.fill[e], 1);
+        pos[threadIdx.x] = p;
+        a.pairRows[static_cast<long long>(t) * a.k + threadIdx.x] = p;
+    }
+    __syncthreads();
+    const T* src = static_cast<const T*>(a.x) + static_cast<long long>(t) * a.width;
+    for (int i = 0; i < a.k; ++i) {
+        T* dst = static_cast<T*>(a.gathered) + static_cast<long long>(pos[i]) * a.width;
+        for (int c = threadIdx.x; c < a.width; c += blockDim.x)
+            dst[c] = src[c];
+    }
+}
+
+template <typename TN>
+__global__ void combineKernel(CombineArgs a)
+{
+    __shared__ float scratch[33];
+    __shared__ long long slots[kMaxK + 8];
+    __shared__ float weights[kMaxK + 8];
+    const int t = blockIdx.x;
+    if (threadIdx.x < a.k) {
+        const long long pair = static_cast<long long>(t) * a.k + threadIdx.x;
+        slots[threadIdx.x] = a.pairRows ? a.pairRows[pair] : pair;
+        weights[threadIdx.x] = a.weight[pair];
+    }
+    __syncthreads();
+    float* h = a.residual + static_cast<long long>(t) * a.width;
+    float ss = 0.f;
+    for (int c = threadIdx.x; c < a.width; c += blockDim.x) {
+        float acc = 0.f;
+        for (int i = 0; i < a.k; ++i)
+            acc += a.expertOut[slots[i] * a.width + c] * weights[i];
+        if (a.shared)
+            acc += a.shared[static_cast<long long>(t) * a.width + c];
+        const float v = h[c] + acc;
+        h[c] = v;
+        ss = fmaf(v, v, ss);
+    }
+    if (!a.normWeight)
+        return;
+    ss = blockSum(ss, scratch);
+    const float inv = rsqrtf(ss / a.width + a.normEps);
+    TN* out = static_cast<TN*>(a.normOut) + static_cast<long long>(t) * a.width;
+    for (int c = threadIdx.x; c < a.width; c += blockDim.x)
+        out[c] = fromFloat<TN>(a.normWeight[c] * (h[c] * inv));
+}
+
+}  // namespace
+
+Status routeTokens(const RouteArgs& a, Stream stream)
+{
+    if (a.n <= 0)
+        return {};
+    if (a.experts <= 0 || a.experts > kMaxExperts)
+        return Status::failure("router: the CUDA router handles 1 to 256 experts");
+    if (a.k <= 0 || a.k > kMaxK || a.k > a.experts)
+        return Status::failure("router: num_experts_per_tok must be between 1 and 16");
+    if (a.k + a.sharedExperts > kMaxK + 8)
+        return Status::failure("router: too many routed + shared experts per token");
+    if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
+        return Status::failure("router: n_group must divide the experts into at most 32 groups");
+    const int warps = 4;
+    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(a);
+    return launchStatus("moe router");
+}
+
+Status dispatchTokens(const DispatchArgs& a, Stream stream)
+{
+    if (a.n <= 0)
+        return {};
+    if (a.k > kMaxK + 8 || a.k > 128)
+        return Status::failure("moe dispatch: too many experts per token");
+    cudaStream_t s = cuStream(stream);
+    Status r = cudaStatus(cudaMemsetAsync(a.counts, 0, sizeof(int) * a.experts, s), "moe dispatch: cudaMemsetAsync");
+    if (!r.ok())
+        return r;
+    const int total = a.n * a.k;
+    countKernel<<<(total + 255) / 256, 256, 0, s>>>(a.idx, total, a.counts);
+    scanKernel<<<1, 32, 0, s>>>(a.counts, a.experts, a.tileRows, a.offsets, a.tileOffsets, a.fill);
+    TESSERA_DISPATCH_DTYPE(a.xType, T, scatterKernel<T><<<a.n, 128, 0, s>>>(a));
+    return launchStatus("moe dispatch");
+}
+
+Status combineExperts(const CombineArgs& a, Stream stream)
+{
+    if (a.n <= 0)
+        return {};
+    if (a.k > kMaxK + 8)
+        return Status::failure("moe combine: too many experts per token");
+    TESSERA_DISPATCH_DTYPE(a.normType, TN, combineKernel<TN><<<a.n, 256, 0, cuStream(stream)>>>(a));
+    return launchStatus("moe combine");
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,170 @@
+#include "tessera_kernels/runtime.h"
+
+#include "launch_util.cuh"
+
+#include <cuda_runtime.h>
+
+namespace tessera::kernels {
+
+namespace {
+
+__global__ void setIntKernel(int* dst, int value) { *dst = value; }
+__global__ void addIntKernel(int* dst, int delta) { *dst += delta; }
+
+cudaStream_t s(Stream stream) { return static_cast<cudaStream_t>(stream); }
+
+}  // namespace
+
+Status setDevice(int index) { return cudaStatus(cudaSetDevice(index), "cudaSetDevice"); }
+
+Status memoryInfo(std::size_t& freeBytes, std::size_t& totalBytes)
+{
+    return cudaStatus(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+}
+
+Status deviceAlloc(void** ptr, std::size_t bytes)
+{
+    *ptr = nullptr;
+    if (bytes == 0)
+        return {};
+    return cudaStatus(cudaMalloc(ptr, bytes), "cudaMalloc");
+}
+
+void deviceFree(void* ptr)
+{
+    if (ptr)
+        cudaFree(ptr);
+}
+
+Status pinnedAlloc(void** ptr, std::size_t bytes)
+{
+    *ptr = nullptr;
+    return cudaStatus(cudaMallocHost(ptr, bytes ? bytes : 1), "cudaMallocHost");
+}
+
+void pinnedFree(void* ptr)
+{
+    if (ptr)
+        cudaFreeHost(ptr);
+}
+
+Status copyToDevice(void* dst, const void* src, std::size_t bytes, Stream stream)
+{
+    if (bytes == 0)
+        return {};
+    return cudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s(stream)), "cudaMemcpyAsync(host to device)");
+}
+
+Status copyToHost(void* dst, const void* src, std::size_t bytes, Stream stream)
+{
+    if (bytes == 0)
+        return {};
+    return cudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s(stream)), "cudaMemcpyAsync(device to host)");
+}
+
+Status copyOnDevice(void* dst, const void* src, std::size_t bytes, Stream stream)
+{
+    if (bytes == 0)
+        return {};
+    return cudaStatus(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s(stream)), "cudaMemcpyAsync(device to device)");
+}
+
+Status fillZero(void* dst, std::size_t bytes, Stream stream)
+{
+    if (bytes == 0)
+        return {};
+    return cudaStatus(cudaMemsetAsync(dst, 0, bytes, s(stream)), "cudaMemsetAsync");
+}
+
+Status setInt(int* dst, int value, Stream stream)
+{
+    setIntKernel<<<1, 1, 0, s(stream)>>>(dst, value);
+    return launchStatus("set_int");
+}
+
+Status addInt(int* dst, int delta, Stream stream)
+{
+    addIntKernel<<<1, 1, 0, s(stream)>>>(dst, delta);
+    return launchStatus("add_int");
+}
+
+Status streamCreate(Stream* stream)
+{
+    cudaStream_t st = nullptr;
+    Status r = cudaStatus(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
+    *stream = st;
+    return r;
+}
+
+void streamDestroy(Stream stream)
+{
+    if (stream)
+        cudaStreamDestroy(s(stream));
+}
+
+Status streamSynchronize(Stream stream) { return cudaStatus(cudaStreamSynchronize(s(stream)), "cudaStreamSynchronize"); }
+
+Status eventCreate(Event* event)
+{
+    cudaEvent_t e = nullptr;
+    Status r = cudaStatus(cudaEventCreate(&e), "cudaEventCreate");
+    *event = e;
+    return r;
+}
+
+void eventDestroy(Event event)
+{
+    if (event)
+        cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+Status eventRecord(Event event, Stream stream)
+{
+    return cudaStatus(cudaEventRecord(static_cast<cudaEvent_t>(event), s(stream)), "cudaEventRecord");
+}
+
+Status eventElapsedMs(Event start, Event stop, float& ms)
+{
+    Status r = cudaStatus(cudaEventSynchronize(static_cast<cudaEvent_t>(stop)), "cudaEventSynchronize");
+    if (!r.ok())
+        return r;
+    return cudaStatus(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(stop)),
+                      "cudaEventElapsedTime");
+}
+
+Status eventSynchronize(Event event)
+{
+    return cudaStatus(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
+}
+
+Status captureBegin(Stream stream)
+{
+    return cudaStatus(cudaStreamBeginCapture(s(stream), cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+}
+
+Status captureEnd(Stream stream, GraphExec* exec)
+{
+    *exec = nullptr;
+    cudaGraph_t graph = nullptr;
+    Status r = cudaStatus(cudaStreamEndCapture(s(stream), &graph), "cudaStreamEndCapture");
+    if (!r.ok())
+        return r;
+    cudaGraphExec_t e = nullptr;
+    r = cudaStatus(cudaGraphInstantiate(&e, graph, 0), "cudaGraphInstantiate");
+    cudaGraphDestroy(graph);
+    *exec = e;
+    return r;
+}
+
+Status graphLaunch(GraphExec exec, Stream stream)
+{
+    return cudaStatus(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), s(stream)), "cudaGraphLaunch");
+}
+
+void graphDestroy(GraphExec exec)
+{
+    if (exec)
+        cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# GPU-machine side of scripts/device-check.sh: unpacks the stage, runs the CUDA tests, a
+# compute-sanitizer memcheck and racecheck on short golden runs, and tessera-bench. Logs go to
+# $OUT (tests.txt, memcheck.txt, racecheck.txt, bench.json, bench.err, gpu.txt); a summary ends
+# the output. Every step has a time limit so that the call ends inside the device's 10 minutes.
+set -uo pipefail
+repo=$(pwd)
+stage="$repo/.device-stage"
+out="${OUT:-/tmp/tessera-out}"
+mkdir -p "$out"
+work=/tmp/tessera-device
+rm -rf "$work" && mkdir -p "$work"
+tar -xJf "$stage/stage.tar.xz" -C "$work"
+export LD_LIBRARY_PATH="$work/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export TESSERA_GOLDEN_DIR="$work/golden"
+export TESSERA_SOURCE_DIR="$repo"
+export PATH="$PATH:/usr/local/cuda/bin"
+test_bin="$work/bin/engine_test_cuda_backend"
+bench_bin="$work/bin/tessera-bench"
+tests_limit="${TESTS_LIMIT:-240}"
+bench_limit="${BENCH_LIMIT:-180}"
+sanitizer_limit="${SANITIZER_LIMIT:-90}"
+
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem,driver_version --format=csv > "$out/gpu.txt" 2>&1
+cat "$out/gpu.txt"
+if ldd "$test_bin" | grep -q "not found"; then
+  ldd "$test_bin" | grep "not found"
+fi
+
+echo "== GPU tests (limit ${tests_limit}s)"
+start=$(date +%s)
+timeout "$tests_limit" "$test_bin" ${TEST_ARGS:-} -o "$out/tests.txt,txt" -o -,txt > "$out/tests.console" 2>&1
+tests_rc=$?
+echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
+grep -E "^(FAIL|XPASS)|Totals|figure|QWARN|Loc:" "$out/tests.txt" | head -150
+
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
+  echo "== tessera-bench (limit ${bench_limit}s)"
+  start=$(date +%s)
+  timeout "$bench_limit" "$bench_bin" --configs "$repo/tests/data/configs" ${BENCH_ARGS:-} > "$out/bench.json" 2> "$out/bench.err"
+  echo "bench exit $? after $(( $(date +%s) - start ))s"
+  tail -c 4000 "$out/bench.json"
+fi
+
+if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
+  echo "== compute-sanitizer memcheck (limit ${sanitizer_limit}s)"
+  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep}"
+  timeout "$sanitizer_limit" compute-sanitizer --tool memcheck --error-exitcode 9 "$test_bin" $cases > "$out/memcheck.txt" 2>&1
+  echo "memcheck exit $?"
+  grep -E "ERROR SUMMARY|Totals|FAIL" "$out/memcheck.txt" | head -20
+  echo "== compute-sanitizer racecheck (limit ${sanitizer_limit}s)"
+  timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text flashAttentionSweep > "$out/racecheck.txt" 2>&1
+  echo "racecheck exit $?"
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Totals|FAIL" "$out/racecheck.txt" | head -20
+fi
+exit $tests_rc

@@ -1,0 +1,980 @@
+// The CUDA backend on the GPU machine: every kernel family against a CPU reference over a sweep of
+// shapes (the real tiny/small/base shapes among them); the exact fp32 mode against the CPU
+// backend on every golden model and conversation at the golden tolerances (vision, projector,
+// embeddings, per-layer hidden states, routing, logits, greedy tokens through the KV cache); the
+// fast bf16 mode against the fp32 mode with statistical tolerances; GPU sampling against the host
+// sampler; the runtime (sessions, prefix reuse) on the GPU. Skips without a GPU.
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "core/json_util.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+#include "model/weight_map.h"
+#include "processor/processor.h"
+#include "runtime/model.h"
+#include "runtime/sampler.h"
+#include "runtime/session.h"
+
+#include "tessera_kernels/device_info.h"
+
+#if TESSERA_HAVE_CUDA_BACKEND
+#include "backend/cuda/cuda_backend.h"
+#include "tessera_kernels/attention.h"
+#include "tessera_kernels/gemm.h"
+#include "tessera_kernels/moe.h"
+#include "tessera_kernels/norm.h"
+#include "tessera_kernels/runtime.h"
+#endif
+
+#include "golden.h"
+
+#include <QtTest>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+
+using namespace tessera;
+
+namespace {
+
+const char* const kModels[] = {"mini-mha", "mini-mla"};
+const char* const kCases[] = {"a_text",         "b_grounding", "c_two_images", "d_three_images", "e_multiturn_system",
+                              "e2_system_role_text", "f1_odd_sizes", "f2_rgba"};
+
+bool haveGpu() { return !kernels::queryGpus().gpus.empty(); }
+
+#define REQUIRE_GPU()                                                                                        \
+    do {                                                                                                     \
+        if (!haveGpu())                                                                                      \
+            QSKIP(qPrintable(QString("no CUDA GPU: %1").arg(QString::fromStdString(kernels::queryGpus().problem)))); \
+    } while (0)
+
+std::map<std::string, double>& figures()
+{
+    static std::map<std::string, double> f;
+    return f;
+}
+void recordMax(const std::string& key, double v)
+{
+    auto [it, fresh] = figures().emplace(key, v);
+    if (!fresh)
+        it->second = std::max(it->second, v);
+}
+void recordMin(const std::string& key, double v)
+{
+    auto [it, fresh] = figures().emplace(key, v);
+    if (!fresh)
+        it->second = std::min(it->second, v);
+}
+
+struct Diff {
+    double maxAbs = 0;
+    std::size_t failures = 0;
+    std::size_t first = 0;
+};
+
+Diff compare(const float* got, const float* ref, std::size_t n, double atol, double rtol)
+{
+    Diff d;
+    for (std::size_t i = 0; i < n; ++i) {
+        const double e = std::abs(static_cast<double>(got[i]) - ref[i]);
+        if (!(e <= atol + rtol * std::abs(ref[i]))) {
+            if (d.failures++ == 0)
+                d.first = i;
+            d.maxAbs = std::max(d.maxAbs, std::isnan(e) ? INFINITY : e);
+        }
+        d.maxAbs = std::max(d.maxAbs, e);
+    }
+    return d;
+}
+
+// Cosine similarity and relative L2 error of got against ref.
+struct Stats {
+    double cosine = 1, relError = 0;
+};
+Stats stats(const float* got, const float* ref, std::size_t n)
+{
+    double dot = 0, gg = 0, rr = 0, dd = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        dot += double(got[i]) * ref[i];
+        gg += double(got[i]) * got[i];
+        rr += double(ref[i]) * ref[i];
+        const double d = double(got[i]) - ref[i];
+        dd += d * d;
+    }
+    Stats s;
+    s.cosine = (gg > 0 && rr > 0) ? dot / std::sqrt(gg * rr) : (gg == rr ? 1 : 0);
+    s.relError = rr > 0 ? std::sqrt(dd / rr) : std::sqrt(dd);
+    return s;
+}
+
+std::uint16_t bf16Bits(float f)
+{
+    std::uint32_t u = std::bit_cast<std::uint32_t>(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<std::uint16_t>(u >> 16);
+}
+float bf16Value(std::uint16_t b) { return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16); }
+
+Conversation goldenConversation(const std::string& model, const std::string& name, std::vector<std::int64_t>* genIds = nullptr)
+{
+    auto dir = test::goldenDir();
+    auto j = parseJsonFile(dir / "cases" / model / (name + ".json"));
+    if (genIds)
+        *genIds = j["gen_ids"].get<std::vector<std::int64_t>>();
+    nlohmann::json wrapped = {{"conversation", j["conversation"]}, {"system_prompt", j["system_prompt"]}};
+    return parseConversation(wrapped, dir / "images", name);
+}
+
+std::vector<PromptSegment> segmentsOf(const ProcessedInput& input, const std::vector<std::shared_ptr<EncodedImage>>& encoded)
+{
+    std::vector<PromptSegment> segments;
+    std::size_t img = 0;
+    for (std::size_t p = 0; p < input.inputIds.size();) {
+        std::size_t q = p;
+        if (input.imageSeqMask[p]) {
+            q = p + static_cast<std::size_t>(input.numImageTokens[img]);
+            segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), encoded[img].get(), 0});
+            ++img;
+        } else {
+            while (q < input.inputIds.size() && !input.imageSeqMask[q])
+                ++q;
+            segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), nullptr, 0});
+        }
+        p = q;
+    }
+    return segments;
+}
+
+#if TESSERA_HAVE_CUDA_BACKEND
+namespace k = tessera::kernels;
+using cuda::DeviceBuffer;
+
+// Device copies of host vectors for the kernel sweep.
+template <typename T>
+DeviceBuffer upload(const std::vector<T>& v)
+{
+    DeviceBuffer b(std::max<std::size_t>(1, v.size() * sizeof(T)), "test data");
+    cuda::check(k::copyToDevice(b.get(), v.data(), v.size() * sizeof(T), nullptr), "upload");
+    return b;
+}
+template <typename T>
+std::vector<T> download(const DeviceBuffer& b, std::size_t n)
+{
+    std::vector<T> v(n);
+    cuda::check(k::copyToHost(v.data(), b.get(), n * sizeof(T), nullptr), "download");
+    cuda::check(k::streamSynchronize(nullptr), "download");
+    return v;
+}
+
+struct LoadedModel {
+    ModelConfig config;
+    TensorStore store;
+    std::unique_ptr<WeightMap> weights;
+    std::unique_ptr<Processor> processor;
+    std::unique_ptr<cpu::CpuBackend> cpu;
+    std::unique_ptr<cuda::CudaBackend> exact;
+    std::unique_ptr<cuda::CudaBackend> fast;
+};
+#endif
+
+}  // namespace
+
+class TestCudaBackend : public QObject {
+    Q_OBJECT
+
+#if TESSERA_HAVE_CUDA_BACKEND
+    std::map<std::string, std::unique_ptr<LoadedModel>> models_;
+
+    LoadedModel* model(const std::string& name)
+    {
+        auto& slot = models_[name];
+        if (!slot) {
+            const auto dir = test::goldenModel(name);
+            if (dir.empty() || !std::filesystem::exists(dir / "config.json"))
+                return nullptr;
+            auto m = std::make_unique<LoadedModel>();
+            m->config = loadModelConfig(dir / "config.json");
+            m->store = TensorStore::openFolder(dir);
+            m->weights = std::make_unique<WeightMap>(m->config, m->store);
+            m->processor = std::make_unique<Processor>(Processor::fromModelFolder(dir));
+            m->cpu = std::make_unique<cpu::CpuBackend>(m->config, *m->weights, m->processor->config());
+            cuda::CudaBackendOptions exact;
+            exact.math = k::MathMode::ExactFp32;
+            m->exact = std::make_unique<cuda::CudaBackend>(m->config, *m->weights, m->processor->config(), exact);
+            cuda::CudaBackendOptions fast;
+            fast.math = k::MathMode::FastBf16;
+            m->fast = std::make_unique<cuda::CudaBackend>(m->config, *m->weights, m->processor->config(), fast);
+            slot = std::move(m);
+        }
+        return slot.get();
+    }
+#endif
+
+private slots:
+    void initTestCase()
+    {
+#if !TESSERA_HAVE_CUDA_BACKEND
+        QSKIP("this build has no CUDA backend (no CUDA toolkit at configure time)");
+#else
+        REQUIRE_GPU();
+        const auto g = kernels::queryGpus().gpus.front();
+        qInfo("GPU: %s, %d SMs, %.1f GiB", g.name.c_str(), g.multiprocessors, g.totalMemoryBytes / 1073741824.0);
+#endif
+    }
+
+    void cleanupTestCase()
+    {
+        for (const auto& [key, v] : figures())
+            qInfo("figure %-58s %.4g", key.c_str(), v);
+    }
+
+#if TESSERA_HAVE_CUDA_BACKEND
+    // ---- kernels against CPU references -------------------------------------------------------
+
+    void gemmSweep_data()
+    {
+        QTest::addColumn<int>("M");
+        QTest::addColumn<int>("N");
+        QTest::addColumn<int>("K");
+        QTest::addColumn<int>("batch");
+        QTest::addColumn<bool>("kn");
+        QTest::addRow("odd 7x129x67") << 7 << 129 << 67 << 1 << false;
+        QTest::addRow("kn batched 33x40x300") << 33 << 40 << 300 << 3 << true;
+        QTest::addRow("mini 64x64x64") << 64 << 64 << 64 << 1 << false;
+        QTest::addRow("tiny qkv 96x3840x1280") << 96 << 3840 << 1280 << 1 << false;
+        QTest::addRow("small o_proj 40x2048x2048") << 40 << 2048 << 2048 << 1 << false;
+        QTest::addRow("base dense down 17x2560x12288") << 17 << 2560 << 12288 << 1 << false;
+        QTest::addRow("vision fc1 200x4304x1152") << 200 << 4304 << 1152 << 1 << false;
+        QTest::addRow("mla scores kn 64x576x300") << 64 << 576 << 300 << 1 << true;
+    }
+    void gemmSweep()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, M);
+        QFETCH(int, N);
+        QFETCH(int, K);
+        QFETCH(int, batch);
+        QFETCH(bool, kn);
+        std::mt19937 rng(M * 131 + N * 7 + K);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        const std::size_t aCount = std::size_t(batch) * M * K, bCount = std::size_t(batch) * N * K;
+        std::vector<float> a(aCount), bias(N);
+        std::vector<std::uint16_t> b(bCount), a16(aCount);
+        for (std::size_t i = 0; i < aCount; ++i) {
+            a16[i] = bf16Bits(nd(rng));
+            a[i] = bf16Value(a16[i]);  // bf16-exact, so both paths see the same operands
+        }
+        for (auto& v : b)
+            v = bf16Bits(nd(rng) / std::sqrt(float(K)));
+        for (auto& v : bias)
+            v = nd(rng) * 0.1f;
+        std::vector<float> c0(std::size_t(batch) * M * N);
+        for (auto& v : c0)
+            v = nd(rng);
+        // Reference in double: C = A·op(B) + bias + C0.
+        std::vector<double> ref(c0.size());
+        for (int z = 0; z < batch; ++z)
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < N; ++n) {
+                    double s = 0;
+                    for (int kk = 0; kk < K; ++kk) {
+                        const float bv = kn ? bf16Value(b[std::size_t(z) * N * K + std::size_t(kk) * N + n])
+                                            : bf16Value(b[std::size_t(z) * N * K + std::size_t(n) * K + kk]);
+                        s += double(a[std::size_t(z) * M * K + std::size_t(m) * K + kk]) * bv;
+                    }
+                    ref[std::size_t(z) * M * N + std::size_t(m) * N + n] = s + bias[n] + c0[std::size_t(z) * M * N + std::size_t(m) * N + n];
+                }
+        k::Stream stream = nullptr;
+        k::GemmContext* ctx = nullptr;
+        cuda::check(k::gemmContextCreate(&ctx, stream), "gemm context");
+        auto dA = upload(a), dA16 = upload(a16), dB = upload(b), dBias = upload(bias);
+        for (k::MathMode math : {k::MathMode::ExactFp32, k::MathMode::FastBf16}) {
+            auto dC = upload(c0);
+            k::GemmArgs g;
+            g.M = M;
+            g.N = N;
+            g.K = K;
+            const bool fast = math == k::MathMode::FastBf16;
+            g.A = fast ? dA16.get() : dA.get();
+            g.aType = fast ? k::DType::BF16 : k::DType::F32;
+            g.lda = K;
+            g.strideA = std::int64_t(M) * K;
+            g.B = dB.get();
+            g.bType = k::DType::BF16;
+            g.bLayout = kn ? k::BLayout::KN : k::BLayout::NK;
+            g.ldb = kn ? N : K;
+            g.strideB = std::int64_t(N) * K;
+            g.C = dC.get();
+            g.cType = k::DType::F32;
+            g.ldc = N;
+            g.strideC = std::int64_t(M) * N;
+            g.batch = batch;
+            g.beta = 1.f;
+            g.bias = dBias.as<float>();
+            g.math = math;
+            cuda::check(k::gemm(ctx, g, stream), "gemm");
+            const auto got = download<float>(dC, c0.size());
+            double worst = 0;
+            for (std::size_t i = 0; i < got.size(); ++i)
+                worst = std::max(worst, std::abs(got[i] - ref[i]) / (1.0 + std::abs(ref[i])));
+            recordMax(std::string("kernel gemm ") + (fast ? "bf16" : "fp32") + " max rel err", worst);
+            // fp32 FMA over K terms of magnitude ~1: well under 1e-5 · sqrt(K) relative.
+            QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K)) + 1e-6),
+                     qPrintable(QString("%1 path: error %2").arg(fast ? "bf16" : "fp32").arg(worst)));
+        }
+        k::gemmContextDestroy(ctx);
+    }
+
+    void gemvSweep_data()
+    {
+        QTest::addColumn<int>("N");
+        QTest::addColumn<int>("K");
+        QTest::addColumn<int>("batch");
+        QTest::addColumn<bool>("indexed");
+        QTest::addRow("odd 77x131") << 77 << 131 << 1 << false;
+        QTest::addRow("tiny lm_head 129280x1280") << 129280 << 1280 << 1 << false;
+        QTest::addRow("tiny experts gate/up 1792x1280 of 64") << 1792 << 1280 << 6 << true;
+        QTest::addRow("base experts down 2560x1536 of 72") << 2560 << 1536 << 6 << true;
+        QTest::addRow("mla absorption 512x128 x32 heads") << 512 << 128 << 32 << false;
+    }
+    void gemvSweep()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, N);
+        QFETCH(int, K);
+        QFETCH(int, batch);
+        QFETCH(bool, indexed);
+        const int pool = indexed ? 72 : batch;
+        std::mt19937 rng(N + K);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        std::vector<std::uint16_t> w(std::size_t(pool) * N * K);
+        for (auto& v : w)
+            v = bf16Bits(nd(rng) / std::sqrt(float(K)));
+        std::vector<float> x(std::size_t(batch) * K);
+        for (auto& v : x)
+            v = nd(rng);
+        std::vector<std::int32_t> index(batch);
+        for (int b = 0; b < batch; ++b)
+            index[b] = indexed ? (b * 11 + 5) % pool : b;
+        auto dW = upload(w), dX = upload(x), dI = upload(index);
+        DeviceBuffer dY(std::size_t(batch) * N * sizeof(float), "y");
+        k::GemvArgs g;
+        g.N = N;
+        g.K = K;
+        g.batch = batch;
+        g.x = dX.get();
+        g.xType = k::DType::F32;
+        g.strideX = K;
+        g.W = dW.get();
+        g.ldw = K;
+        g.strideW = std::int64_t(N) * K;
+        g.batchIndex = indexed ? dI.as<std::int32_t>() : nullptr;
+        g.y = dY.get();
+        g.yType = k::DType::F32;
+        g.strideY = N;
+        cuda::check(k::gemv(g, nullptr), "gemv");
+        const auto got = download<float>(dY, std::size_t(batch) * N);
+        double worst = 0;
+        for (int b = 0; b < batch; ++b)
+            for (int n = 0; n < N; ++n) {
+                double s = 0;
+                const std::uint16_t* row = w.data() + (std::size_t(index[b]) * N + n) * K;
+                for (int kk = 0; kk < K; ++kk)
+                    s += double(bf16Value(row[kk])) * x[std::size_t(b) * K + kk];
+                worst = std::max(worst, std::abs(got[std::size_t(b) * N + n] - s) / (1.0 + std::abs(s)));
+            }
+        recordMax("kernel gemv max rel err", worst);
+        QVERIFY2(worst < 1e-5 * std::sqrt(double(K)), qPrintable(QString::number(worst)));
+    }
+
+    void groupedGemmSweep_data()
+    {
+        QTest::addColumn<int>("tokens");
+        QTest::addColumn<int>("experts");
+        QTest::addColumn<int>("topk");
+        QTest::addColumn<int>("N");
+        QTest::addColumn<int>("K");
+        QTest::addRow("mini 300 tok 8 exp 64x64") << 300 << 8 << 2 << 64 << 64;
+        QTest::addRow("mini down 300 tok 32->64") << 300 << 8 << 2 << 64 << 32;
+        QTest::addRow("tiny gate/up 160 tok 64 exp 1792x1280") << 160 << 64 << 6 << 1792 << 1280;
+        QTest::addRow("base down 96 tok 72 exp 2560x1536") << 96 << 72 << 6 << 2560 << 1536;
+    }
+    void groupedGemmSweep()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, tokens);
+        QFETCH(int, experts);
+        QFETCH(int, topk);
+        QFETCH(int, N);
+        QFETCH(int, K);
+        std::mt19937 rng(tokens * experts + N);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        // Routing: distinct experts per token, uneven load.
+        std::vector<std::int32_t> idx(std::size_t(tokens) * topk);
+        for (int t = 0; t < tokens; ++t) {
+            std::vector<int> all(experts);
+            std::iota(all.begin(), all.end(), 0);
+            std::shuffle(all.begin(), all.end() - (t % 3 == 0 ? experts / 2 : 0), rng);
+            std::sort(all.begin(), all.begin() + topk);
+            for (int i = 0; i < topk; ++i)
+                idx[std::size_t(t) * topk + i] = all[i];
+        }
+        std::vector<float> x(std::size_t(tokens) * K);
+        std::vector<std::uint16_t> x16(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            x16[i] = bf16Bits(nd(rng));
+            x[i] = bf16Value(x16[i]);
+        }
+        std::vector<std::uint16_t> w(std::size_t(experts) * N * K);
+        for (auto& v : w)
+            v = bf16Bits(nd(rng) / std::sqrt(float(K)));
+        auto dIdx = upload(idx), dW = upload(w);
+        const int E1 = experts + 1;
+        DeviceBuffer ints(std::size_t(4 * E1 + tokens * topk) * sizeof(int), "dispatch");
+        int* counts = ints.as<int>();
+        for (k::MathMode math : {k::MathMode::ExactFp32, k::MathMode::FastBf16}) {
+            const bool fast = math == k::MathMode::FastBf16;
+            auto dX = fast ? upload(x16) : upload(x);
+            const std::size_t eb = fast ? 2 : 4;
+            DeviceBuffer gathered(std::size_t(tokens) * topk * K * eb, "gathered");
+            DeviceBuffer out(std::size_t(tokens) * topk * N * sizeof(float), "out");
+            k::DispatchArgs d;
+            d.idx = dIdx.as<std::int32_t>();
+            d.n = tokens;
+            d.k = topk;
+            d.experts = experts;
+            d.tileRows = k::groupedTileRows(math);
+            d.counts = counts;
+            d.fill = counts + E1;
+            d.offsets = counts + 2 * E1;
+            d.tileOffsets = counts + 3 * E1;
+            d.pairRows = counts + 4 * E1;
+            d.x = dX.get();
+            d.xType = fast ? k::DType::BF16 : k::DType::F32;
+            d.width = K;
+            d.gathered = gathered.get();
+            cuda::check(k::dispatchTokens(d, nullptr), "dispatch");
+            k::GroupedGemmArgs g;
+            g.N = N;
+            g.K = K;
+            g.groups = experts;
+            g.maxRows = tokens * topk;
+            g.A = gathered.get();
+            g.aType = d.xType;
+            g.lda = K;
+            g.B = dW.get();
+            g.ldb = K;
+            g.strideB = std::int64_t(N) * K;
+            g.C = out.get();
+            g.cType = k::DType::F32;
+            g.ldc = N;
+            g.offsets = d.offsets;
+            g.tileOffsets = d.tileOffsets;
+            g.math = math;
+            cuda::check(k::groupedGemm(g, nullptr), "grouped gemm");
+            const auto got = download<float>(out, std::size_t(tokens) * topk * N);
+            std::vector<std::int32_t> pairRows(std::size_t(tokens) * topk);
+            cuda::check(k::copyToHost(pairRows.data(), d.pairRows, pairRows.size() * 4, nullptr), "pairRows");
+            cuda::check(k::streamSynchronize(nullptr), "pairRows");
+            double worst = 0;
+            for (int t = 0; t < tokens; ++t)
+                for (int i = 0; i < topk; ++i) {
+                    const int e = idx[std::size_t(t) * topk + i];
+                    const int row = pairRows[std::size_t(t) * topk + i];
+                    QVERIFY(row >= 0 && row < tokens * topk);
+                    for (int n = 0; n < N; n += std::max(1, N / 97)) {
+                        double s = 0;
+                        for (int kk = 0; kk < K; ++kk)
+                            s += double(x[std::size_t(t) * K + kk]) * bf16Value(w[(std::size_t(e) * N + n) * K + kk]);
+                        worst = std::max(worst, std::abs(got[std::size_t(row) * N + n] - s) / (1.0 + std::abs(s)));
+                    }
+                }
+            recordMax(std::string("kernel grouped gemm ") + (fast ? "bf16" : "fp32") + " max rel err", worst);
+            QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K))), qPrintable(QString::number(worst)));
+        }
+    }
+
+    void flashAttentionSweep_data()
+    {
+        QTest::addColumn<int>("batch");
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("group");
+        QTest::addColumn<int>("queries");
+        QTest::addColumn<int>("keys");
+        QTest::addColumn<int>("dim");
+        QTest::addColumn<bool>("causal");
+        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << false;
+        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << true;
+        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << true;
+        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << true;
+    }
+    void flashAttentionSweep()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, batch);
+        QFETCH(int, heads);
+        QFETCH(int, group);
+        QFETCH(int, queries);
+        QFETCH(int, keys);
+        QFETCH(int, dim);
+        QFETCH(bool, causal);
+        const int kvHeads = heads / group;
+        std::mt19937 rng(queries + keys + dim);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        auto make = [&](std::size_t n) {
+            std::vector<std::uint16_t> v(n);
+            for (auto& x : v)
+                x = bf16Bits(nd(rng));
+            return v;
+        };
+        const auto q = make(std::size_t(batch) * queries * heads * dim);
+        const auto kk = make(std::size_t(batch) * keys * kvHeads * dim);
+        const auto vv = make(kk.size());
+        auto dQ = upload(q), dK = upload(kk), dV = upload(vv);
+        DeviceBuffer dO(q.size() * 2, "o");
+        k::FlashAttentionArgs fa;
+        fa.q = dQ.get();
+        fa.ldq = std::int64_t(heads) * dim;
+        fa.qHeadStride = dim;
+        fa.qBatchStride = std::int64_t(queries) * heads * dim;
+        fa.k = dK.get();
+        fa.ldk = std::int64_t(kvHeads) * dim;
+        fa.kHeadStride = dim;
+        fa.kBatchStride = std::int64_t(keys) * kvHeads * dim;
+        fa.v = dV.get();
+        fa.ldv = fa.ldk;
+        fa.vHeadStride = dim;
+        fa.vBatchStride = fa.kBatchStride;
+        fa.o = dO.get();
+        fa.ldo = fa.ldq;
+        fa.oHeadStride = dim;
+        fa.oBatchStride = fa.qBatchStride;
+        fa.batch = batch;
+        fa.heads = heads;
+        fa.headsPerKv = group;
+        fa.queries = queries;
+        fa.keys = keys;
+        fa.headDim = dim;
+        fa.causal = causal;
+        fa.qPosition0 = keys - queries;
+        fa.scale = 1.f / std::sqrt(float(dim));
+        cuda::check(k::flashAttention(fa, nullptr), "flash attention");
+        const auto o16 = download<std::uint16_t>(dO, q.size());
+        std::vector<float> got(o16.size()), ref(o16.size());
+        for (std::size_t i = 0; i < got.size(); ++i)
+            got[i] = bf16Value(o16[i]);
+        for (int b = 0; b < batch; ++b)
+            for (int h = 0; h < heads; ++h)
+                for (int i = 0; i < queries; ++i) {
+                    const int visible = causal ? fa.qPosition0 + i + 1 : keys;
+                    std::vector<double> p(visible);
+                    double mx = -1e300, sum = 0;
+                    const std::size_t qo = (std::size_t(b) * queries + i) * heads * dim + std::size_t(h) * dim;
+                    for (int j = 0; j < visible; ++j) {
+                        const std::size_t ko = (std::size_t(b) * keys + j) * kvHeads * dim + std::size_t(h / group) * dim;
+                        double d = 0;
+                        for (int c = 0; c < dim; ++c)
+                            d += double(bf16Value(q[qo + c])) * bf16Value(kk[ko + c]);
+                        p[j] = d * fa.scale;
+                        mx = std::max(mx, p[j]);
+                    }
+                    for (auto& x : p)
+                        sum += (x = std::exp(x - mx));
+                    for (int c = 0; c < dim; ++c) {
+                        double acc = 0;
+                        for (int j = 0; j < visible; ++j)
+                            acc += p[j] * bf16Value(vv[(std::size_t(b) * keys + j) * kvHeads * dim + std::size_t(h / group) * dim + c]);
+                        ref[qo + c] = float(acc / sum);
+                    }
+                }
+        const Stats st = stats(got.data(), ref.data(), ref.size());
+        recordMax("kernel flash attention rel err (bf16)", st.relError);
+        QVERIFY2(st.relError < 1e-2, qPrintable(QString("relative error %1").arg(st.relError)));
+    }
+
+    void normsAndSoftmax()
+    {
+        REQUIRE_GPU();
+        std::mt19937 rng(5);
+        std::normal_distribution<float> nd(0.f, 2.f);
+        for (int n : {64, 239, 1152, 2560}) {
+            const int rows = 37;
+            std::vector<float> x(std::size_t(rows) * n), w(n), b(n);
+            for (auto& v : x)
+                v = nd(rng) + 3.f;
+            for (auto& v : w)
+                v = 1.f + nd(rng) * 0.1f;
+            for (auto& v : b)
+                v = nd(rng) * 0.1f;
+            auto dX = upload(x), dW = upload(w), dB = upload(b);
+            DeviceBuffer out(x.size() * sizeof(float), "out");
+            cuda::check(k::rmsNorm(dX.as<float>(), n, rows, n, dW.as<float>(), 1e-6f, out.get(), k::DType::F32, n, nullptr), "rms");
+            auto got = download<float>(out, x.size());
+            double worst = 0;
+            for (int r = 0; r < rows; ++r) {
+                double ss = 0;
+                for (int i = 0; i < n; ++i)
+                    ss += double(x[r * n + i]) * x[r * n + i];
+                const double inv = 1.0 / std::sqrt(ss / n + 1e-6);
+                for (int i = 0; i < n; ++i)
+                    worst = std::max(worst, std::abs(got[r * n + i] - w[i] * x[r * n + i] * inv));
+            }
+            cuda::check(k::layerNorm(dX.as<float>(), n, rows, n, dW.as<float>(), dB.as<float>(), 1e-6f, out.get(), k::DType::F32, n,
+                                     nullptr),
+                        "layer norm");
+            got = download<float>(out, x.size());
+            for (int r = 0; r < rows; ++r) {
+                double mean = 0, var = 0;
+                for (int i = 0; i < n; ++i)
+                    mean += x[r * n + i];
+                mean /= n;
+                for (int i = 0; i < n; ++i)
+                    var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+                var /= n;
+                for (int i = 0; i < n; ++i)
+                    worst = std::max(worst, std::abs(got[r * n + i] - ((x[r * n + i] - mean) / std::sqrt(var + 1e-6) * w[i] + b[i])));
+            }
+            // Causal soft-max: row r sees firstVisible + r + 1 columns.
+            const int ctx = n;
+            std::vector<float> s(std::size_t(rows) * ctx);
+            for (auto& v : s)
+                v = nd(rng) * 3.f;
+            auto dS = upload(s);
+            k::SoftmaxArgs sm;
+            sm.scores = dS.as<float>();
+            sm.rows = rows;
+            sm.context = ctx;
+            sm.ld = ctx;
+            sm.firstVisible = ctx - rows - 3;
+            sm.tokenMod = rows;
+            sm.scale = 0.125f;
+            sm.out = dS.get();
+            sm.outType = k::DType::F32;
+            sm.ldo = ctx;
+            cuda::check(k::causalSoftmax(sm, nullptr), "softmax");
+            got = download<float>(dS, s.size());
+            for (int r = 0; r < rows; ++r) {
+                const int visible = std::min(ctx, sm.firstVisible + r + 1);
+                double mx = -1e300, sum = 0;
+                for (int j = 0; j < visible; ++j)
+                    mx = std::max(mx, 0.125 * s[r * ctx + j]);
+                for (int j = 0; j < visible; ++j)
+                    sum += std::exp(0.125 * s[r * ctx + j] - mx);
+                for (int j = 0; j < ctx; ++j) {
+                    const double ref = j < visible ? std::exp(0.125 * s[r * ctx + j] - mx) / sum : 0.0;
+                    worst = std::max(worst, std::abs(got[r * ctx + j] - ref));
+                }
+            }
+            recordMax("kernel norms/softmax max abs err", worst);
+            QVERIFY2(worst < 2e-5, qPrintable(QString("width %1: %2").arg(n).arg(worst)));
+        }
+    }
+
+    // ---- the model against the CPU reference ---------------------------------------------------
+
+    void goldenParity_data()
+    {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<QString>("caseName");
+        for (const char* m : kModels)
+            for (const char* c : kCases)
+                QTest::addRow("%s/%s", m, c) << QString(m) << QString(c);
+    }
+    void goldenParity()
+    {
+        REQUIRE_GPU();
+        TESSERA_REQUIRE_GOLDEN();
+        QFETCH(QString, model);
+        QFETCH(QString, caseName);
+        const std::string mname = model.toStdString(), cname = caseName.toStdString();
+        LoadedModel* lm = this->model(mname);
+        if (!lm)
+            QSKIP("this golden model was not staged on this machine");
+        std::vector<std::int64_t> goldenIds;
+        const auto conv = goldenConversation(mname, cname, &goldenIds);
+        const auto input = lm->processor->process(conv);
+        const int H = lm->config.language.hiddenSize;
+        const int V = static_cast<int>(lm->config.language.vocabSize);
+        const int T = static_cast<int>(input.inputIds.size());
+        const std::size_t TH = std::size_t(T) * H;
+        const std::string tag = mname + " ";
+
+        auto checkTensor = [&](const std::string& what, const std::vector<float>& got, const std::vector<float>& ref, double atol,
+                               double rtol) {
+            QCOMPARE(got.size(), ref.size());
+            const Diff d = compare(got.data(), ref.data(), ref.size(), atol, rtol);
+            recordMax(tag + "fp32 |cuda-cpu| " + what, d.maxAbs);
+            QVERIFY2(d.failures == 0, qPrintable(QString("%1: %2 of %3 out of tolerance, max %4 at %5")
+                                                     .arg(QString::fromStdString(what)).arg(d.failures).arg(ref.size())
+                                                     .arg(d.maxAbs).arg(d.first)));
+        };
+        auto bf16Stats = [&](const std::string& what, const std::vector<float>& got, const std::vector<float>& ref) {
+            const Stats s = stats(got.data(), ref.data(), ref.size());
+            recordMin(tag + "bf16 vs fp32 cosine " + what, s.cosine);
+            recordMax(tag + "bf16 vs fp32 rel err " + what, s.relError);
+            return s;
+        };
+
+        // Vision and projector, tile by tile as the reference stores them.
+        for (const auto& tiles : input.images) {
+            const int n = tiles.count();
+            const auto& vis = lm->cpu->vision();
+            std::vector<float> cpuVision(std::size_t(n) * vis.featuresPerTile() * vis.visionWidth());
+            std::vector<float> cpuProj(std::size_t(n) * vis.tokensPerTile() * vis.projectorWidth());
+            vis.encode(tiles.pixels.data(), n, cpuVision.data());
+            vis.project(cpuVision.data(), n, cpuProj.data());
+            std::vector<float> gv, gp, fv, fp;
+            lm->exact->encodeTiles(tiles, &gv, &gp);
+            checkTensor("vision_out", gv, cpuVision, 1e-4, 1e-4);
+            checkTensor("projector_out", gp, cpuProj, 1e-4, 1e-4);
+            lm->fast->encodeTiles(tiles, &fv, &fp);
+            const Stats sv = bf16Stats("vision_out", fv, gv);
+            const Stats sp = bf16Stats("projector_out", fp, gp);
+            QVERIFY2(sv.cosine > 0.999 && sp.cosine > 0.999, qPrintable(QString("bf16 vision cosine %1, projector %2").arg(sv.cosine).arg(sp.cosine)));
+        }
+
+        // Input embeddings.
+        std::vector<std::shared_ptr<EncodedImage>> cpuImages, exactImages, fastImages;
+        for (const auto& tiles : input.images) {
+            cpuImages.push_back(lm->cpu->encodeImage(tiles, nullptr));
+            exactImages.push_back(lm->exact->encodeImage(tiles, nullptr));
+            fastImages.push_back(lm->fast->encodeImage(tiles, nullptr));
+        }
+        const auto cpuSegs = segmentsOf(input, cpuImages), exactSegs = segmentsOf(input, exactImages),
+                   fastSegs = segmentsOf(input, fastImages);
+        const auto cpuEmb = lm->cpu->embeddings(cpuSegs);
+        const auto exactEmb = lm->exact->embeddings(exactSegs);
+        checkTensor("inputs_embeds", exactEmb, cpuEmb, 1e-4, 1e-4);
+        bf16Stats("inputs_embeds", lm->fast->embeddings(fastSegs), exactEmb);
+
+        // Prefill with traces: per-layer hidden states, routing, final hidden, logits.
+        auto cpuCache = lm->cpu->language().createCache(T + 32);
+        cpu::LanguageModelTrace cpuTrace;
+        cpuTrace.wantHiddenStates = cpuTrace.wantRouting = true;
+        std::vector<float> cpuFinal(TH);
+        QVERIFY(lm->cpu->language().forward(cpuCache, cpuEmb.data(), T, cpuFinal.data(), &cpuTrace));
+        std::vector<float> cpuLogits(V);
+        lm->cpu->language().logits(cpuFinal.data() + TH - H, 1, cpuLogits.data());
+
+        auto exactSeq = lm->exact->createSequence(T + 32);
+        auto fastSeq = lm->fast->createSequence(T + 32);
+        cuda::LanguageTrace exactTrace, fastTrace;
+        exactTrace.wantHiddenStates = exactTrace.wantRouting = true;
+        fastTrace.wantHiddenStates = fastTrace.wantRouting = true;
+        lm->exact->appendTraced(*exactSeq, exactSegs, exactTrace);
+        lm->fast->appendTraced(*fastSeq, fastSegs, fastTrace);
+        const int L = lm->cpu->language().layerCount();
+        QCOMPARE(int(exactTrace.hiddenStates.size()), L + 1);
+        for (int l = 0; l < L; ++l)
+            checkTensor("hidden_states", exactTrace.hiddenStates[l], cpuTrace.hiddenStates[l], 3e-4, 1e-4);
+        checkTensor("last_layer_output", exactTrace.lastLayerOutput, cpuTrace.lastLayerOutput, 3e-4, 1e-4);
+        checkTensor("final_hidden", exactTrace.hiddenStates[L], cpuFinal, 3e-4, 1e-4);
+        for (int l = 1; l < L; ++l)
+            bf16Stats("hidden layer " + std::to_string(l), fastTrace.hiddenStates[l], exactTrace.hiddenStates[l]);
+        bf16Stats("final_hidden", fastTrace.hiddenStates[L], exactTrace.hiddenStates[L]);
+
+        QCOMPARE(exactTrace.moeTopkIdx.size(), cpuTrace.moeTopkIdx.size());
+        std::size_t agree = 0, total = 0;
+        for (std::size_t l = 0; l < cpuTrace.moeTopkIdx.size(); ++l) {
+            QVERIFY2(exactTrace.moeTopkIdx[l] == cpuTrace.moeTopkIdx[l], qPrintable(QString("routing differs in MoE layer %1").arg(l)));
+            checkTensor("moe_topk_weight", exactTrace.moeTopkWeight[l], cpuTrace.moeTopkWeight[l], 1e-4, 0);
+            const auto& f = fastTrace.moeTopkIdx[l];
+            const auto& e = exactTrace.moeTopkIdx[l];
+            const int kk = lm->config.language.numExpertsPerTok;
+            for (std::size_t t = 0; t * kk < e.size(); ++t) {
+                total++;
+                agree += std::equal(e.begin() + t * kk, e.begin() + (t + 1) * kk, f.begin() + t * kk) ? 1 : 0;
+            }
+        }
+        if (total) {
+            const double rate = double(agree) / total;
+            recordMin(tag + "bf16 vs fp32 routing agreement (token sets)", rate);
+            QVERIFY2(rate > 0.9, qPrintable(QString("bf16 routing agreement %1").arg(rate)));
+        }
+
+        std::vector<float> exactLogits(V), fastLogits(V);
+        lm->exact->lastLogits(*exactSeq, exactLogits);
+        lm->fast->lastLogits(*fastSeq, fastLogits);
+        checkTensor("logits_last", exactLogits, cpuLogits, 1e-3, 0);
+        const Stats sl = bf16Stats("logits_last", fastLogits, exactLogits);
+        QVERIFY2(sl.cosine > 0.99, qPrintable(QString("bf16 logits cosine %1").arg(sl.cosine)));
+
+        // Greedy decode through the KV cache (the CUDA side through its captured decode step and
+        // GPU argmax): 16 tokens, as the golden gen_ids.
+        SamplingParams greedy;
+        greedy.temperature = 0;
+        greedy.repetitionPenalty = 1;
+        Rng rng(1);
+        std::vector<std::int32_t> seen(input.inputIds);
+        std::vector<std::int32_t> cpuIds, exactIds, fastIds;
+        {
+            auto seq = lm->cpu->createSequence(T + 32);
+            QVERIFY(lm->cpu->append(*seq, cpuSegs, nullptr));
+            for (int s = 0; s < 16; ++s) {
+                std::vector<float> l(V);
+                lm->cpu->lastLogits(*seq, l);
+                const std::int32_t id = argmax(l);
+                cpuIds.push_back(id);
+                const std::int32_t one[1] = {id};
+                const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
+                QVERIFY(lm->cpu->append(*seq, std::span<const PromptSegment>(&seg, 1), nullptr));
+            }
+        }
+        double worstDecodeLogit = 0;
+        auto decodeCuda = [&](cuda::CudaBackend& be, Sequence& seq, std::vector<std::int32_t>& ids, bool compareLogits) {
+            for (int s = 0; s < 16; ++s) {
+                const std::int32_t id = be.sampleNext(seq, seen, greedy, rng);
+                ids.push_back(id);
+                const std::int32_t one[1] = {id};
+                const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
+                QVERIFY(be.append(seq, std::span<const PromptSegment>(&seg, 1), nullptr));
+                if (compareLogits && s == 7) {
+                    // Position T + 8 through the decode graph against a cold prefill on the CPU.
+                    std::vector<float> got(V);
+                    be.lastLogits(seq, got);
+                    auto cache = lm->cpu->language().createCache(T + 32);
+                    std::vector<std::int32_t> all(input.inputIds);
+                    all.insert(all.end(), ids.begin(), ids.end());
+                    std::vector<float> emb(cpuEmb);
+                    std::vector<float> tail(std::size_t(ids.size()) * H);
+                    lm->cpu->language().embed(ids, tail.data());
+                    emb.insert(emb.end(), tail.begin(), tail.end());
+                    std::vector<float> fin(emb.size());
+                    QVERIFY(lm->cpu->language().forward(cache, emb.data(), int(all.size()), fin.data()));
+                    std::vector<float> ref(V);
+                    lm->cpu->language().logits(fin.data() + fin.size() - H, 1, ref.data());
+                    worstDecodeLogit = compare(got.data(), ref.data(), V, 1e-3, 0).maxAbs;
+                }
+            }
+        };
+        decodeCuda(*lm->exact, *exactSeq, exactIds, true);
+        decodeCuda(*lm->fast, *fastSeq, fastIds, false);
+        recordMax(tag + "fp32 |cuda-cpu| decode-step logits (graph, step 8)", worstDecodeLogit);
+        QVERIFY2(worstDecodeLogit <= 1e-3, qPrintable(QString("decode logits differ by %1").arg(worstDecodeLogit)));
+        QCOMPARE(exactIds, cpuIds);
+        std::vector<std::int32_t> golden(goldenIds.begin(), goldenIds.end());
+        QCOMPARE(exactIds, golden);
+        int same = 0;
+        while (same < 16 && fastIds[same] == exactIds[same])
+            ++same;
+        recordMin(tag + "bf16 greedy tokens equal to fp32 before first divergence (of 16)", same);
+        figures()[tag + "cases"] += 1;
+    }
+
+    // ---- sampling and the runtime on the GPU ---------------------------------------------------
+
+    void samplingMatchesHost()
+    {
+        REQUIRE_GPU();
+        TESSERA_REQUIRE_GOLDEN();
+        LoadedModel* lm = model("mini-mha");
+        if (!lm)
+            lm = model("mini-mla");
+        if (!lm)
+            QSKIP("no golden model staged");
+        const auto input = lm->processor->process(goldenConversation("mini-mha", "e2_system_role_text"));
+        const int V = static_cast<int>(lm->config.language.vocabSize);
+        auto seq = lm->exact->createSequence(256);
+        const std::vector<PromptSegment> segs{{std::span<const std::int32_t>(input.inputIds), nullptr, 0}};
+        QVERIFY(lm->exact->append(*seq, segs, nullptr));
+        std::vector<float> logits(V);
+        lm->exact->lastLogits(*seq, logits);
+        // Sharpen the random model's flat logits so that top-p keeps a handful of tokens.
+        struct Setting {
+            float t, p, pen;
+            int k;
+        };
+        const Setting settings[] = {{0.f, 1.f, 1.1f, 0}, {0.1f, 0.9f, 1.1f, 0}, {1.f, 0.9f, 1.f, 0},
+                                    {1.f, 1.f, 1.3f, 50}, {0.7f, 0.5f, 1.1f, 20}, {2.f, 0.95f, 1.f, 0}};
+        int agree = 0, draws = 0;
+        for (const auto& s : settings) {
+            SamplingParams p;
+            p.temperature = s.t;
+            p.topP = s.p;
+            p.repetitionPenalty = s.pen;
+            p.topK = s.k;
+            Rng host(99), device(99);
+            for (int i = 0; i < 40; ++i) {
+                std::vector<float> l(logits);
+                const std::int32_t want = sampleToken(l, input.inputIds, p, host);
+                const std::int32_t got = lm->exact->sampleNext(*seq, input.inputIds, p, device);
+                agree += want == got ? 1 : 0;
+                ++draws;
+            }
+        }
+        recordMin("sampling: GPU draws equal to the host sampler's (same seed)", double(agree) / draws);
+        QVERIFY2(agree >= draws * 97 / 100, qPrintable(QString("%1 of %2 draws agree").arg(agree).arg(draws)));
+    }
+
+    void sessionsOnGpu()
+    {
+        REQUIRE_GPU();
+        TESSERA_REQUIRE_GOLDEN();
+        const auto dir = test::goldenModel("mini-mla");
+        if (!std::filesystem::exists(dir / "config.json"))
+            QSKIP("mini-mla not staged");
+        qputenv("TESSERA_CUDA_PRECISION", "fp32");
+        ModelLoadOptions o;
+        o.backend = BackendKind::Auto;  // a GPU is present: Auto must pick it
+        auto m = Model::load(dir, o);
+        qunsetenv("TESSERA_CUDA_PRECISION");
+        QCOMPARE(QString::fromStdString(m->backend().name()), QString("cuda"));
+        ModelLoadOptions c;
+        c.backend = BackendKind::Cpu;
+        auto ref = Model::load(dir, c);
+        GenerationOptions g;
+        g.sampling.temperature = 0;
+        g.sampling.repetitionPenalty = 1;
+        g.maxNewTokens = 8;
+        const auto images = test::goldenDir() / "images";
+        Conversation conv;
+        conv.messages.push_back({Role::User, "<image>\nWhat is in the picture?", {images / "multi_image_1.jpeg"}});
+        Session gpu(*m), cpu(*ref);
+        auto a = gpu.generate(conv, g);
+        auto b = cpu.generate(conv, g);
+        QVERIFY(a.outputIds == b.outputIds);
+        conv.messages.push_back({Role::Assistant, a.text, {}});
+        conv.messages.push_back({Role::User, "And the colours?", {}});
+        auto a2 = gpu.generate(conv, g);
+        auto b2 = cpu.generate(conv, g);
+        QVERIFY(a2.reusedPositions > 600);
+        QVERIFY(a2.outputIds == b2.outputIds);
+        qInfo("session on %s: %d prompt tokens, TTFT %.1f ms, decode %.0f tokens/s", m->backend().description().c_str(),
+              int(a.promptIds.size()), a.timings.ttftSeconds * 1e3, a.timings.decodeTokensPerSecond());
+    }
+
+    void memoryPlanSaysWhatDoesNotFit()
+    {
+        REQUIRE_GPU();
+        // The configs travel with the source tree; on the GPU machine it lies elsewhere.
+        std::filesystem::path source = test::sourceDir();
+        if (const char* env = std::getenv("TESSERA_SOURCE_DIR"); env && *env)
+            source = env;
+        ModelConfig config = loadModelConfig(source / "tests/data/configs/deepseek-vl2.config.json");
+        ProcessorConfig processor;
+        const auto plan = cuda::CudaBackend::planMemory(config, processor, {});
+        qInfo("base plan: %s", plan.describe().c_str());
+        QVERIFY(plan.weights > (std::size_t(50) << 30));
+        // 40 base models do not fit: the constructor must say so before allocating anything.
+        config.language.numHiddenLayers *= 40;
+        try {
+            cuda::CudaBackend be(config, 1, processor, {});
+            QFAIL("a model larger than the GPU was accepted");
+        } catch (const Error& e) {
+            QVERIFY2(std::string(e.what()).find("does not fit") != std::string::npos, e.what());
+        }
+    }
+#endif
+};
+
+QTEST_GUILESS_MAIN(TestCudaBackend)
+#include "test_cuda_backend.moc"
