@@ -7,7 +7,7 @@ packages=(
   qt6-base-dev qt6-declarative-dev libqt6sql6-sqlite qt6-l10n-tools qt6-tools-dev
   qml6-module-qtqml qml6-module-qtquick qml6-module-qtquick-controls qml6-module-qtquick-layouts
   qml6-module-qtquick-dialogs qml6-module-qtquick-window qml6-module-qtquick-templates
-  qml6-module-qtqml-workerscript qml6-module-qttest
+  qml6-module-qtqml-workerscript qml6-module-qttest qml6-module-qt-labs-qmlmodels libqt6svg6
   nlohmann-json3-dev libstb-dev libturbojpeg0-dev libwebp-dev libonig-dev libopenblas-dev
   xvfb xauth imagemagick
 )
