@@ -49,22 +49,34 @@ AnswerStats statsFrom(const QVariantMap& m)
 
 }  // namespace
 
-tessera::Conversation buildEngineConversation(const QList<Message>& messages, const QString& systemPrompt)
+QList<Message> messagesForContext(const QList<Message>& messages)
+{
+    QList<Message> out;
+    for (qsizetype i = 0; i < messages.size(); ++i) {
+        const Message& m = messages.at(i);
+        // A turn whose answer failed outright taught the model nothing: leave it out.
+        if (m.role == MessageRole::User && i + 1 < messages.size()) {
+            const Message& next = messages.at(i + 1);
+            if (next.role == MessageRole::Assistant && next.state == MessageState::Failed && next.text.trimmed().isEmpty()) {
+                ++i;
+                continue;
+            }
+        }
+        if (m.role == MessageRole::Assistant && m.state == MessageState::Streaming)
+            continue;
+        out << m;
+    }
+    return out;
+}
+
+tessera::Conversation buildEngineConversation(const QList<Message>& all, const QString& systemPrompt)
 {
     tessera::Conversation c;
     if (!systemPrompt.trimmed().isEmpty())
         c.messages.push_back({tessera::Role::System, systemPrompt.trimmed().toStdString(), {}});
-    for (qsizetype i = 0; i < messages.size(); ++i) {
-        const Message& m = messages.at(i);
+    const QList<Message> messages = messagesForContext(all);
+    for (const Message& m : messages) {
         if (m.role == MessageRole::User) {
-            // A turn whose answer failed outright taught the model nothing: leave it out.
-            if (i + 1 < messages.size()) {
-                const Message& next = messages.at(i + 1);
-                if (next.role == MessageRole::Assistant && next.state == MessageState::Failed && next.text.trimmed().isEmpty()) {
-                    ++i;
-                    continue;
-                }
-            }
             tessera::ChatMessage u;
             u.role = tessera::Role::User;
             std::string content;
@@ -75,7 +87,7 @@ tessera::Conversation buildEngineConversation(const QList<Message>& messages, co
             content += m.text.trimmed().toStdString();
             u.content = std::move(content);
             c.messages.push_back(std::move(u));
-        } else if (m.state != MessageState::Streaming) {
+        } else {
             c.messages.push_back({tessera::Role::Assistant, m.text.trimmed().toStdString(), {}});
         }
     }
@@ -229,8 +241,8 @@ void ChatController::deleteConversation(qint64 id)
 int ChatController::imagesInConversation() const
 {
     int n = 0;
-    for (int i = 0; i < messages_->rowCount(); ++i)
-        n += static_cast<int>(messages_->at(i).images.size());
+    for (const Message& m : messagesForContext(messages_->messages()))
+        n += static_cast<int>(m.images.size());
     return n;
 }
 
@@ -383,6 +395,7 @@ void ChatController::finishStreaming(MessageState state, const QString& text, co
     emit generatingChanged();
     emit canSendChanged();
     conversations_->refresh();
+    attachments_->setImagesBefore(imagesInConversation());  // a failed turn no longer counts
     historyImagesAssumed_ = -1;
     recomputeCost();
     emit answerFinished(done.messageId);
@@ -508,7 +521,7 @@ void ChatController::recomputeHistoryCost()
     if (historyImagesAssumed_ >= 0 && dynamicTilingFor(historyImagesAssumed_) == tiling)
         return;
     historyImagesAssumed_ = totalImages;
-    historyTokens_ = historyTokens(*processor, messages_->messages(), settings_->systemPrompt(), totalImages);
+    historyTokens_ = historyTokens(*processor, messagesForContext(messages_->messages()), settings_->systemPrompt(), totalImages);
 }
 
 void ChatController::recomputeCost()

@@ -24,6 +24,9 @@ class ConversationStore;
 class ModelManager;
 class Settings;
 
+// The messages the model sees: without the answer being written and without turns whose answer
+// failed outright.
+QList<Message> messagesForContext(const QList<Message>& messages);
 // The engine's view of a chat: system prompt, then turns, `<image>` markers before each user text.
 tessera::Conversation buildEngineConversation(const QList<Message>& messages, const QString& systemPrompt);
 

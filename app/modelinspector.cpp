@@ -13,8 +13,15 @@ namespace tessera::app {
 
 namespace {
 
-// Beyond the weights: KV cache (4096 positions), activations, the vision tower's work buffers.
-quint64 workingMemoryEstimate(quint64 weightBytes) { return weightBytes / 10 + (1536ull << 20); }
+// Beyond the weights: the KV cache over the whole context (fp32, the larger of the backends'
+// formats; MLA keeps only the compressed latent), activations and the vision tower's buffers.
+quint64 workingMemoryEstimate(const LanguageConfig& l, quint64 weightBytes)
+{
+    const quint64 perPosition = l.useMla ? static_cast<quint64>(l.kvLoraRank + l.qkRopeHeadDim)
+                                         : 2ull * static_cast<quint64>(l.numKeyValueHeads) * static_cast<quint64>(l.headDim());
+    const quint64 kv = perPosition * static_cast<quint64>(l.numHiddenLayers) * static_cast<quint64>(l.maxPositionEmbeddings) * 4;
+    return kv + weightBytes / 10 + (256ull << 20);
+}
 
 }  // namespace
 
@@ -109,10 +116,12 @@ ModelFolderReport inspectModelFolder(const QString& folder, const GpuSnapshot& g
         r.problem = QStringLiteral("The weights are split in %1 files but model.safetensors.index.json is missing.").arg(shards.size());
         return r;
     }
+    LanguageConfig language;
     try {
         const ModelConfig config = loadModelConfig(dir.filePath(QStringLiteral("config.json")).toStdString());
         r.variant = QString::fromStdString(config.variantName());
         r.contextLength = config.language.maxPositionEmbeddings;
+        language = config.language;
     } catch (const tessera::Error& e) {
         r.problem = QString::fromStdString(e.what());
         return r;
@@ -122,7 +131,7 @@ ModelFolderReport inspectModelFolder(const QString& folder, const GpuSnapshot& g
     r.shards = static_cast<int>(shards.size());
     r.valid = true;
 
-    const quint64 needed = r.weightBytes + workingMemoryEstimate(r.weightBytes);
+    const quint64 needed = r.weightBytes + workingMemoryEstimate(language, r.weightBytes);
     const GpuSnapshot::Gpu* best = nullptr;
     for (const auto& g : gpus.gpus) {
         if (!best || g.totalBytes > best->totalBytes)

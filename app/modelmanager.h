@@ -88,6 +88,8 @@ public:
     quint64 activeRequest() const { return activeRequest_; }
 
     static QString toLocalPath(const QString& folderOrUrl);
+    // The worker on its thread (tests hook its signals with direct connections).
+    InferenceWorker* worker() const { return worker_; }
 
 signals:
     void stateChanged();

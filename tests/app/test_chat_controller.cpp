@@ -196,6 +196,9 @@ private slots:
             chat()->messages()->data(chat()->messages()->index(1), MessageModel::ContentRole).value<QObject*>());
         QCOMPARE(parts->data(parts->index(parts->rowCount() - 1), MessageContentModel::SeverityRole).toString(), QStringLiteral("error"));
         QCOMPARE(app_->store()->messages(chat()->currentConversation())[1].error, failed.error);
+        // The failed turn is left out of what the model sees, and of the cost.
+        QCOMPARE(chat()->attachments()->imagesBefore(), 0);
+        QVERIFY(chat()->cost().value("historyTokens").toInt() < 10);
         // The conversation goes on.
         QVERIFY(chat()->send("Just say hi."));
         waitForAnswer();

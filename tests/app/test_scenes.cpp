@@ -12,6 +12,7 @@
 #include "golden.h"
 
 #include <QPointer>
+#include <QSemaphore>
 #include <QQmlApplicationEngine>
 #include <QQuickItem>
 #include <QQuickStyle>
@@ -167,18 +168,36 @@ private slots:
         start();
         QTRY_VERIFY(item("modelPage"));
         shoot("first-run");
+        if (tessera::test::goldenDir().empty())
+            return;
+        // A folder chosen with the dialog, checked before loading.
+        QVERIFY(QMetaObject::invokeMethod(item("modelPage"), "choose", Q_ARG(QVariant, QUrl::fromLocalFile(miniModel()))));
+        QTRY_VERIFY(item("pickedModel"));
+        shoot("first-run-checked");
     }
 
     void loadingProgress()
     {
         TESSERA_REQUIRE_GOLDEN();
         start();
-        // Hold the load at its first report so the progress card can be seen.
-        QSignalSpy progress(context_->models(), &ModelManager::loadProgressChanged);
+        // Hold the load half way (on the worker's thread) so the progress card can be seen.
+        QSemaphore held, release;
+        bool once = false;
+        connect(context_->models()->worker(), &InferenceWorker::loadProgress, context_->models()->worker(),
+                [&](const QString&, double fraction) {
+                    if (fraction >= 0.4 && !once) {
+                        once = true;
+                        held.release();
+                        release.acquire();
+                    }
+                }, Qt::DirectConnection);
         context_->models()->load(miniModel());
-        QVERIFY(item("loadingCard"));
+        QVERIFY(held.tryAcquire(1, 60000));
+        QTRY_VERIFY(context_->models()->loadProgress() >= 0.4);
+        QTRY_VERIFY(item("loadingCard"));
         shoot("loading");
-        QTRY_VERIFY_WITH_TIMEOUT(context_->models()->state() != ModelManager::State::Loading, 60000);
+        release.release();
+        QTRY_VERIFY_WITH_TIMEOUT(context_->models()->state() == ModelManager::State::Ready, 60000);
     }
 
     void emptyChat()
