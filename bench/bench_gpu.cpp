@@ -226,7 +226,7 @@ nlohmann::json kernelBench()
     cuda::DeviceBuffer w(big, "bench weights"), x(std::size_t(64) << 20, "bench x"), y(std::size_t(64) << 20, "bench y");
     cuda::check(k::fillRandomBf16(w.as<std::uint16_t>(), big / 2, 0.02f, 0.f, 1, s), "fill");
     cuda::check(k::fillRandomF32(x.as<float>(), (std::size_t(64) << 20) / 4, 1.f, 0.f, 2, s), "fill");
-    auto time = [&](const char* name, double bytes, const std::function<void(int)>& launch) {
+    auto time = [&](const char* name, double bytes, const std::function<void(int)>& launch, const char* rate = "GB_per_s") {
         for (int i = 0; i < 5; ++i)
             launch(i);
         const int reps = 200;
@@ -237,10 +237,10 @@ nlohmann::json kernelBench()
         float ms = 0;
         cuda::check(k::eventElapsedMs(e0, e1, ms), "event");
         const double us = ms * 1e3 / reps;
-        out[name] = {{"us", us}, {"GB_per_s", bytes / (us * 1e-6) / 1e9}};
+        out[name] = {{"us", us}, {rate, bytes / (us * 1e-6) / 1e9}};
     };
     auto gemvCase = [&](const char* name, int N, int K, int batch, bool gated, k::DType xt) {
-        const std::size_t per = std::size_t(N) * K * batch;
+        const std::size_t per = std::size_t(N) * K * batch * (gated ? 2 : 1);
         const int slots = static_cast<int>(std::min<std::size_t>(64, big / 2 / per));
         time(name, double(per) * 2, [&](int i) {
             k::GemvArgs g;
@@ -249,11 +249,11 @@ nlohmann::json kernelBench()
             g.batch = batch;
             g.x = x.get();
             g.xType = xt;
-            g.strideX = gated ? 2 * K : 0;
-            g.gatedX = gated;
+            g.strideX = 0;
+            g.gatedOutput = gated;
             g.W = w.as<std::uint16_t>() + (i % slots) * per;
             g.ldw = K;
-            g.strideW = std::int64_t(N) * K;
+            g.strideW = std::int64_t(N) * K * (gated ? 2 : 1);
             g.y = y.get();
             g.yType = k::DType::F32;
             g.strideY = N;
@@ -262,13 +262,13 @@ nlohmann::json kernelBench()
     };
     gemvCase("gemv tiny qkv 3840x1280", 3840, 1280, 1, false, k::DType::BF16);
     gemvCase("gemv tiny o_proj 1280x1280", 1280, 1280, 1, false, k::DType::BF16);
-    gemvCase("gemv tiny experts gate/up 8x1792x1280", 1792, 1280, 8, false, k::DType::BF16);
-    gemvCase("gemv tiny experts down 8x1280x896 gated", 1280, 896, 8, true, k::DType::BF16);
+    gemvCase("gemv tiny experts gate/up 8x(2x896)x1280 gated", 896, 1280, 8, true, k::DType::BF16);
+    gemvCase("gemv tiny experts down 8x1280x896", 1280, 896, 8, false, k::DType::BF16);
     gemvCase("gemv tiny router 64x1280", 64, 1280, 1, false, k::DType::BF16);
     gemvCase("gemv lm_head 129280x1280", 129280, 1280, 1, false, k::DType::BF16);
     gemvCase("gemv base q|kv_a 6720x2560", 6720, 2560, 1, false, k::DType::BF16);
-    gemvCase("gemv base experts gate/up 8x3072x2560", 3072, 2560, 8, false, k::DType::BF16);
-    gemvCase("gemv base experts down 8x2560x1536 gated", 2560, 1536, 8, true, k::DType::BF16);
+    gemvCase("gemv base experts gate/up 8x(2x1536)x2560 gated", 1536, 2560, 8, true, k::DType::BF16);
+    gemvCase("gemv base experts down 8x2560x1536", 2560, 1536, 8, false, k::DType::BF16);
     gemvCase("gemv base mla absorb 32x512x128", 512, 128, 32, false, k::DType::BF16);
 
     // Decode attention at 1024 positions: tiny MHA (10 heads × 128) and base MLA (32 heads, 576/512).
@@ -305,6 +305,63 @@ nlohmann::json kernelBench()
     };
     attention("decode attention tiny 10x128 @1024", 10, 1, 128, 128, false);
     attention("decode attention base mla 32x576/512 @1024", 32, 32, 576, 512, true);
+
+    // Prefill products at the small model's shapes: the grouped expert product (our tensor-core
+    // kernel, 1024 tokens × 8 experts each over 66 experts) against a dense cuBLAS product.
+    {
+        const int rows = 8192, experts = 66, N = 2816, K = 2048;
+        std::vector<int> offsets(experts + 1), tiles(experts + 1);
+        for (int e = 0; e <= experts; ++e)
+            offsets[e] = static_cast<int>(static_cast<long long>(rows) * e / experts);
+        const int tileRows = k::groupedTileRows(k::MathMode::FastBf16);
+        for (int e = 0; e < experts; ++e)
+            tiles[e + 1] = tiles[e] + (offsets[e + 1] - offsets[e] + tileRows - 1) / tileRows;
+        cuda::DeviceBuffer meta(sizeof(int) * 2 * (experts + 1), "offsets");
+        cuda::check(k::copyToDevice(meta.get(), offsets.data(), sizeof(int) * (experts + 1), s), "offsets");
+        cuda::check(k::copyToDevice(meta.as<int>() + experts + 1, tiles.data(), sizeof(int) * (experts + 1), s), "tiles");
+        cuda::DeviceBuffer out(std::size_t(rows) * N * 2, "out");
+        const double flops = 2.0 * rows * N * K;
+        time("grouped gemm bf16 8192x2816x2048 (66 experts)", flops, [&](int) {
+            k::GroupedGemmArgs g;
+            g.N = N;
+            g.K = K;
+            g.groups = experts;
+            g.maxRows = rows;
+            g.A = x.get();
+            g.aType = k::DType::BF16;
+            g.lda = K;
+            g.B = w.get();
+            g.ldb = K;
+            g.strideB = std::int64_t(N) * K;
+            g.C = out.get();
+            g.cType = k::DType::BF16;
+            g.ldc = N;
+            g.offsets = meta.as<int>();
+            g.tileOffsets = meta.as<int>() + experts + 1;
+            g.math = k::MathMode::FastBf16;
+            cuda::check(k::groupedGemm(g, s), "grouped gemm");
+        }, "GFLOP_per_s");
+        k::GemmContext* ctx = nullptr;
+        cuda::check(k::gemmContextCreate(&ctx, s), "cublas");
+        time("cublas gemm bf16 8192x2816x2048", flops, [&](int) {
+            k::GemmArgs g;
+            g.M = rows;
+            g.N = N;
+            g.K = K;
+            g.A = x.get();
+            g.aType = k::DType::BF16;
+            g.lda = K;
+            g.B = w.get();
+            g.bType = k::DType::BF16;
+            g.ldb = K;
+            g.C = out.get();
+            g.cType = k::DType::BF16;
+            g.ldc = N;
+            g.math = k::MathMode::FastBf16;
+            cuda::check(k::gemm(ctx, g, s), "gemm");
+        }, "GFLOP_per_s");
+        k::gemmContextDestroy(ctx);
+    }
 
     cuda::DeviceBuffer argWs(std::max<std::size_t>(k::argmaxWorkspaceBytes(), 4096), "argmax"), tok(4, "token");
     time("greedy argmax 129280", 129280.0 * 4, [&](int) {

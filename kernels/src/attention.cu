@@ -2,13 +2,14 @@
 // partial max / sum / weighted values per context chunk, then one combine pass).
 #include "tessera_kernels/attention.h"
 
+#include "attention_internal.cuh"
 #include "launch_util.cuh"
 
 namespace tessera::kernels {
 
 namespace {
 
-constexpr int kChunk = 64;        // context positions per decode block
+constexpr int kChunk = kDecodeChunk;
 constexpr int kDecodeThreads = 128;
 constexpr int kMaxValuePerThread = 8;  // valueDim ≤ 1024
 
@@ -35,6 +36,9 @@ __global__ void softmaxKernel(SoftmaxArgs a)
     for (int j = threadIdx.x; j < a.context; j += blockDim.x)
         out[j] = fromFloat<TO>(j < visible ? expf(row[j] * a.scale - mx) * inv : 0.f);
 }
+
+__device__ __forceinline__ float2 load2(const float* p) { return *reinterpret_cast<const float2*>(p); }
+__device__ __forceinline__ float2 load2(const bf16* p) { return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p)); }
 
 __device__ __forceinline__ float dotRow(const float* q, const float* k, int dim, int lane)
 {
@@ -96,13 +100,53 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
         p[threadIdx.x] = e;
     __syncthreads();
 
+    // Values: each thread owns a pair of value dimensions and a group of rows; eight rows per
+    // step keep eight independent loads in flight. Row groups are summed through shared memory.
     const TC* values = static_cast<const TC*>(a.values) + kvh * a.valueHeadStride;
     float* part = a.workspace + (static_cast<long long>(h) * splits + s) * (a.valueDim + 2);
-    for (int d = threadIdx.x; d < a.valueDim; d += blockDim.x) {
-        float acc = 0.f;
-        for (int j = 0; j < count; ++j)
-            acc = fmaf(p[j], toFloat(values[static_cast<long long>(j0 + j) * a.valueLd + d]), acc);
-        part[2 + d] = acc;
+    const int pairs = a.valueDim / 2;
+    const int groups = pairs >= kDecodeThreads ? 1 : kDecodeThreads / pairs;
+    const int rg = threadIdx.x / max(pairs, 1);
+    __shared__ float2 reduce[kDecodeThreads];
+    for (int pair0 = 0; pair0 < pairs; pair0 += kDecodeThreads / groups) {
+        const int pair = pair0 + threadIdx.x % (kDecodeThreads / groups);
+        float2 acc = make_float2(0.f, 0.f);
+        if (pair < pairs && rg < groups) {
+            const TC* col = values + 2 * pair;
+            int j = rg;
+            for (; j + 7 * groups < count; j += 8 * groups) {
+                float2 v[8];
+#pragma unroll
+                for (int u = 0; u < 8; ++u)
+                    v[u] = load2(col + static_cast<long long>(j0 + j + u * groups) * a.valueLd);
+#pragma unroll
+                for (int u = 0; u < 8; ++u) {
+                    acc.x = fmaf(p[j + u * groups], v[u].x, acc.x);
+                    acc.y = fmaf(p[j + u * groups], v[u].y, acc.y);
+                }
+            }
+            for (; j < count; j += groups) {
+                const float2 v = load2(col + static_cast<long long>(j0 + j) * a.valueLd);
+                acc.x = fmaf(p[j], v.x, acc.x);
+                acc.y = fmaf(p[j], v.y, acc.y);
+            }
+        }
+        if (groups > 1) {
+            reduce[threadIdx.x] = acc;
+            __syncthreads();
+            if (rg == 0 && pair < pairs) {
+                for (int g = 1; g < groups; ++g) {
+                    const float2 o = reduce[g * pairs + threadIdx.x];
+                    acc.x += o.x;
+                    acc.y += o.y;
+                }
+            }
+            __syncthreads();
+        }
+        if (rg == 0 && pair < pairs) {
+            part[2 + 2 * pair] = acc.x;
+            part[2 + 2 * pair + 1] = acc.y;
+        }
     }
     if (threadIdx.x == 0) {
         part[0] = mx;
@@ -110,27 +154,39 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
     }
 }
 
+// Merges the split partials of one head: split weights exp(m_s − M) once into shared memory,
+// then every value dimension sums over the splits with independent loads.
+constexpr int kMaxSplits = 1024;  // capacity up to 65536 positions
+
 template <typename TO>
 __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAttentionArgs a, int splits)
 {
+    // Static (not sized by splits): the unrolled loop below may load a few entries past `used`.
+    __shared__ float weights[kMaxSplits + 8];
+    __shared__ float scratch[33];
     const int h = blockIdx.x;
     const int context = *a.lengthOnDevice + 1;
     const int used = (context + kChunk - 1) / kChunk;
-    const float* part = a.workspace + static_cast<long long>(h) * splits * (a.valueDim + 2);
+    const int stride = a.valueDim + 2;
+    const float* part = a.workspace + static_cast<long long>(h) * splits * stride;
     float mx = -INFINITY;
-    for (int s = 0; s < used; ++s)
-        mx = fmaxf(mx, part[s * (a.valueDim + 2)]);
+    for (int s = threadIdx.x; s < used; s += blockDim.x)
+        mx = fmaxf(mx, part[s * stride]);
+    mx = blockMax(mx, scratch);
     float total = 0.f;
-    for (int s = 0; s < used; ++s)
-        total += part[s * (a.valueDim + 2) + 1] * expf(part[s * (a.valueDim + 2)] - mx);
+    for (int s = threadIdx.x; s < used; s += blockDim.x) {
+        const float w = expf(part[s * stride] - mx);
+        weights[s] = w;
+        total += part[s * stride + 1] * w;
+    }
+    total = blockSum(total, scratch);  // also orders the weights[] writes before the reads below
     const float inv = 1.f / total;
     TO* out = static_cast<TO*>(a.out) + h * a.outHeadStride;
     for (int d = threadIdx.x; d < a.valueDim; d += blockDim.x) {
         float acc = 0.f;
-        for (int s = 0; s < used; ++s) {
-            const float* ps = part + s * (a.valueDim + 2);
-            acc = fmaf(ps[2 + d], expf(ps[0] - mx), acc);
-        }
+#pragma unroll 8
+        for (int s = 0; s < used; ++s)
+            acc = fmaf(part[s * stride + 2 + d], weights[s], acc);
         out[d] = fromFloat<TO>(acc * inv);
     }
 }
@@ -156,16 +212,23 @@ Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
 {
     if (a.heads <= 0)
         return {};
-    if (a.keyDim % 2 || a.keyLd % 2 || a.keyHeadStride % 2)
-        return Status::failure("decode attention: key dimensions must be even");
+    if (a.keyDim % 2 || a.keyLd % 2 || a.keyHeadStride % 2 || a.valueDim % 2 || a.valueLd % 2 || a.valueHeadStride % 2)
+        return Status::failure("decode attention: key and value dimensions must be even");
     if (a.valueDim > kDecodeThreads * kMaxValuePerThread)
         return Status::failure("decode attention: value dimension too large");
     const int splits = (a.capacity + kChunk - 1) / kChunk;
+    if (splits > kMaxSplits)
+        return Status::failure("decode attention: more than 65536 positions of context");
     cudaStream_t s = cuStream(stream);
-    const dim3 grid(splits, a.heads);
-    const std::size_t smem = static_cast<std::size_t>(a.keyDim) * sizeof(float);
-    TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, decodePartialKernel<TQ, TC><<<grid, kDecodeThreads, smem, s>>>(a, splits)));
-    Status r = launchStatus("decode attention");
+    Status r;
+    if (decodeSharedKvSupported(a)) {
+        r = decodeSharedKvPartials(a, splits, s);
+    } else {
+        const dim3 grid(splits, a.heads);
+        const std::size_t smem = static_cast<std::size_t>(a.keyDim) * sizeof(float);
+        TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, decodePartialKernel<TQ, TC><<<grid, kDecodeThreads, smem, s>>>(a, splits)));
+        r = launchStatus("decode attention");
+    }
     if (!r.ok())
         return r;
     TESSERA_DISPATCH_DTYPE(a.outType, TO, decodeCombineKernel<TO><<<a.heads, kDecodeThreads, 0, s>>>(a, splits));

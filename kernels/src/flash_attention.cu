@@ -239,3 +239,200 @@ Status flashAttention(const FlashAttentionArgs& a, Stream stream)
 }
 
 }  // namespace tessera::kernels
+
+// ---------------------------------------------------------------------------------------------
+// Decode on the tensor cores: one block per (split of 64 positions, kv head) computes every head
+// that reads that kv head (MLA: all heads share one latent row set; MHA: one head, padded to the
+// 16 rows of an mma tile). S = Q·Kᵀ, soft-max within the split, P·V; warps split the heads'
+// m-tiles and the value columns, and write (max, sum, acc) partials for the combine pass. K, V
+// and Q tiles arrive through cp.async, all in flight at once.
+
+#include "attention_internal.cuh"
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int kDecWarps = 4, kMaxValueTilesPerWarp = 32, kMaxHeadsPerKv = 64;
+
+int roundUp(int v, int m) { return (v + m - 1) / m * m; }
+
+struct DecodeMmaShape {
+    int HP, KP, LD, VP, LDV, mTiles, groups, tilesPerWarp;
+    bool separateV;
+    std::size_t smem;
+};
+
+DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
+{
+    DecodeMmaShape s{};
+    s.HP = roundUp(a.headsPerKv, 16);
+    s.KP = roundUp(a.keyDim, 16);
+    s.LD = s.KP + 8;
+    s.separateV = a.values != a.keys || a.valueLd != a.keyLd || a.valueHeadStride != a.keyHeadStride;
+    s.VP = roundUp(a.valueDim, 16);
+    s.LDV = s.separateV ? s.VP + 8 : s.LD;
+    s.mTiles = s.HP / 16;
+    s.groups = kDecWarps / s.mTiles;
+    s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
+    s.smem = (static_cast<std::size_t>(kDecodeChunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(kDecodeChunk) * s.LDV : 0)) * 2;
+    return s;
+}
+
+// rows × cols (cols a multiple of 8) of a bf16 matrix into smem (zero outside rows / valid cols).
+__device__ __forceinline__ void loadRows(bf16* dst, int ldDst, const bf16* src, long long ldSrc, int rows, int validRows,
+                                         int cols, int validCols)
+{
+    const int chunks = cols / 8;
+    for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
+        const int r = c / chunks, d = (c % chunks) * 8;
+        const bool valid = r < validRows && d < validCols;
+        cpAsync16(dst + r * ldDst + d, valid ? src + static_cast<long long>(r) * ldSrc + d : src, valid);
+    }
+}
+
+__global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
+{
+    extern __shared__ __align__(16) unsigned char smemRaw[];
+    bf16* ks = reinterpret_cast<bf16*>(smemRaw);
+    bf16* qs = ks + kDecodeChunk * sh.LD;
+    bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
+    const int s = blockIdx.x, kvh = blockIdx.y;
+    const int context = *a.lengthOnDevice + 1;
+    const int j0 = s * kDecodeChunk;
+    if (j0 >= context)
+        return;
+    const int count = min(kDecodeChunk, context - j0);
+    const int h0 = kvh * a.headsPerKv;
+    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
+    const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
+    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
+    loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim);
+    loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+    if (sh.separateV)
+        loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim);
+    cpAsyncWaitAll();
+    __syncthreads();
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (warp >= sh.mTiles * sh.groups)
+        return;
+    const int mt = warp % sh.mTiles, group = warp / sh.mTiles;
+    float sc[kDecodeChunk / 8][4];
+#pragma unroll
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
+        sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+    for (int kk = 0; kk < sh.KP / 16; ++kk) {
+        unsigned qa[4];
+        ldsm4(qa, qs + (mt * 16 + (lane & 15)) * sh.LD + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int nj = 0; nj < kDecodeChunk / 16; ++nj) {
+            unsigned r[4];
+            ldsm4(r, ks + (nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + kk * 16 + ((lane >> 3) & 1) * 8);
+            mma(sc[2 * nj], qa, r[0], r[1]);
+            mma(sc[2 * nj + 1], qa, r[2], r[3]);
+        }
+    }
+    // Soft-max within the split, natural-log scale (the combine pass works with expf).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int key = j * 8 + (lane & 3) * 2 + (e & 1);
+            sc[j][e] = key < count ? sc[j][e] * a.scale : -INFINITY;
+            mx[e >> 1] = fmaxf(mx[e >> 1], sc[j][e]);
+        }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+#pragma unroll
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float p = __expf(sc[j][e] - mx[e >> 1]);
+            sc[j][e] = p;
+            sum[e >> 1] += p;
+        }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+    }
+    // P·V over this warp's value columns.
+    float acc[kMaxValueTilesPerWarp][4];
+#pragma unroll
+    for (int j = 0; j < kMaxValueTilesPerWarp; ++j)
+        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    const int tile0 = group * sh.tilesPerWarp;
+    const int tiles = min(sh.tilesPerWarp, a.valueDim / 8 - tile0);
+#pragma unroll
+    for (int kk = 0; kk < kDecodeChunk / 16; ++kk) {
+        const unsigned pa[4] = {pack(sc[2 * kk][0], sc[2 * kk][1]), pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+        for (int dj = 0; dj < kMaxValueTilesPerWarp / 2; ++dj) {
+            if (2 * dj >= tiles)
+                break;
+            unsigned r[4];
+            const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+            ldsm4t(r, vs + key * sh.LDV + (tile0 + 2 * dj) * 8 + (lane >> 4) * 8);
+            mma(acc[2 * dj], pa, r[0], r[1]);
+            if (2 * dj + 1 < tiles)
+                mma(acc[2 * dj + 1], pa, r[2], r[3]);
+        }
+    }
+    const int valueStride = a.valueDim + 2;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int local = mt * 16 + (lane >> 2) + r * 8;
+        if (local >= a.headsPerKv)
+            continue;
+        float* part = a.workspace + (static_cast<long long>(h0 + local) * splits + s) * valueStride;
+        if (group == 0 && (lane & 3) == 0) {
+            part[0] = mx[r];
+            part[1] = sum[r];
+        }
+#pragma unroll
+        for (int j = 0; j < kMaxValueTilesPerWarp; ++j) {
+            if (j >= tiles)
+                break;
+            const int d = (tile0 + j) * 8 + (lane & 3) * 2;
+            *reinterpret_cast<float2*>(part + 2 + d) = make_float2(acc[j][2 * r], acc[j][2 * r + 1]);
+        }
+    }
+}
+
+}  // namespace
+
+bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
+{
+    if (a.qType != DType::BF16 || a.cacheType != DType::BF16 || a.headsPerKv <= 0 || a.headsPerKv > kMaxHeadsPerKv ||
+        a.heads % a.headsPerKv || a.valueDim % 8 || a.keyDim % 8 || a.keyLd % 8 || a.valueLd % 8 || a.keyHeadStride % 8 ||
+        a.valueHeadStride % 8 || a.qHeadStride % 8)
+        return false;
+    const DecodeMmaShape sh = decodeMmaShape(a);
+    if (!sh.separateV && a.valueDim > a.keyDim)
+        return false;
+    return sh.groups >= 1 && sh.tilesPerWarp <= kMaxValueTilesPerWarp && sh.smem <= 200 * 1024;
+}
+
+Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int splits, cudaStream_t stream)
+{
+    static std::once_flag once;
+    static cudaError_t attr = cudaSuccess;
+    std::call_once(once, [] {
+        attr = cudaFuncSetAttribute(decodeMmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    });
+    if (attr != cudaSuccess)
+        return cudaStatus(attr, "decode attention (tensor cores): cudaFuncSetAttribute");
+    const DecodeMmaShape sh = decodeMmaShape(a);
+    const dim3 grid(splits, a.heads / a.headsPerKv);
+    decodeMmaKernel<<<grid, kDecWarps * 32, sh.smem, stream>>>(a, splits, sh);
+    return launchStatus("decode attention (tensor cores)");
+}
+
+}  // namespace tessera::kernels

@@ -1,7 +1,8 @@
 // Grouped bf16 product on the tensor cores (mma.sync m16n8k16, fp32 accumulation) for the
 // experts of a mixture-of-experts layer: every block computes a 128×128 tile of one expert's
-// rows, so all experts run in one launch with no host round trip. Three-stage cp.async pipeline,
-// ldmatrix from padded shared memory (rows of 40 bf16: conflict-free 16-byte phases).
+// rows, so all experts run in one launch with no host round trip. Three-stage cp.async pipeline
+// of 64-deep k tiles, ldmatrix from padded shared memory (rows of 72 bf16: conflict-free
+// 16-byte phases).
 #include "gemm_internal.cuh"
 #include "launch_util.cuh"
 
@@ -11,7 +12,8 @@ namespace tessera::kernels {
 
 namespace {
 
-constexpr int BM = kMmaTileRows, BN = 128, BK = 32, STAGES = 3, LDS = BK + 8;
+constexpr int BM = kMmaTileRows, BN = 128, BK = 64, STAGES = 3, LDS = BK + 8;
+constexpr int kChunksPerRow = BK / 8;
 constexpr int kSmemBytes = STAGES * (BM + BN) * LDS * 2;
 
 struct MmaParams {
@@ -96,9 +98,9 @@ __global__ __launch_bounds__(256) void groupedMmaKernel(MmaParams p)
     auto load = [&](int stage, int kt) {
         const int k0 = kt * BK;
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < BM * kChunksPerRow / 256; ++i) {
             const int c = tid + i * 256;
-            const int r = c >> 2, kc = (c & 3) * 8;
+            const int r = c / kChunksPerRow, kc = (c % kChunksPerRow) * 8;
             const long long gr = rowBase + r;
             const int gk = k0 + kc;
             const bool va = gr < rowEnd && gk < p.K;

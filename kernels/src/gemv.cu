@@ -61,7 +61,8 @@ __device__ __forceinline__ float dot8(const uint4& w, const float (&x)[8])
 
 __device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
 
-// One output row per warp; with kGated the input is silu(gate) · up computed on the fly.
+// One output row per warp (kGated: rows r and r + N, combined as silu(·) · (·)). Two
+// accumulators per row and an unrolled loop keep several 16-byte loads in flight per lane.
 template <typename TX, typename TY, bool kVector, bool kGated>
 __global__ __launch_bounds__(kWarps * 32) void gemvKernel(GemvParams p)
 {
@@ -72,56 +73,50 @@ __global__ __launch_bounds__(kWarps * 32) void gemvKernel(GemvParams p)
         return;
     const long long w = p.batchIndex ? p.batchIndex[b] : b;
     const bf16* W0 = p.W + w * p.strideW + static_cast<long long>(r) * p.ldw;
+    const bf16* W1 = W0 + static_cast<long long>(p.N) * p.ldw;  // up row (kGated)
     const TX* x = static_cast<const TX*>(p.x) + b * p.strideX;
-    float a0 = 0.f, a1 = 0.f;
+    float g0 = 0.f, g1 = 0.f, u0 = 0.f, u1 = 0.f;
     if (kVector) {
-        // Two accumulators and an unrolled loop keep several 16-byte loads in flight per lane.
         int k = lane * 8;
 #pragma unroll 2
         for (; k + 256 < p.K; k += 512) {
-            const uint4 w0 = __ldg(reinterpret_cast<const uint4*>(W0 + k));
-            const uint4 w1 = __ldg(reinterpret_cast<const uint4*>(W0 + k + 256));
-            float x0[8], x1[8];
-            load8(x + k, x0);
-            load8(x + k + 256, x1);
+            const uint4 wa = __ldg(reinterpret_cast<const uint4*>(W0 + k));
+            const uint4 wb = __ldg(reinterpret_cast<const uint4*>(W0 + k + 256));
+            uint4 ua, ub;
             if (kGated) {
-                float u0[8], u1[8];
-                load8(x + p.K + k, u0);
-                load8(x + p.K + k + 256, u1);
-#pragma unroll
-                for (int i = 0; i < 8; ++i) {
-                    x0[i] = silu(x0[i]) * u0[i];
-                    x1[i] = silu(x1[i]) * u1[i];
-                }
+                ua = __ldg(reinterpret_cast<const uint4*>(W1 + k));
+                ub = __ldg(reinterpret_cast<const uint4*>(W1 + k + 256));
             }
-            a0 += dot8(w0, x0);
-            a1 += dot8(w1, x1);
+            float xa[8], xb[8];
+            load8(x + k, xa);
+            load8(x + k + 256, xb);
+            g0 += dot8(wa, xa);
+            g1 += dot8(wb, xb);
+            if (kGated) {
+                u0 += dot8(ua, xa);
+                u1 += dot8(ub, xb);
+            }
         }
         if (k < p.K) {
-            const uint4 w0 = __ldg(reinterpret_cast<const uint4*>(W0 + k));
-            float x0[8];
-            load8(x + k, x0);
-            if (kGated) {
-                float u0[8];
-                load8(x + p.K + k, u0);
-#pragma unroll
-                for (int i = 0; i < 8; ++i)
-                    x0[i] = silu(x0[i]) * u0[i];
-            }
-            a0 += dot8(w0, x0);
+            float xa[8];
+            load8(x + k, xa);
+            g0 += dot8(__ldg(reinterpret_cast<const uint4*>(W0 + k)), xa);
+            if (kGated)
+                u0 += dot8(__ldg(reinterpret_cast<const uint4*>(W1 + k)), xa);
         }
     } else {
         for (int k = lane; k < p.K; k += 32) {
-            float xv = toFloat(x[k]);
+            const float xv = toFloat(x[k]);
+            g0 = fmaf(__bfloat162float(W0[k]), xv, g0);
             if (kGated)
-                xv = silu(xv) * toFloat(x[p.K + k]);
-            a0 = fmaf(__bfloat162float(W0[k]), xv, a0);
+                u0 = fmaf(__bfloat162float(W1[k]), xv, u0);
         }
     }
-    a0 = warpSum(a0 + a1);
+    const float g = warpSum(g0 + g1);
+    const float u = kGated ? warpSum(u0 + u1) : 0.f;
     if (lane == 0) {
         TY* y = static_cast<TY*>(p.y) + b * p.strideY;
-        float o = a0;
+        float o = kGated ? silu(g) * u : g;
         if (p.bias)
             o += p.bias[r];
         if (p.beta != 0.f)
@@ -146,15 +141,15 @@ Status gemv(const GemvArgs& a, Stream stream)
     const bool vector = a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && aligned16(a.x) &&
                         (a.strideX * xb) % 16 == 0;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
-                 a.y, a.strideY, a.bias, a.beta, a.gatedX};
+                 a.y, a.strideY, a.bias, a.beta, a.gatedOutput};
     const dim3 grid((a.N + kWarps - 1) / kWarps, a.batch);
     cudaStream_t s = cuStream(stream);
     TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
-        if (vector && a.gatedX)
+        if (vector && a.gatedOutput)
             gemvKernel<TX, TY, true, true><<<grid, kWarps * 32, 0, s>>>(p);
         else if (vector)
             gemvKernel<TX, TY, true, false><<<grid, kWarps * 32, 0, s>>>(p);
-        else if (a.gatedX)
+        else if (a.gatedOutput)
             gemvKernel<TX, TY, false, true><<<grid, kWarps * 32, 0, s>>>(p);
         else
             gemvKernel<TX, TY, false, false><<<grid, kWarps * 32, 0, s>>>(p);

@@ -24,15 +24,10 @@ __device__ __forceinline__ void warpArgmax(float& v, int& i)
     }
 }
 
-__global__ void routeKernel(RouteArgs a)
+// Routing of token t from its router logits `row` (one warp).
+__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
 {
-    const int warpsPerBlock = blockDim.x / 32;
-    const int t = blockIdx.x * warpsPerBlock + threadIdx.x / 32;
-    const int lane = threadIdx.x & 31;
-    if (t >= a.n)
-        return;
     const int E = a.experts;
-    const float* row = a.scores + static_cast<long long>(t) * E;
     float s[kPerLane], choice[kPerLane];
 #pragma unroll
     for (int j = 0; j < kPerLane; ++j) {
@@ -164,6 +159,50 @@ __global__ void routeKernel(RouteArgs a)
     }
 }
 
+__global__ void routeKernel(RouteArgs a)
+{
+    const int warpsPerBlock = blockDim.x / 32;
+    const int t = blockIdx.x * warpsPerBlock + threadIdx.x / 32;
+    if (t >= a.n)
+        return;
+    routeRow(a, t, a.scores + static_cast<long long>(t) * a.experts, threadIdx.x & 31);
+}
+
+// Decode: the router product of one token and its routing in one block (32 warps share the
+// expert rows, then warp 0 routes from shared memory), saving a launch per layer.
+template <typename TX>
+__global__ __launch_bounds__(1024) void routeOneKernel(RouteArgs a, const TX* x, const bf16* w, int hidden)
+{
+    __shared__ float logits[kMaxExperts];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int e = warp; e < a.experts; e += 32) {
+        const bf16* row = w + static_cast<long long>(e) * hidden;
+        float acc = 0.f;
+        if (hidden % 8 == 0) {
+#pragma unroll 4
+            for (int k = lane * 8; k < hidden; k += 256) {
+                const uint4 u = __ldg(reinterpret_cast<const uint4*>(row + k));
+                const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const float2 wv = __bfloat1622float2(h2[i]);
+                    acc = fmaf(wv.x, toFloat(x[k + 2 * i]), acc);
+                    acc = fmaf(wv.y, toFloat(x[k + 2 * i + 1]), acc);
+                }
+            }
+        } else {
+            for (int k = lane; k < hidden; k += 32)
+                acc = fmaf(__bfloat162float(row[k]), toFloat(x[k]), acc);
+        }
+        acc = warpSum(acc);
+        if (lane == 0)
+            logits[e] = acc;
+    }
+    __syncthreads();
+    if (warp == 0)
+        routeRow(a, 0, logits, lane);
+}
+
 __global__ void countKernel(const int* idx, int total, int* counts)
 {
     for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)
@@ -257,6 +296,18 @@ Status routeTokens(const RouteArgs& a, Stream stream)
     const int warps = 4;
     routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(a);
     return launchStatus("moe router");
+}
+
+Status routeOneToken(const RouteArgs& a, const void* x, DType xType, const std::uint16_t* routerWeight, int hidden,
+                     Stream stream)
+{
+    if (a.experts <= 0 || a.experts > kMaxExperts || a.k <= 0 || a.k > kMaxK || a.k + a.sharedExperts > kMaxK + 8)
+        return Status::failure("router: unsupported shape for the one-token router");
+    if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
+        return Status::failure("router: n_group must divide the experts into at most 32 groups");
+    const bf16* w = reinterpret_cast<const bf16*>(routerWeight);
+    TESSERA_DISPATCH_DTYPE(xType, TX, routeOneKernel<TX><<<1, 1024, 0, cuStream(stream)>>>(a, static_cast<const TX*>(x), w, hidden));
+    return launchStatus("moe router (one token)");
 }
 
 Status dispatchTokens(const DispatchArgs& a, Stream stream)

@@ -627,24 +627,23 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
 void CudaLanguageModel::denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta)
 {
     const int I = down.cols;
-    linear(x_, hidden_, n, gateUp, gu_, act_, 2 * I);
     if (n == 1) {
-        // Decode: the down product applies silu(gate) · up as it reads its input.
+        // Decode: gate and up rows in one pass that writes silu(gate) · up.
         k::GemvArgs g;
-        g.N = down.rows;
-        g.K = I;
-        g.x = gu_;
+        g.N = I;
+        g.K = hidden_;
+        g.x = x_;
         g.xType = act_;
-        g.W = down.data;
-        g.ldw = I;
-        g.y = out;
-        g.yType = k::DType::F32;
-        g.beta = beta;
-        g.gatedX = true;
-        check(k::gemv(g, stream_), "mlp down (gated gemv)");
-        return;
+        g.W = gateUp.data;
+        g.ldw = hidden_;
+        g.y = mlpAct_;
+        g.yType = act_;
+        g.gatedOutput = true;
+        check(k::gemv(g, stream_), "mlp gate/up (gated gemv)");
+    } else {
+        linear(x_, hidden_, n, gateUp, gu_, act_, 2 * I);
+        check(k::siluGate(gu_, act_, 2 * I, n, I, mlpAct_, act_, I, stream_), "mlp activation");
     }
-    check(k::siluGate(gu_, act_, 2 * I, n, I, mlpAct_, act_, I, stream_), "mlp activation");
     linear(mlpAct_, I, n, down, out, k::DType::F32, hidden_, beta);
 }
 
@@ -653,7 +652,6 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const int H = hidden_, I = moeInter_, E = experts_, K = topK_, S = lw.sharedExperts;
     const int KS = K + S;  // routed experts, then the shared ones, per token
-    linear(x_, H, n, lw.router, router_, k::DType::F32, E);
     k::RouteArgs r;
     r.scores = router_;
     r.n = n;
@@ -669,11 +667,16 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
     r.sharedExperts = S;
     r.idx = idx_;
     r.weight = weight_;
-    check(k::routeTokens(r, stream_), "moe router");
+    if (decode) {
+        check(k::routeOneToken(r, x_, act_, lw.router.data, H, stream_), "moe router");
+    } else {
+        linear(x_, H, n, lw.router, router_, k::DType::F32, E);
+        check(k::routeTokens(r, stream_), "moe router");
+    }
     if (decode) {
         // Only the chosen experts' rows are read: gemv batches indexed by the routing result.
         k::GemvArgs gu;
-        gu.N = 2 * I;
+        gu.N = I;
         gu.K = H;
         gu.batch = KS;
         gu.x = x_;
@@ -683,18 +686,18 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         gu.ldw = H;
         gu.strideW = static_cast<std::int64_t>(2) * I * H;
         gu.batchIndex = idx_;
-        gu.y = egu_;
+        gu.y = eact_;
         gu.yType = act_;
-        gu.strideY = 2 * I;
+        gu.strideY = I;
+        gu.gatedOutput = true;
         check(k::gemv(gu, stream_), "moe experts gate/up");
         k::GemvArgs dn;
         dn.N = H;
         dn.K = I;
         dn.batch = KS;
-        dn.x = egu_;
+        dn.x = eact_;
         dn.xType = act_;
-        dn.strideX = 2 * I;
-        dn.gatedX = true;
+        dn.strideX = I;
         dn.W = lw.expertsDown.data;
         dn.ldw = I;
         dn.strideW = static_cast<std::int64_t>(H) * I;

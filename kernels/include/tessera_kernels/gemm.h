@@ -60,7 +60,8 @@ Status groupedGemm(const GroupedGemmArgs& args, Stream stream);
 // y[M=1, N] = x · Wᵀ for batch products of one row each (decode): W bf16 [N, K] rows (ldw),
 // x F32 or BF16. When batchIndex (device, `batch` ints) is given, batch b reads
 // W + batchIndex[b]·strideW (the experts a token was routed to). beta 1 accumulates into F32 y.
-// gatedX: x holds gate | up halves of 2K values and the product uses silu(gate) · up.
+// gatedOutput: W holds gate rows [0, N) then up rows [N, 2N) and y[r] = silu(gate_r · x) · (up_r · x)
+// (a SiLU-gated MLP's first half in one pass).
 struct GemvArgs {
     int N = 0, K = 0, batch = 1;
     const void* x = nullptr;
@@ -74,7 +75,7 @@ struct GemvArgs {
     std::int64_t strideY = 0;
     const float* bias = nullptr;
     float beta = 0.f;
-    bool gatedX = false;
+    bool gatedOutput = false;
 };
 Status gemv(const GemvArgs& args, Stream stream);
 

@@ -32,6 +32,10 @@ struct RouteArgs {
     float* weight = nullptr;
 };
 Status routeTokens(const RouteArgs& args, Stream stream);
+// Decode: computes the router logits of one token x (xType [hidden]) against routerWeight (bf16
+// [experts, hidden]) and routes it, in one launch (args.scores is not used).
+Status routeOneToken(const RouteArgs& args, const void* x, DType xType, const std::uint16_t* routerWeight, int hidden,
+                     Stream stream);
 
 // Groups the n·k (token, expert) pairs by expert: counts / offsets / tileOffsets per expert (for
 // groupedGemm with tiles of tileRows rows), pairRows[t, i] = row of pair (t, i) in the grouped order,
