@@ -207,6 +207,16 @@ private slots:
         loadModel();
         QTRY_VERIFY(item("composerInput"));
         shoot("empty-chat");
+        // Locate… asks what to find.
+        QQuickItem* locate = item("actionLocate");
+        QVERIFY(locate);
+        const QPointF at = locate->mapToScene(QPointF(locate->width() / 2, locate->height() / 2));
+        QTest::mouseClick(window_, Qt::LeftButton, {}, at.toPoint());
+        QTRY_VERIFY(findItem(window_->contentItem()->parentItem() ? window_->contentItem()->parentItem() : window_->contentItem(),
+                             "locatePhrase"));
+        for (const char c : QByteArray("the giraffe at the back"))
+            QTest::keyClick(window_, c);
+        shoot("locate");
     }
 
     void multiImageChat()

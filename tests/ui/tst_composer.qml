@@ -96,6 +96,24 @@ Item {
             compare(sendSpy.count, 1)
         }
 
+        function test_quickActions() {
+            let chosen = []
+            const record = (action, argument) => chosen.push(action + ":" + argument)
+            composer.quickAction.connect(record)
+            mouseClick(findChild(composer, "actionDescribe"))
+            mouseClick(findChild(composer, "actionOcr"))
+            // Locate asks what to find first.
+            mouseClick(findChild(composer, "actionLocate"))
+            const phrase = findChild(composer, "locatePhrase")
+            tryVerify(() => phrase.visible && phrase.activeFocus)
+            keyClick(Qt.Key_C)
+            keyClick(Qt.Key_A)
+            keyClick(Qt.Key_T)
+            keyClick(Qt.Key_Return)
+            composer.quickAction.disconnect(record)
+            compare(chosen, ["describe:", "ocr:", "locate:cat"])
+        }
+
         function test_stopWhileGenerating() {
             composer.generating = true
             const stop = findChild(composer, "stopButton")

@@ -35,8 +35,10 @@ Flow {
         onClicked: locatePopup.open()
         Popup {
             id: locatePopup
+            // Fixed size: a position that follows the popup's own height loops its polish.
+            width: 340
+            height: 64
             y: -height - 6
-            width: 320
             focus: true
             background: Rectangle {
                 color: Theme.surface
