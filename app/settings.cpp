@@ -2,6 +2,8 @@
 
 #include "runtime/session.h"
 
+#include <QRandomGenerator>
+
 #include <algorithm>
 #include <cmath>
 
@@ -80,6 +82,8 @@ GenerationOptions Settings::generationOptions() const
     o.sampling.topK = topK();
     o.sampling.repetitionPenalty = static_cast<float>(repetitionPenalty());
     o.maxNewTokens = maxNewTokens();
+    // A fresh draw each time, so Regenerate gives another answer (temperature 0 stays greedy).
+    o.sampling.seed = QRandomGenerator::global()->generate64();
     // Like the upstream demo: when the history outgrows the context, the oldest turns go first
     // (the answer says so), instead of refusing to answer.
     o.dropOldestTurns = true;

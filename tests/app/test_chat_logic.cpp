@@ -190,6 +190,7 @@ private slots:
         QCOMPARE(o.sampling.topK, 40);
         QCOMPARE(o.maxNewTokens, 4096);
         QVERIFY(o.dropOldestTurns);
+        QVERIFY(o.sampling.seed != s.generationOptions().sampling.seed);  // Regenerate samples anew
         s.resetSampling();
         QVERIFY(s.samplingIsDefault());
         QCOMPARE(s.systemPrompt(), QStringLiteral("Answer in French."));

@@ -5,12 +5,14 @@
 #include "appcontext.h"
 #include "chatcontroller.h"
 #include "messagemodel.h"
+#include "conversationstore.h"
 #include "modelmanager.h"
 #include "settings.h"
 
 #include "golden.h"
 
 #include <QProcess>
+#include <QColor>
 #include <QQmlApplicationEngine>
 #include <QQuickItem>
 #include <QQuickStyle>
@@ -77,15 +79,17 @@ class TestEndToEnd : public QObject {
 
     QQuickItem* item(const char* name)
     {
-        if (QQuickItem* found = findItem(window_->contentItem(), QString::fromLatin1(name)))
-            return found;
-        return engine_->rootObjects().constFirst()->findChild<QQuickItem*>(QString::fromLatin1(name));
+        return findItem(window_->contentItem(), QString::fromLatin1(name));  // visible ones only
     }
 
     void click(QQuickItem* target)
     {
         QVERIFY(target);
+        QTRY_VERIFY(target->isVisible() && target->isEnabled() && target->opacity() > 0);
         const QPointF centre = target->mapToScene(QPointF(target->width() / 2, target->height() / 2));
+        // What a user can click is inside the window and not under another item.
+        QQuickItem* top = window_->contentItem()->childAt(centre.x(), centre.y());
+        QVERIFY2(top, "nothing there to click");
         QTest::mouseClick(window_, Qt::LeftButton, {}, centre.toPoint());
     }
 
@@ -200,6 +204,132 @@ private slots:
         QCOMPARE(context_->chat()->messages()->at(3).state, MessageState::Stopped);
         QTRY_COMPARE(item("conversationTitle")->property("text").toString(), title);
         saveScreenshot("e2e-restarted.png");
+        quitApp();
+    }
+
+    // The other controls, driven as a user would: keyboard shortcuts, rename and delete from the
+    // list, edit and resend, regenerate, the large view with zoom and export, settings.
+    void controls()
+    {
+        TESSERA_REQUIRE_GOLDEN();
+        QTemporaryDir dir;
+        startApp(dir.path());
+        QSignalSpy ready(context_->models(), &ModelManager::modelReady);
+        context_->models()->load(miniModel());
+        QVERIFY(ready.wait(60000));
+        context_->settings()->setMaxNewTokens(8);
+        ChatController* chat = context_->chat();
+
+        // A Locate prompt about an image; then a fake grounding answer to work with.
+        QQuickItem* composer = item("composer");
+        QVariant added;
+        QVERIFY(QMetaObject::invokeMethod(composer, "addFiles", Q_RETURN_ARG(QVariant, added),
+                                          Q_ARG(QVariant, QVariantList{QUrl::fromLocalFile(goldenImage("visual_grounding_1.jpeg"))})));
+        type("Where is the giraffe?");
+        QTest::keyClick(window_, Qt::Key_Return, Qt::ControlModifier);
+        QTRY_VERIFY_WITH_TIMEOUT(chat->messages()->rowCount() == 2 && !chat->generating(), 60000);
+
+        // Regenerate with its button.
+        QQuickItem* list = item("messageList");
+        QTest::qWait(200);
+        QVERIFY(QMetaObject::invokeMethod(list, "positionViewAtEnd"));
+        QQuickItem* regenerate = nullptr;
+        QTRY_VERIFY((regenerate = findItem(findItem(list, "message_1"), "regenerateButton")) != nullptr);
+        const QPointF at = regenerate->mapToScene(QPointF(regenerate->width() / 2, regenerate->height() / 2));
+        const QRectF listArea(list->mapToScene(QPointF(0, 0)), QSizeF(list->width(), list->height()));
+        QVERIFY2(listArea.contains(at), "the regenerate button is scrolled out of view");
+        saveScreenshot("controls-answer.png");
+        QSignalSpy finished(chat, &ChatController::answerFinished);
+        click(regenerate);
+        QVERIFY(chat->generating());
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(chat->messages()->rowCount(), 2);
+        QCOMPARE(context_->store()->messages(chat->currentConversation()).size(), 2);
+
+
+        // Edit the question in place and resend with Ctrl+Enter.
+        QQuickItem* edit = findItem(findItem(list, "message_0"), "editButton");
+        QVERIFY(edit);
+        click(edit);
+        QQuickItem* editArea = nullptr;
+        QTRY_VERIFY((editArea = findItem(list, "editArea")) != nullptr);
+        QTRY_VERIFY(editArea->hasActiveFocus());
+        QTest::keyClick(window_, Qt::Key_End);
+        QTest::keyClick(window_, '!');
+        saveScreenshot("controls-edit.png");
+        QTest::keyClick(window_, Qt::Key_Return, Qt::ControlModifier);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat->generating() && chat->messages()->at(0).text == "Where is the giraffe?!", 60000);
+        QCOMPARE(chat->messages()->rowCount(), 2);
+
+        // The large view of the question's image: zoom with the keyboard, close with Esc.
+        QQuickItem* image = findItem(findItem(list, "message_0"), "messageImage");
+        QVERIFY(image);
+        click(image);
+        QObject* viewer = engine_->rootObjects().constFirst()->findChild<QObject*>("imageViewer");
+        QVERIFY(viewer);
+        QTRY_VERIFY(viewer->property("opened").toBool());
+        const double fit = viewer->property("zoom").toDouble();
+        QTest::keyClick(window_, '+');
+        QTRY_VERIFY(viewer->property("zoom").toDouble() > fit);
+        QTest::keyClick(window_, Qt::Key_Escape);
+        QTRY_VERIFY(!viewer->property("opened").toBool());
+        QVERIFY(!chat->generating());
+
+        // Export of a grounding answer writes the PNG and the JSON.
+        const qint64 conversation = chat->currentConversation();
+        const Message answer = chat->messages()->at(1);
+        context_->store()->updateMessage(answer.id, "<|ref|>The giraffe<|/ref|><|det|>[[585,273,948,890]]<|/det|>",
+                                         MessageState::Complete);
+        chat->newConversation();
+        chat->openConversation(conversation);
+        const QVariantMap exported = chat->exportGrounding(answer.id, QUrl::fromLocalFile(dir.path() + "/giraffe").toString());
+        QVERIFY2(exported.value("ok").toBool(), qPrintable(exported.value("error").toString()));
+        QVERIFY(QFileInfo::exists(dir.path() + "/giraffe.png"));
+        QVERIFY(QFileInfo::exists(dir.path() + "/giraffe.json"));
+
+        // Ctrl+N: a new chat; Ctrl+K: search the list.
+        QTest::keyClick(window_, Qt::Key_N, Qt::ControlModifier);
+        QTRY_COMPARE(chat->currentConversation(), 0);
+        QTest::keyClick(window_, Qt::Key_K, Qt::ControlModifier);
+        QQuickItem* search = item("searchField");
+        QTRY_VERIFY(search->hasActiveFocus());
+        for (const char c : QByteArray("zebra"))
+            QTest::keyClick(window_, c);
+        QTRY_COMPARE(chat->conversations()->rowCount(), 0);
+        QTest::keyClick(window_, Qt::Key_Escape);
+        QTRY_COMPARE(chat->conversations()->rowCount(), 1);
+
+        // Rename in place (right click, Rename, type, Enter), then delete through the dialog.
+        QQuickItem* row = nullptr;
+        QTRY_VERIFY((row = findItem(item("conversationList"), "conversation_0")) != nullptr);
+        QVERIFY(QMetaObject::invokeMethod(row, "startRename"));
+        QQuickItem* renameField = nullptr;
+        QTRY_VERIFY((renameField = findItem(row, "renameField")) != nullptr);
+        QTRY_VERIFY(renameField->hasActiveFocus());
+        QTest::keyClick(window_, Qt::Key_A, Qt::ControlModifier);
+        for (const char c : QByteArray("Giraffes"))
+            QTest::keyClick(window_, c);
+        QTest::keyClick(window_, Qt::Key_Return);
+        QTRY_COMPARE(context_->store()->conversation(conversation)->title, QStringLiteral("Giraffes"));
+        QTRY_VERIFY((row = findItem(item("conversationList"), "conversation_0")) != nullptr);
+        QVERIFY(QMetaObject::invokeMethod(row, "deleteRequested", Q_ARG(QVariant, conversation), Q_ARG(QString, "Giraffes")));
+        QObject* dialog = nullptr;
+        QTRY_VERIFY((dialog = engine_->rootObjects().constFirst()->findChild<QObject*>("deleteDialog")) != nullptr &&
+                    dialog->property("opened").toBool());
+        saveScreenshot("controls-delete.png");
+        QVERIFY(QMetaObject::invokeMethod(dialog, "accept"));
+        QTRY_COMPARE(chat->conversations()->rowCount(), 0);
+        QCOMPARE(context_->store()->conversations().size(), 0);
+        QTRY_VERIFY(!dialog->property("visible").toBool());  // a modal popup holds the shortcuts while it fades
+
+        // Settings: a slider and the theme, saved at once.
+        QTest::keyClick(window_, ',', Qt::ControlModifier);
+        QTRY_VERIFY(item("settingsPage"));
+        context_->settings()->setTheme("dark");
+        QTRY_VERIFY(engine_->rootObjects().constFirst()->property("color").value<QColor>().lightness() < 80);
+        saveScreenshot("controls-settings.png");
+        QTest::keyClick(window_, Qt::Key_Escape);
+        QTRY_VERIFY(!item("settingsPage"));
         quitApp();
     }
 

@@ -99,6 +99,7 @@ Item {
                     objectName: "editArea"
                     Layout.fillWidth: true
                     wrapMode: TextEdit.Wrap
+                    Keys.onShortcutOverride: event => event.accepted = event.key === Qt.Key_Escape && root.editing
                     Keys.onPressed: event => {
                         if ((event.key === Qt.Key_Return || event.key === Qt.Key_Enter) && (event.modifiers & Qt.ControlModifier)) {
                             resendButton.clicked()

@@ -47,6 +47,7 @@ ItemDelegate {
                     root.renameRequested(root.conversationId, text)
                     root.renaming = false
                 }
+                Keys.onShortcutOverride: event => event.accepted = event.key === Qt.Key_Escape && root.renaming
                 Keys.onEscapePressed: root.renaming = false
                 onActiveFocusChanged: if (!activeFocus) root.renaming = false
             }

@@ -1,6 +1,7 @@
 pragma ComponentBehavior: Bound
 import QtQuick
 import QtQuick.Controls
+import QtQuick.Controls.Material
 import QtQuick.Layouts
 import Tessera.App
 import Tessera.Controls
@@ -48,6 +49,8 @@ Rectangle {
             placeholderText: qsTr("Search conversations (Ctrl+K)")
             text: Chat.conversations.search
             onTextEdited: Chat.conversations.search = text
+            // Esc clears the search here, before the window's Esc (stop, back) sees it.
+            Keys.onShortcutOverride: event => event.accepted = event.key === Qt.Key_Escape && text.length > 0
             Keys.onEscapePressed: {
                 text = ""
                 Chat.conversations.search = ""
@@ -89,20 +92,36 @@ Rectangle {
 
     Dialog {
         id: deleteDialog
+        objectName: "deleteDialog"
         property var conversationId: 0
         property string conversationTitle
         parent: Overlay.overlay
         anchors.centerIn: parent
         modal: true
+        width: 440
         title: qsTr("Delete this conversation?")
-        standardButtons: Dialog.Cancel | Dialog.Ok
+        footer: DialogButtonBox {
+            Button {
+                text: qsTr("Cancel")
+                flat: true
+                font.capitalization: Font.MixedCase
+                DialogButtonBox.buttonRole: DialogButtonBox.RejectRole
+            }
+            Button {
+                objectName: "confirmDelete"
+                text: qsTr("Delete")
+                flat: true
+                font.capitalization: Font.MixedCase
+                Material.foreground: Theme.severityColor("error")
+                DialogButtonBox.buttonRole: DialogButtonBox.AcceptRole
+            }
+        }
         background: Rectangle {
             color: Theme.surface
             radius: 12
             border.color: Theme.border
         }
-        Label {
-            width: 360
+        contentItem: Label {
             wrapMode: Text.Wrap
             text: qsTr("“%1” and the images stored with it will be deleted. This cannot be undone.").arg(deleteDialog.conversationTitle)
         }
