@@ -1,6 +1,7 @@
 #include "runtime/session.h"
 
 #include "core/error.h"
+#include "runtime/prompt_segments.h"
 
 #include <algorithm>
 #include <chrono>
@@ -215,25 +216,13 @@ void Session::run(const ProcessedInput& input, GenerationResult& result, const G
     images_ = std::move(live);  // images no longer in the conversation are released
     result.timings.encodeSeconds = secondsSince(encodeStart);
 
-    // Prompt segments for positions [reuse, T).
-    std::vector<PromptSegment> segments;
-    for (int p = reuse; p < T;) {
-        int q = p;
-        if (input.imageSeqMask[p]) {
-            std::size_t img = 0;
-            while (img + 1 < imageStart.size() && imageStart[img + 1] <= p)
-                ++img;
-            const int end = imageStart[img] + input.numImageTokens[img];
-            segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, end - p),
-                                images_.at(imageKeys[img]).get(), p - imageStart[img]});
-            q = end;
-        } else {
-            while (q < T && !input.imageSeqMask[q])
-                ++q;
-            segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), nullptr, 0});
-        }
-        p = q;
+    // Prompt segments for positions [reuse, T); images wholly inside the reused prefix need no encoding.
+    std::vector<std::shared_ptr<EncodedImage>> encoded;
+    for (auto key : imageKeys) {
+        auto it = images_.find(key);
+        encoded.push_back(it == images_.end() ? nullptr : it->second);
     }
+    const auto segments = promptSegments(input, encoded, reuse);
     if (callbacks.onProgress)
         callbacks.onProgress("reading the prompt", 1.0);
     const auto prefillStart = Clock::now();

@@ -11,6 +11,7 @@
 #include "model/safetensors.h"
 #include "model/weight_map.h"
 #include "processor/processor.h"
+#include "runtime/prompt_segments.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
@@ -132,26 +133,6 @@ Conversation goldenConversation(const std::string& model, const std::string& nam
         *genIds = j["gen_ids"].get<std::vector<std::int64_t>>();
     nlohmann::json wrapped = {{"conversation", j["conversation"]}, {"system_prompt", j["system_prompt"]}};
     return parseConversation(wrapped, dir / "images", name);
-}
-
-std::vector<PromptSegment> segmentsOf(const ProcessedInput& input, const std::vector<std::shared_ptr<EncodedImage>>& encoded)
-{
-    std::vector<PromptSegment> segments;
-    std::size_t img = 0;
-    for (std::size_t p = 0; p < input.inputIds.size();) {
-        std::size_t q = p;
-        if (input.imageSeqMask[p]) {
-            q = p + static_cast<std::size_t>(input.numImageTokens[img]);
-            segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), encoded[img].get(), 0});
-            ++img;
-        } else {
-            while (q < input.inputIds.size() && !input.imageSeqMask[q])
-                ++q;
-            segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), nullptr, 0});
-        }
-        p = q;
-    }
-    return segments;
 }
 
 #if TESSERA_HAVE_CUDA_BACKEND
@@ -851,8 +832,8 @@ private slots:
             exactImages.push_back(lm->exact->encodeImage(tiles, nullptr));
             fastImages.push_back(lm->fast->encodeImage(tiles, nullptr));
         }
-        const auto cpuSegs = segmentsOf(input, cpuImages), exactSegs = segmentsOf(input, exactImages),
-                   fastSegs = segmentsOf(input, fastImages);
+        const auto cpuSegs = promptSegments(input, cpuImages), exactSegs = promptSegments(input, exactImages),
+                   fastSegs = promptSegments(input, fastImages);
         const auto cpuEmb = lm->cpu->embeddings(cpuSegs);
         const auto exactEmb = lm->exact->embeddings(exactSegs);
         checkTensor("inputs_embeds", exactEmb, cpuEmb, 1e-4, 1e-4);

@@ -6,6 +6,7 @@
 #include "core/json_util.h"
 #include "model/safetensors.h"
 #include "runtime/model.h"
+#include "runtime/prompt_segments.h"
 #include "runtime/session.h"
 
 #include "golden.h"
@@ -73,21 +74,7 @@ private slots:
         std::vector<std::shared_ptr<EncodedImage>> encoded;
         for (const auto& tiles : input.images)
             encoded.push_back(cpu.encodeImage(tiles, nullptr));
-        std::vector<PromptSegment> segments;
-        std::size_t img = 0;
-        for (std::size_t p = 0; p < input.inputIds.size();) {
-            std::size_t q = p;
-            if (input.imageSeqMask[p]) {
-                q = p + static_cast<std::size_t>(input.numImageTokens[img]);
-                segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), encoded[img].get(), 0});
-                ++img;
-            } else {
-                while (q < input.inputIds.size() && !input.imageSeqMask[q])
-                    ++q;
-                segments.push_back({std::span<const std::int32_t>(input.inputIds).subspan(p, q - p), nullptr, 0});
-            }
-            p = q;
-        }
+        const auto segments = promptSegments(input, encoded);
         const auto got = cpu.embeddings(segments);
         const auto want = ref.find("inputs_embeds")->toFloat();
         QCOMPARE(got.size(), want.size());
