@@ -20,14 +20,6 @@ namespace {
 const char* const kCases[] = {"a_text",         "b_grounding",         "c_two_images", "d_three_images",
                               "e_multiturn_system", "e2_system_role_text", "f1_odd_sizes", "f2_rgba"};
 
-Conversation goldenConversation(const std::string& model, const std::string& name)
-{
-    auto dir = test::goldenDir();
-    auto j = parseJsonFile(dir / "cases" / model / (name + ".json"));
-    nlohmann::json wrapped = {{"conversation", j["conversation"]}, {"system_prompt", j["system_prompt"]}};
-    return parseConversation(wrapped, dir / "images", name);
-}
-
 template <typename A, typename B>
 bool sameValues(const A& a, const B& b)
 {
@@ -79,7 +71,7 @@ private slots:
         QFETCH(QString, name);
         const auto dir = test::goldenDir();
         const auto processor = Processor::fromModelFolder(test::goldenModel(model.toStdString()));
-        const auto conv = goldenConversation(model.toStdString(), name.toStdString());
+        const auto conv = test::goldenConversation(model.toStdString(), name.toStdString());
         const auto input = processor.process(conv);
 
         SafetensorsFile ref(dir / "cases" / model.toStdString() / (name.toStdString() + ".safetensors"));
@@ -146,7 +138,7 @@ private slots:
         TESSERA_REQUIRE_GOLDEN();
         // Without the trailing empty assistant message the input is the same: the app relies on it.
         const auto p = Processor::fromModelFolder(test::goldenModel("mini-mha"));
-        auto conv = goldenConversation("mini-mha", "e2_system_role_text");
+        auto conv = test::goldenConversation("mini-mha", "e2_system_role_text");
         auto withEmpty = p.process(conv);
         conv.messages.pop_back();
         auto without = p.process(conv);

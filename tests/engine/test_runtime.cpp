@@ -21,14 +21,6 @@ using namespace tessera;
 
 namespace {
 
-Conversation goldenConversation(const std::string& model, const std::string& name)
-{
-    auto dir = test::goldenDir();
-    auto j = parseJsonFile(dir / "cases" / model / (name + ".json"));
-    nlohmann::json wrapped = {{"conversation", j["conversation"]}, {"system_prompt", j["system_prompt"]}};
-    return parseConversation(wrapped, dir / "images", name);
-}
-
 GenerationOptions greedy(int maxNewTokens)
 {
     GenerationOptions o;
@@ -65,7 +57,7 @@ private slots:
         QFETCH(QString, model);
         QFETCH(QString, name);
         auto m = loadGolden(model.toStdString());
-        auto conv = goldenConversation(model.toStdString(), name.toStdString());
+        auto conv = test::goldenConversation(model.toStdString(), name.toStdString());
         SafetensorsFile ref(test::goldenDir() / "cases" / model.toStdString() / (name.toStdString() + ".safetensors"));
 
         // Input embeddings through the backend (vision, projector, layout, text embeddings).
@@ -143,7 +135,7 @@ private slots:
     {
         TESSERA_REQUIRE_GOLDEN();
         auto m = loadGolden("mini-mha");
-        auto conv = goldenConversation("mini-mha", "b_grounding");
+        auto conv = test::goldenConversation("mini-mha", "b_grounding");
         Session session(*m);
         std::atomic<bool> cancel{true};
         auto stopped = session.generate(conv, greedy(16), {}, &cancel);

@@ -1,5 +1,9 @@
 #include "golden.h"
 
+#include "core/json_util.h"
+
+#include <nlohmann/json.hpp>
+
 #include <cstdlib>
 
 namespace tessera::test {
@@ -23,6 +27,14 @@ std::filesystem::path goldenModel(const std::string& name)
 {
     auto dir = goldenDir();
     return dir.empty() ? dir : dir / "models" / name;
+}
+
+Conversation goldenConversation(const std::string& model, const std::string& name)
+{
+    const auto dir = goldenDir();
+    const auto j = parseJsonFile(dir / "cases" / model / (name + ".json"));
+    const nlohmann::json wrapped = {{"conversation", j["conversation"]}, {"system_prompt", j["system_prompt"]}};
+    return parseConversation(wrapped, dir / "images", name);
 }
 
 }  // namespace tessera::test

@@ -1,6 +1,8 @@
 #pragma once
 // Where the reference data lives, for tests. TESSERA_GOLDEN_DIR in the environment overrides the
 // configure-time default (../shared/golden beside the source tree).
+#include "processor/conversation.h"
+
 #include <filesystem>
 #include <string>
 
@@ -10,6 +12,8 @@ namespace tessera::test {
 std::filesystem::path goldenDir();
 std::filesystem::path sourceDir();
 std::filesystem::path goldenModel(const std::string& name);  // "mini-mha" / "mini-mla"
+// The conversation (and system prompt) of golden case `name`, images resolved in golden/images.
+Conversation goldenConversation(const std::string& model, const std::string& name);
 
 }  // namespace tessera::test
 
