@@ -6,14 +6,18 @@
 #   scripts/device-check.sh [mini-mha|mini-mla|both|none]   (default: mini-mha)
 #
 # A device call carries at most 64 MiB: one golden model fits beside the binaries.
+# STAGE=DIR stages elsewhere (a git-excluded folder of the checkout the device tool sends, when
+# building from another worktree); the run command is then `bash DIR/device-run.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models="${1:-mini-mha}"
 golden="${TESSERA_GOLDEN_DIR:-$(pwd)/../shared/golden}"
-stage=.device-stage
+stage="${STAGE:-.device-stage}"
 jobs="${JOBS:-2}"
 
-grep -qx '/.device-stage/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.device-stage/' >> .git/info/exclude; }
+if [ -z "${STAGE:-}" ]; then
+  grep -qx '/.device-stage/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.device-stage/' >> .git/info/exclude; }
+fi
 
 cmake --preset default >/dev/null
 cmake --build build/default -j "$jobs" --target engine_test_cuda_backend tessera-bench-gpu
@@ -57,8 +61,9 @@ cp scripts/device-run.sh "$stage/"
 size=$(du -sb "$stage" | cut -f1)
 echo "staged $(du -sh "$stage" | cut -f1) in $stage (models: ${list:-none}); limit 64 MiB with the tree" >&2
 [ "$size" -lt $((60 * 1024 * 1024)) ] || echo "WARNING: the stage is too large for one device call" >&2
+name=$(basename "$stage")
 cat <<MSG
 Run on the GPU machine with the device tool:
-  run(kind="nvidia-h200", timeout_s=600, carry=[".device-stage"],
-      command="bash .device-stage/device-run.sh")
+  run(kind="nvidia-h200", timeout_s=600, carry=["$name"],
+      command="bash $name/device-run.sh")
 MSG

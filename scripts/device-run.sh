@@ -5,7 +5,7 @@
 # the output. Every step has a time limit so that the call ends inside the device's 10 minutes.
 set -uo pipefail
 repo=$(pwd)
-stage="$repo/.device-stage"
+stage="$(cd "$(dirname "$0")" && pwd)"
 out="${OUT:-/tmp/tessera-out}"
 mkdir -p "$out"
 work=/tmp/tessera-device
