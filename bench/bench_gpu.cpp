@@ -93,6 +93,8 @@ struct Options {
     int decodeSteps = 64;
     int repeats = 3;
     bool kernels = true;
+    bool decodeOnly = false;  // skip the image, time to first token and prefill figures
+    int profileSteps = 0;     // decode steps at 1024 context bracketed for `ncu --profile-from-start off`
 };
 
 nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, std::size_t baseline, const Options& o)
@@ -103,6 +105,19 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     std::size_t peak = usedGpuBytes();
     auto notePeak = [&] { peak = std::max(peak, usedGpuBytes()); };
 
+    auto seq = be.createSequence(config.language.maxPositionEmbeddings);
+    notePeak();
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    greedy.repetitionPenalty = 1;
+    Rng sampler(1);
+    auto randomIds = [&](int n) {
+        std::vector<std::int32_t> v(n);
+        for (auto& id : v)
+            id = 3 + static_cast<std::int32_t>(rng() % 100000);
+        return v;
+    };
+    if (!o.decodeOnly) {
     // One 1152x1152 image: 3x3 local tiles + the global view, random pixels.
     ImageTiles tiles;
     tiles.widthTiles = 3;
@@ -123,21 +138,9 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["image_tokens"] = warm->tokenCount();
 
     // Prompt: bos, a few words, the image, a short question, "<|Assistant|>:".
-    auto randomIds = [&](int n) {
-        std::vector<std::int32_t> v(n);
-        for (auto& id : v)
-            id = 3 + static_cast<std::int32_t>(rng() % 100000);
-        return v;
-    };
     std::vector<std::int32_t> head = randomIds(6), question = randomIds(14);
     head[0] = 0;
     std::vector<std::int32_t> imageIds(static_cast<std::size_t>(warm->tokenCount()), 128815);
-    auto seq = be.createSequence(config.language.maxPositionEmbeddings);
-    notePeak();
-    SamplingParams greedy;
-    greedy.temperature = 0;
-    greedy.repetitionPenalty = 1;
-    Rng sampler(1);
     std::vector<double> ttft, prefill;
     int promptTokens = 0;
     for (int r = 0; r < o.repeats + 1; ++r) {
@@ -161,6 +164,7 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["ttft_ms"] = median(ttft) * 1e3;
     out["prefill_ms"] = median(prefill) * 1e3;
     out["prefill_tokens_per_s"] = promptTokens / median(prefill);
+    }
 
     // Decode at several context lengths: the session's loop (GPU choice, then the graph step).
     const double weightBytes = activatedWeightBytes(config);
@@ -190,6 +194,12 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         d["ms_per_token"] = perToken * 1e3;
         d["activated_bytes_per_token"] = bytes;
         d["roofline_fraction"] = (bytes / kHbmBytesPerSecond) / perToken;
+        if (context == 1024 && o.profileSteps > 0) {
+            cuda::check(kernels::profilerStart(), "profiler");
+            for (int i = 0; i < o.profileSteps; ++i)
+                step(greedy);
+            cuda::check(kernels::profilerStop(), "profiler");
+        }
         if (context == 1024) {
             SamplingParams demo;  // upstream demo defaults: temperature 0.1, top-p 0.9, penalty 1.1
             const auto ts = Clock::now();
@@ -464,10 +474,15 @@ int main(int argc, char** argv)
             o.configs = next();
         } else if (a == "--decode-steps") {
             o.decodeSteps = std::max(1, std::atoi(next().c_str()));
+        } else if (a == "--decode-only") {
+            o.decodeOnly = true;
+        } else if (a == "--profile-decode") {
+            o.profileSteps = std::max(0, std::atoi(next().c_str()));
         } else if (a == "--repeats") {
             o.repeats = std::max(1, std::atoi(next().c_str()));
         } else {
-            std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n";
+            std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n"
+                         "                     [--decode-only] [--profile-decode STEPS]\n";
             return 2;
         }
     }

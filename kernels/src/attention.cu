@@ -68,6 +68,8 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
     extern __shared__ float qs[];  // keyDim floats
     __shared__ float p[kChunk];
     __shared__ float scratch[33];
+    gridDependencyWait();
+    allowDependentLaunch();
     const int s = blockIdx.x, h = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;
     const int j0 = s * kChunk;
@@ -164,6 +166,8 @@ __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAtte
     // Static (not sized by splits): the unrolled loop below may load a few entries past `used`.
     __shared__ float weights[kMaxSplits + 8];
     __shared__ float scratch[33];
+    gridDependencyWait();
+    allowDependentLaunch();
     const int h = blockIdx.x;
     const int context = *a.lengthOnDevice + 1;
     const int used = (context + kChunk - 1) / kChunk;
@@ -226,13 +230,12 @@ Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
     } else {
         const dim3 grid(splits, a.heads);
         const std::size_t smem = static_cast<std::size_t>(a.keyDim) * sizeof(float);
-        TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, decodePartialKernel<TQ, TC><<<grid, kDecodeThreads, smem, s>>>(a, splits)));
-        r = launchStatus("decode attention");
+        TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("decode attention", decodePartialKernel<TQ, TC>, grid, kDecodeThreads, smem, s, a, splits)));
     }
     if (!r.ok())
         return r;
-    TESSERA_DISPATCH_DTYPE(a.outType, TO, decodeCombineKernel<TO><<<a.heads, kDecodeThreads, 0, s>>>(a, splits));
-    return launchStatus("decode attention combine");
+    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, a.heads, kDecodeThreads, 0, s, a, splits));
+    return r;
 }
 
 }  // namespace tessera::kernels

@@ -297,6 +297,8 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
     bf16* qs = ks + kDecodeChunk * sh.LD;
     bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
+    gridDependencyWait();
+    allowDependentLaunch();
     const int s = blockIdx.x, kvh = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;
     const int j0 = s * kDecodeChunk;
@@ -406,6 +408,183 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     }
 }
 
+// Latent rows shared by every head (MLA's absorbed decode): keys and values are the same rows, so
+// a block reads its 64 positions once and 8 warps split each phase. Scores: warp (g, half) takes
+// keys [16g, 16g + 16) over one half of the key dimensions, for every head; the two halves meet
+// in shared memory. Soft-max: one warp per head row at a time. P·V: warps split the value
+// columns. Partials have the layout of the kernels above.
+constexpr int kLatWarps = 8, kLatKeys = kDecodeChunk, kLatMaxMTiles = 4, kLatMaxTilesPerWarp = 8;
+static_assert(kLatKeys == 64, "the soft-max gives each lane two keys of a split");
+
+struct LatentShape {
+    int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, halfSteps;
+    std::size_t smem;
+};
+
+LatentShape latentShape(const DecodeAttentionArgs& a)
+{
+    LatentShape s{};
+    s.HP = roundUp(a.headsPerKv, 16);
+    s.KP = roundUp(a.keyDim, 32);  // two halves of whole 16-column steps
+    s.LD = s.KP + 8;
+    s.PLD = kLatKeys + 8;
+    s.mTiles = s.HP / 16;
+    s.valueTiles = a.valueDim / 8;
+    s.tilesPerWarp = (s.valueTiles + kLatWarps - 1) / kLatWarps;
+    s.tilesPerWarp += s.tilesPerWarp % 2;  // value tiles go in pairs (one ldmatrix.x4.trans)
+    s.halfSteps = s.KP / 32;
+    s.smem = static_cast<std::size_t>(kLatKeys + s.HP) * s.LD * 2 + static_cast<std::size_t>(s.HP) * s.PLD * 2 +
+             static_cast<std::size_t>(2 * s.HP * kLatKeys + 2 * s.HP) * sizeof(float);
+    return s;
+}
+
+bool latentSupported(const DecodeAttentionArgs& a, const LatentShape& sh)
+{
+    const bool shared = a.values == a.keys && a.valueLd == a.keyLd && a.valueHeadStride == a.keyHeadStride;
+    return shared && a.headsPerKv >= 16 && sh.mTiles <= kLatMaxMTiles && sh.tilesPerWarp <= kLatMaxTilesPerWarp &&
+           a.valueDim <= a.keyDim && sh.smem <= 200 * 1024;
+}
+
+__global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAttentionArgs a, int splits, LatentShape sh)
+{
+    extern __shared__ __align__(16) unsigned char smemRaw[];
+    bf16* ks = reinterpret_cast<bf16*>(smemRaw);
+    bf16* qs = ks + kLatKeys * sh.LD;
+    bf16* ps = qs + sh.HP * sh.LD;
+    float* scores = reinterpret_cast<float*>(ps + sh.HP * sh.PLD);  // [2 halves][HP][keys]
+    float* rowMax = scores + 2 * sh.HP * kLatKeys;
+    float* rowSum = rowMax + sh.HP;
+    gridDependencyWait();
+    allowDependentLaunch();
+    const int s = blockIdx.x, kvh = blockIdx.y;
+    const int context = *a.lengthOnDevice + 1;
+    const int j0 = s * kLatKeys;
+    if (j0 >= context)
+        return;
+    const int count = min(kLatKeys, context - j0);
+    const int h0 = kvh * a.headsPerKv;
+    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
+    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
+    loadRows(ks, sh.LD, K, a.keyLd, kLatKeys, count, sh.KP, a.keyDim);
+    loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+    cpAsyncWaitAll();
+    __syncthreads();
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    {
+        const int g = warp & 3, half = warp >> 2;
+        float sc[kLatMaxMTiles][2][4];
+#pragma unroll
+        for (int m = 0; m < kLatMaxMTiles; ++m)
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+                sc[m][n][0] = sc[m][n][1] = sc[m][n][2] = sc[m][n][3] = 0.f;
+        for (int step = 0; step < sh.halfSteps; ++step) {
+            const int col = (half * sh.halfSteps + step) * 16;
+            unsigned kb[4];
+            ldsm4(kb, ks + (g * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + col + ((lane >> 3) & 1) * 8);
+#pragma unroll
+            for (int m = 0; m < kLatMaxMTiles; ++m) {
+                if (m >= sh.mTiles)
+                    break;
+                unsigned qa[4];
+                ldsm4(qa, qs + (m * 16 + (lane & 15)) * sh.LD + col + (lane >> 4) * 8);
+                mma(sc[m][0], qa, kb[0], kb[1]);
+                mma(sc[m][1], qa, kb[2], kb[3]);
+            }
+        }
+        float* out = scores + half * sh.HP * kLatKeys;
+#pragma unroll
+        for (int m = 0; m < kLatMaxMTiles; ++m) {
+            if (m >= sh.mTiles)
+                break;
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int row = m * 16 + (lane >> 2) + (e >> 1) * 8;
+                    const int key = g * 16 + n * 8 + (lane & 3) * 2 + (e & 1);
+                    out[row * kLatKeys + key] = sc[m][n][e];
+                }
+        }
+    }
+    __syncthreads();
+    // Soft-max within the split (natural-log scale, as the combine pass expects).
+    for (int row = warp; row < sh.HP; row += kLatWarps) {
+        const float* s0 = scores + row * kLatKeys;
+        const float* s1 = s0 + sh.HP * kLatKeys;
+        const float v0 = lane < count ? (s0[lane] + s1[lane]) * a.scale : -INFINITY;
+        const float v1 = lane + 32 < count ? (s0[lane + 32] + s1[lane + 32]) * a.scale : -INFINITY;
+        const float mx = warpMax(fmaxf(v0, v1));
+        const float p0 = __expf(v0 - mx), p1 = __expf(v1 - mx);
+        const float sum = warpSum(p0 + p1);
+        ps[row * sh.PLD + lane] = __float2bfloat16_rn(p0);
+        ps[row * sh.PLD + lane + 32] = __float2bfloat16_rn(p1);
+        if (lane == 0) {
+            rowMax[row] = mx;
+            rowSum[row] = sum;
+        }
+    }
+    __syncthreads();
+    // P·V over this warp's value tiles; the values are the first valueDim columns of the rows.
+    float acc[kLatMaxMTiles][kLatMaxTilesPerWarp][4];
+#pragma unroll
+    for (int m = 0; m < kLatMaxMTiles; ++m)
+#pragma unroll
+        for (int j = 0; j < kLatMaxTilesPerWarp; ++j)
+            acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
+    const int tile0 = warp * sh.tilesPerWarp;
+    const int tiles = max(0, min(sh.tilesPerWarp, sh.valueTiles - tile0));
+#pragma unroll
+    for (int kk = 0; kk < kLatKeys / 16; ++kk) {
+        unsigned pa[kLatMaxMTiles][4];
+#pragma unroll
+        for (int m = 0; m < kLatMaxMTiles; ++m)
+            if (m < sh.mTiles)
+                ldsm4(pa[m], ps + (m * 16 + (lane & 15)) * sh.PLD + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int dj = 0; dj < kLatMaxTilesPerWarp / 2; ++dj) {
+            if (2 * dj >= tiles)
+                break;
+            unsigned r[4];
+            const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+            ldsm4t(r, ks + key * sh.LD + (tile0 + 2 * dj) * 8 + (lane >> 4) * 8);
+#pragma unroll
+            for (int m = 0; m < kLatMaxMTiles; ++m) {
+                if (m >= sh.mTiles)
+                    break;
+                mma(acc[m][2 * dj], pa[m], r[0], r[1]);
+                if (2 * dj + 1 < tiles)
+                    mma(acc[m][2 * dj + 1], pa[m], r[2], r[3]);
+            }
+        }
+    }
+    const int valueStride = a.valueDim + 2;
+#pragma unroll
+    for (int m = 0; m < kLatMaxMTiles; ++m) {
+        if (m >= sh.mTiles)
+            break;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int local = m * 16 + (lane >> 2) + r * 8;
+            if (local >= a.headsPerKv)
+                continue;
+            float* part = a.workspace + (static_cast<long long>(h0 + local) * splits + s) * valueStride;
+            if (warp == 0 && (lane & 3) == 0) {
+                part[0] = rowMax[local];
+                part[1] = rowSum[local];
+            }
+#pragma unroll
+            for (int j = 0; j < kLatMaxTilesPerWarp; ++j) {
+                if (j >= tiles)
+                    break;
+                const int d = (tile0 + j) * 8 + (lane & 3) * 2;
+                *reinterpret_cast<float2*>(part + 2 + d) = make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
@@ -426,13 +605,20 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int splits, cudaStre
     static cudaError_t attr = cudaSuccess;
     std::call_once(once, [] {
         attr = cudaFuncSetAttribute(decodeMmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+        if (attr == cudaSuccess)
+            attr = cudaFuncSetAttribute(decodeLatentKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
     });
     if (attr != cudaSuccess)
         return cudaStatus(attr, "decode attention (tensor cores): cudaFuncSetAttribute");
+    const LatentShape lat = latentShape(a);
+    if (latentSupported(a, lat)) {
+        const dim3 grid(splits, a.heads / a.headsPerKv);
+        return launchOverlapped("decode attention (latent rows)", decodeLatentKernel, grid, kLatWarps * 32, lat.smem, stream, a,
+                                splits, lat);
+    }
     const DecodeMmaShape sh = decodeMmaShape(a);
     const dim3 grid(splits, a.heads / a.headsPerKv);
-    decodeMmaKernel<<<grid, kDecWarps * 32, sh.smem, stream>>>(a, splits, sh);
-    return launchStatus("decode attention (tensor cores)");
+    return launchOverlapped("decode attention (tensor cores)", decodeMmaKernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
 }
 
 }  // namespace tessera::kernels

@@ -1,10 +1,13 @@
 // One-row products for decode: y = x · Wᵀ over bf16 weights, which makes decode a stream over
-// the weights. Each warp owns two output rows and reads them with 16-byte loads; x is read
-// through the cache (every warp of the grid reads the same x). Batches cover per-head products
-// and, through a device index list, only the experts a token was routed to.
+// the weights. Blocks copy their rows' weights into shared memory in one go (16-byte cp.async),
+// then warps reduce rows against x, which is read through the cache (every block reads the same
+// x). Batches cover per-head products and, through a device index list, only the experts a token
+// was routed to.
 #include "tessera_kernels/gemm.h"
 
 #include "launch_util.cuh"
+
+#include <algorithm>
 
 namespace tessera::kernels {
 
@@ -61,11 +64,87 @@ __device__ __forceinline__ float dot8(const uint4& w, const float (&x)[8])
 
 __device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
 
-// One output row per warp (kGated: rows r and r + N, combined as silu(·) · (·)). Two
-// accumulators per row and an unrolled loop keep several 16-byte loads in flight per lane.
-template <typename TX, typename TY, bool kVector, bool kGated>
-__global__ __launch_bounds__(kWarps * 32) void gemvKernel(GemvParams p)
+// Weight tiles through shared memory: a block owns `rows` consecutive output rows (and, kGated,
+// the matching up rows) and copies their weights into shared memory with cp.async, all at once,
+// so that a block keeps its whole share of the matrix in flight. The copy starts before
+// gridDependencyWait() when the rows do not depend on an earlier kernel (no batchIndex): in a
+// chain of overlapped launches the weights then stream in while the kernel before still runs.
+// Warps then take rows in turn; a lane sums 8-element chunks lane, lane + 32, ... of its row.
+constexpr int kTileBytes = 32 * 1024;
+
+template <typename TX, typename TY, bool kGated>
+__global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
 {
+    extern __shared__ __align__(16) uint4 tile[];
+    const int b = blockIdx.y;
+    const int r0 = blockIdx.x * rowsPerBlock;
+    const int rows = min(rowsPerBlock, p.N - r0);
+    const int chunks = p.K / 8;
+    const int tileRows = kGated ? 2 * rows : rows;
+    allowDependentLaunch();
+    auto issue = [&](long long w) {
+        const bf16* base = p.W + w * p.strideW;
+        for (int c = threadIdx.x; c < tileRows * chunks; c += blockDim.x) {
+            const int lr = c / chunks, kc = c - lr * chunks;
+            const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
+            copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
+        }
+        copyAsyncCommit();
+    };
+    if (!p.batchIndex)
+        issue(b);
+    gridDependencyWait();
+    if (p.batchIndex)
+        issue(p.batchIndex[b]);
+    copyAsyncWaitAll();
+    __syncthreads();
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const TX* x = static_cast<const TX*>(p.x) + b * p.strideX;
+    TY* y = static_cast<TY*>(p.y) + b * p.strideY;
+    for (int lr = warp; lr < rows; lr += kWarps) {
+        const uint4* g = tile + static_cast<long long>(lr) * chunks;
+        const uint4* u = g + static_cast<long long>(rows) * chunks;
+        float g0 = 0.f, g1 = 0.f, u0 = 0.f, u1 = 0.f;
+        int c = lane;
+        for (; c + 32 < chunks; c += 64) {
+            float xa[8], xb[8];
+            load8(x + c * 8, xa);
+            load8(x + (c + 32) * 8, xb);
+            g0 += dot8(g[c], xa);
+            g1 += dot8(g[c + 32], xb);
+            if (kGated) {
+                u0 += dot8(u[c], xa);
+                u1 += dot8(u[c + 32], xb);
+            }
+        }
+        if (c < chunks) {
+            float xa[8];
+            load8(x + c * 8, xa);
+            g0 += dot8(g[c], xa);
+            if (kGated)
+                u0 += dot8(u[c], xa);
+        }
+        const float gs = warpSum(g0 + g1);
+        const float us = kGated ? warpSum(u0 + u1) : 0.f;
+        if (lane == 0) {
+            const int r = r0 + lr;
+            float o = kGated ? silu(gs) * us : gs;
+            if (p.bias)
+                o += p.bias[r];
+            if (p.beta != 0.f)
+                o += p.beta * toFloat(y[r]);
+            y[r] = fromFloat<TY>(o);
+        }
+    }
+}
+
+// Any K and alignment (fp32 mode's odd test shapes): one output row per warp, element loads.
+template <typename TX, typename TY, bool kGated>
+__global__ __launch_bounds__(kWarps * 32) void gemvScalarKernel(GemvParams p)
+{
+    gridDependencyWait();
+    allowDependentLaunch();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int b = blockIdx.y;
     const int r = blockIdx.x * kWarps + warp;
@@ -75,45 +154,15 @@ __global__ __launch_bounds__(kWarps * 32) void gemvKernel(GemvParams p)
     const bf16* W0 = p.W + w * p.strideW + static_cast<long long>(r) * p.ldw;
     const bf16* W1 = W0 + static_cast<long long>(p.N) * p.ldw;  // up row (kGated)
     const TX* x = static_cast<const TX*>(p.x) + b * p.strideX;
-    float g0 = 0.f, g1 = 0.f, u0 = 0.f, u1 = 0.f;
-    if (kVector) {
-        int k = lane * 8;
-#pragma unroll 2
-        for (; k + 256 < p.K; k += 512) {
-            const uint4 wa = __ldg(reinterpret_cast<const uint4*>(W0 + k));
-            const uint4 wb = __ldg(reinterpret_cast<const uint4*>(W0 + k + 256));
-            uint4 ua, ub;
-            if (kGated) {
-                ua = __ldg(reinterpret_cast<const uint4*>(W1 + k));
-                ub = __ldg(reinterpret_cast<const uint4*>(W1 + k + 256));
-            }
-            float xa[8], xb[8];
-            load8(x + k, xa);
-            load8(x + k + 256, xb);
-            g0 += dot8(wa, xa);
-            g1 += dot8(wb, xb);
-            if (kGated) {
-                u0 += dot8(ua, xa);
-                u1 += dot8(ub, xb);
-            }
-        }
-        if (k < p.K) {
-            float xa[8];
-            load8(x + k, xa);
-            g0 += dot8(__ldg(reinterpret_cast<const uint4*>(W0 + k)), xa);
-            if (kGated)
-                u0 += dot8(__ldg(reinterpret_cast<const uint4*>(W1 + k)), xa);
-        }
-    } else {
-        for (int k = lane; k < p.K; k += 32) {
-            const float xv = toFloat(x[k]);
-            g0 = fmaf(__bfloat162float(W0[k]), xv, g0);
-            if (kGated)
-                u0 = fmaf(__bfloat162float(W1[k]), xv, u0);
-        }
+    float g0 = 0.f, u0 = 0.f;
+    for (int k = lane; k < p.K; k += 32) {
+        const float xv = toFloat(x[k]);
+        g0 = fmaf(__bfloat162float(W0[k]), xv, g0);
+        if (kGated)
+            u0 = fmaf(__bfloat162float(W1[k]), xv, u0);
     }
-    const float g = warpSum(g0 + g1);
-    const float u = kGated ? warpSum(u0 + u1) : 0.f;
+    const float g = warpSum(g0);
+    const float u = kGated ? warpSum(u0) : 0.f;
     if (lane == 0) {
         TY* y = static_cast<TY*>(p.y) + b * p.strideY;
         float o = kGated ? silu(g) * u : g;
@@ -138,23 +187,39 @@ Status gemv(const GemvArgs& a, Stream stream)
     if (a.batch > 65535)
         return Status::failure("gemv: batch count over 65535");
     const std::size_t xb = dtypeBytes(a.xType);
+    const int perRow = a.gatedOutput ? 2 : 1;
+    const std::size_t rowBytes = static_cast<std::size_t>(a.K) * 2 * perRow;
     const bool vector = a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && aligned16(a.x) &&
-                        (a.strideX * xb) % 16 == 0;
+                        (a.strideX * xb) % 16 == 0 && rowBytes <= kTileBytes;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
                  a.y, a.strideY, a.bias, a.beta, a.gatedOutput};
-    const dim3 grid((a.N + kWarps - 1) / kWarps, a.batch);
     cudaStream_t s = cuStream(stream);
-    TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
-        if (vector && a.gatedOutput)
-            gemvKernel<TX, TY, true, true><<<grid, kWarps * 32, 0, s>>>(p);
-        else if (vector)
-            gemvKernel<TX, TY, true, false><<<grid, kWarps * 32, 0, s>>>(p);
-        else if (a.gatedOutput)
-            gemvKernel<TX, TY, false, true><<<grid, kWarps * 32, 0, s>>>(p);
-        else
-            gemvKernel<TX, TY, false, false><<<grid, kWarps * 32, 0, s>>>(p);
-    }));
-    return launchStatus("gemv");
+    Status r;
+    if (vector) {
+        // Rows per block: as many as fit a tile, but few enough that the grid covers the GPU
+        // about twice (small matrices spread over every SM).
+        const long long totalRows = static_cast<long long>(a.N) * a.batch;
+        const int fit = static_cast<int>(kTileBytes / rowBytes);
+        const int spread = static_cast<int>(std::max<long long>(1, totalRows / 264));
+        const int rows = std::max(1, std::min({fit, spread, 64}));
+        const dim3 grid((a.N + rows - 1) / rows, a.batch);
+        const std::size_t smem = rows * rowBytes;
+        TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
+            if (a.gatedOutput)
+                r = launchOverlapped("gemv", gemvTileKernel<TX, TY, true>, grid, kWarps * 32, smem, s, p, rows);
+            else
+                r = launchOverlapped("gemv", gemvTileKernel<TX, TY, false>, grid, kWarps * 32, smem, s, p, rows);
+        }));
+    } else {
+        const dim3 grid((a.N + kWarps - 1) / kWarps, a.batch);
+        TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
+            if (a.gatedOutput)
+                r = launchOverlapped("gemv", gemvScalarKernel<TX, TY, true>, grid, kWarps * 32, 0, s, p);
+            else
+                r = launchOverlapped("gemv", gemvScalarKernel<TX, TY, false>, grid, kWarps * 32, 0, s, p);
+        }));
+    }
+    return r;
 }
 
 }  // namespace tessera::kernels

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <utility>
 
 namespace tessera::kernels {
 
@@ -88,6 +89,67 @@ __device__ __forceinline__ float blockMax(float v, float* scratch /* 33 floats *
 }
 
 inline cudaStream_t cuStream(Stream s) { return static_cast<cudaStream_t>(s); }
+
+// Overlapped launches (Hopper's programmatic dependent launch). A kernel started with
+// launchOverlapped() may begin while the kernel before it in the stream is still running: it may
+// read only constant data (weights) until it calls gridDependencyWait(), which returns once every
+// earlier kernel has finished and its writes are visible. Every kernel launched that way must
+// call gridDependencyWait() in every block before its first write and before reading anything an
+// earlier kernel writes; a kernel that returns early must wait first too (its completion vouches
+// for the kernels before it). allowDependentLaunch() lets the next overlapped kernel start once
+// every block of this one has called it. Both are no-ops in kernels launched the usual way.
+__device__ __forceinline__ void gridDependencyWait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allowDependentLaunch()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Whether launchOverlapped() asks for the overlap (TESSERA_OVERLAP_LAUNCHES=0 turns it off, to
+// measure what it brings or to rule it out).
+bool overlappedLaunchesEnabled();
+
+template <typename... Params, typename... Args>
+Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                        Args&&... args)
+{
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = overlappedLaunchesEnabled() ? 1 : 0;
+    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        return Status::failure(std::string(op) + " kernel launch: " + cudaGetErrorString(err));
+    }
+    return launchStatus(op);
+}
+
+// Asks for the 128-byte line at p in L2 (no registers, no wait): for weights a kernel will read
+// after gridDependencyWait().
+__device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
+// 16-byte asynchronous copy global → shared (L2 only); `valid` false writes zeros.
+__device__ __forceinline__ void copyAsync16(void* smem, const void* gmem, bool valid = true)
+{
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void copyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void copyAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 }  // namespace tessera::kernels
 

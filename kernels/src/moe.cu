@@ -175,6 +175,12 @@ __global__ __launch_bounds__(1024) void routeOneKernel(RouteArgs a, const TX* x,
 {
     __shared__ float logits[kMaxExperts];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    // The router's weights do not depend on the kernels before: pull them into L2 while those run.
+    const long long lines = (static_cast<long long>(a.experts) * hidden * 2 + 127) / 128;
+    for (long long l = threadIdx.x; l < lines; l += blockDim.x)
+        prefetchL2(reinterpret_cast<const char*>(w) + l * 128);
+    gridDependencyWait();
+    allowDependentLaunch();
     for (int e = warp; e < a.experts; e += 32) {
         const bf16* row = w + static_cast<long long>(e) * hidden;
         float acc = 0.f;
@@ -251,6 +257,8 @@ __global__ void combineKernel(CombineArgs a)
     __shared__ float scratch[33];
     __shared__ long long slots[kMaxK + 8];
     __shared__ float weights[kMaxK + 8];
+    gridDependencyWait();
+    allowDependentLaunch();
     const int t = blockIdx.x;
     if (threadIdx.x < a.k) {
         const long long pair = static_cast<long long>(t) * a.k + threadIdx.x;
@@ -306,8 +314,9 @@ Status routeOneToken(const RouteArgs& a, const void* x, DType xType, const std::
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     const bf16* w = reinterpret_cast<const bf16*>(routerWeight);
-    TESSERA_DISPATCH_DTYPE(xType, TX, routeOneKernel<TX><<<1, 1024, 0, cuStream(stream)>>>(a, static_cast<const TX*>(x), w, hidden));
-    return launchStatus("moe router (one token)");
+    Status r;
+    TESSERA_DISPATCH_DTYPE(xType, TX, r = launchOverlapped("moe router (one token)", routeOneKernel<TX>, 1, 1024, 0, cuStream(stream), a, static_cast<const TX*>(x), w, hidden));
+    return r;
 }
 
 Status dispatchTokens(const DispatchArgs& a, Stream stream)
@@ -333,8 +342,9 @@ Status combineExperts(const CombineArgs& a, Stream stream)
         return {};
     if (a.k > kMaxK + 8)
         return Status::failure("moe combine: too many experts per token");
-    TESSERA_DISPATCH_DTYPE(a.normType, TN, combineKernel<TN><<<a.n, 256, 0, cuStream(stream)>>>(a));
-    return launchStatus("moe combine");
+    Status r;
+    TESSERA_DISPATCH_DTYPE(a.normType, TN, r = launchOverlapped("moe combine", combineKernel<TN>, a.n, 256, 0, cuStream(stream), a));
+    return r;
 }
 
 }  // namespace tessera::kernels

@@ -14,6 +14,8 @@ template <typename TO>
 __global__ void rmsNormKernel(const float* x, long long ldx, int n, const float* w, float eps, TO* out, long long ldo)
 {
     __shared__ float scratch[33];
+    gridDependencyWait();
+    allowDependentLaunch();
     const float* xr = x + blockIdx.x * ldx;
     TO* o = out + blockIdx.x * ldo;
     float ss = 0.f;
@@ -54,8 +56,9 @@ Status rmsNorm(const float* x, std::int64_t ldx, int rows, int n, const float* w
 {
     if (rows <= 0)
         return {};
-    TESSERA_DISPATCH_DTYPE(outType, T, rmsNormKernel<T><<<rows, threadsFor(n), 0, cuStream(stream)>>>(x, ldx, n, weight, eps, static_cast<T*>(out), ldo));
-    return launchStatus("rms_norm");
+    Status r;
+    TESSERA_DISPATCH_DTYPE(outType, T, r = launchOverlapped("rms_norm", rmsNormKernel<T>, rows, threadsFor(n), 0, cuStream(stream), x, ldx, n, weight, eps, static_cast<T*>(out), ldo));
+    return r;
 }
 
 Status layerNorm(const float* x, std::int64_t ldx, int rows, int n, const float* gamma, const float* beta, float eps,

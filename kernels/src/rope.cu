@@ -10,6 +10,8 @@ namespace {
 template <typename TI, typename TQ, typename TC>
 __global__ void mhaPrepareKernel(MhaPrepareArgs a)
 {
+    gridDependencyWait();
+    allowDependentLaunch();
     const int t = blockIdx.x;
     const int pos = (a.startOnDevice ? *a.startOnDevice : a.start) + t;
     const int hd = a.headDim, half = hd / 2;
@@ -40,6 +42,8 @@ template <typename TI, typename TQ, typename TC>
 __global__ void mlaPrepareKernel(MlaPrepareArgs a)
 {
     __shared__ float scratch[33];
+    gridDependencyWait();
+    allowDependentLaunch();
     const int t = blockIdx.x;
     const int pos = (a.startOnDevice ? *a.startOnDevice : a.start) + t;
     const int qhd = a.nope + a.rope, half = a.rope / 2;
@@ -83,8 +87,9 @@ Status mhaPrepare(const MhaPrepareArgs& a, Stream stream)
         return {};
     if (a.headDim % 2 || a.rotary.dim != a.headDim)
         return Status::failure("mha rope: rotary table does not match the head dimension");
-    TESSERA_DISPATCH_DTYPE(a.qkvType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, mhaPrepareKernel<TI, TQ, TC><<<a.n, 128, 0, cuStream(stream)>>>(a))));
-    return launchStatus("mha rope + cache write");
+    Status r;
+    TESSERA_DISPATCH_DTYPE(a.qkvType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("mha rope + cache write", mhaPrepareKernel<TI, TQ, TC>, a.n, 128, 0, cuStream(stream), a))));
+    return r;
 }
 
 Status mlaPrepare(const MlaPrepareArgs& a, Stream stream)
@@ -93,8 +98,9 @@ Status mlaPrepare(const MlaPrepareArgs& a, Stream stream)
         return {};
     if (a.rope % 2 || a.rotary.dim != a.rope)
         return Status::failure("mla rope: rotary table does not match qk_rope_head_dim");
-    TESSERA_DISPATCH_DTYPE(a.fusedType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, mlaPrepareKernel<TI, TQ, TC><<<a.n, 128, 0, cuStream(stream)>>>(a))));
-    return launchStatus("mla rope + latent norm + cache write");
+    Status r;
+    TESSERA_DISPATCH_DTYPE(a.fusedType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("mla rope + latent norm + cache write", mlaPrepareKernel<TI, TQ, TC>, a.n, 128, 0, cuStream(stream), a))));
+    return r;
 }
 
 }  // namespace tessera::kernels

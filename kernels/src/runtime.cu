@@ -2,18 +2,34 @@
 
 #include "launch_util.cuh"
 
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
+
+#include <cstdlib>
 
 namespace tessera::kernels {
 
 namespace {
 
 __global__ void setIntKernel(int* dst, int value) { *dst = value; }
-__global__ void addIntKernel(int* dst, int delta) { *dst += delta; }
+__global__ void addIntKernel(int* dst, int delta)
+{
+    gridDependencyWait();
+    *dst += delta;
+}
 
 cudaStream_t s(Stream stream) { return static_cast<cudaStream_t>(stream); }
 
 }  // namespace
+
+bool overlappedLaunchesEnabled()
+{
+    static const bool enabled = [] {
+        const char* v = std::getenv("TESSERA_OVERLAP_LAUNCHES");
+        return !(v && std::string(v) == "0");
+    }();
+    return enabled;
+}
 
 Status setDevice(int index) { return cudaStatus(cudaSetDevice(index), "cudaSetDevice"); }
 
@@ -84,8 +100,7 @@ Status setInt(int* dst, int value, Stream stream)
 
 Status addInt(int* dst, int delta, Stream stream)
 {
-    addIntKernel<<<1, 1, 0, s(stream)>>>(dst, delta);
-    return launchStatus("add_int");
+    return launchOverlapped("add_int", addIntKernel, 1, 1, 0, s(stream), dst, delta);
 }
 
 Status streamCreate(Stream* stream)
@@ -166,5 +181,8 @@ void graphDestroy(GraphExec exec)
     if (exec)
         cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
 }
+
+Status profilerStart() { return cudaStatus(cudaProfilerStart(), "cudaProfilerStart"); }
+Status profilerStop() { return cudaStatus(cudaProfilerStop(), "cudaProfilerStop"); }
 
 }  // namespace tessera::kernels

@@ -321,11 +321,23 @@ private slots:
         QTest::addColumn<int>("K");
         QTest::addColumn<int>("batch");
         QTest::addColumn<bool>("indexed");
-        QTest::addRow("odd 77x131") << 77 << 131 << 1 << false;
-        QTest::addRow("tiny lm_head 129280x1280") << 129280 << 1280 << 1 << false;
-        QTest::addRow("tiny experts gate/up 1792x1280 of 64") << 1792 << 1280 << 6 << true;
-        QTest::addRow("base experts down 2560x1536 of 72") << 2560 << 1536 << 6 << true;
-        QTest::addRow("mla absorption 512x128 x32 heads") << 512 << 128 << 32 << false;
+        QTest::addColumn<bool>("gated");
+        QTest::addColumn<bool>("bf16x");
+        QTest::addColumn<bool>("accumulate");
+        QTest::addRow("odd 77x131") << 77 << 131 << 1 << false << false << false << false;
+        QTest::addRow("odd gated 45x99") << 45 << 99 << 2 << false << true << false << true;
+        QTest::addRow("tiny lm_head 129280x1280") << 129280 << 1280 << 1 << false << false << true << false;
+        QTest::addRow("tiny o_proj 1280x1280 accumulate") << 1280 << 1280 << 1 << false << false << true << true;
+        QTest::addRow("tiny qkv 3840x1280") << 3840 << 1280 << 1 << false << false << true << false;
+        QTest::addRow("tiny experts gate/up 1792x1280 of 64") << 1792 << 1280 << 6 << true << false << false << false;
+        QTest::addRow("tiny experts gated 896x1280 of 64") << 896 << 1280 << 8 << true << true << true << false;
+        QTest::addRow("tiny experts down 1280x896 of 64") << 1280 << 896 << 8 << true << false << true << false;
+        QTest::addRow("tiny dense down 1280x6848") << 1280 << 6848 << 1 << false << false << true << true;
+        QTest::addRow("base experts down 2560x1536 of 72") << 2560 << 1536 << 6 << true << false << false << false;
+        QTest::addRow("base o_proj 2560x4096") << 2560 << 4096 << 1 << false << false << true << true;
+        QTest::addRow("mla absorption 512x128 x32 heads") << 512 << 128 << 32 << false << false << true << false;
+        QTest::addRow("mla expansion 128x512 x32 heads") << 128 << 512 << 32 << false << false << true << false;
+        QTest::addRow("over the tile 64x20000") << 64 << 20000 << 1 << false << false << true << false;
     }
     void gemvSweep()
     {
@@ -334,43 +346,62 @@ private slots:
         QFETCH(int, K);
         QFETCH(int, batch);
         QFETCH(bool, indexed);
+        QFETCH(bool, gated);
+        QFETCH(bool, bf16x);
+        QFETCH(bool, accumulate);
         const int pool = indexed ? 72 : batch;
-        std::mt19937 rng(N + K);
+        const int rowsPer = gated ? 2 * N : N;  // gated: gate rows, then up rows
+        std::mt19937 rng(N + K + (gated ? 7 : 0));
         std::normal_distribution<float> nd(0.f, 1.f);
-        std::vector<std::uint16_t> w(std::size_t(pool) * N * K);
+        std::vector<std::uint16_t> w(std::size_t(pool) * rowsPer * K);
         for (auto& v : w)
             v = bf16Bits(nd(rng) / std::sqrt(float(K)));
         std::vector<float> x(std::size_t(batch) * K);
         for (auto& v : x)
+            v = bf16x ? bf16Value(bf16Bits(nd(rng))) : nd(rng);
+        std::vector<std::uint16_t> xb(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i)
+            xb[i] = bf16Bits(x[i]);
+        std::vector<float> y0(std::size_t(batch) * N);
+        for (auto& v : y0)
             v = nd(rng);
         std::vector<std::int32_t> index(batch);
         for (int b = 0; b < batch; ++b)
             index[b] = indexed ? (b * 11 + 5) % pool : b;
-        auto dW = upload(w), dX = upload(x), dI = upload(index);
-        DeviceBuffer dY(std::size_t(batch) * N * sizeof(float), "y");
+        auto dW = upload(w), dX = bf16x ? upload(xb) : upload(x), dI = upload(index), dY = upload(y0);
         k::GemvArgs g;
         g.N = N;
         g.K = K;
         g.batch = batch;
         g.x = dX.get();
-        g.xType = k::DType::F32;
+        g.xType = bf16x ? k::DType::BF16 : k::DType::F32;
         g.strideX = K;
         g.W = dW.get();
         g.ldw = K;
-        g.strideW = std::int64_t(N) * K;
+        g.strideW = std::int64_t(rowsPer) * K;
         g.batchIndex = indexed ? dI.as<std::int32_t>() : nullptr;
         g.y = dY.get();
         g.yType = k::DType::F32;
         g.strideY = N;
+        g.gatedOutput = gated;
+        g.beta = accumulate ? 1.f : 0.f;
         cuda::check(k::gemv(g, nullptr), "gemv");
         const auto got = download<float>(dY, std::size_t(batch) * N);
+        auto dot = [&](int b, int row) {
+            double s = 0;
+            const std::uint16_t* wr = w.data() + (std::size_t(index[b]) * rowsPer + row) * K;
+            for (int kk = 0; kk < K; ++kk)
+                s += double(bf16Value(wr[kk])) * x[std::size_t(b) * K + kk];
+            return s;
+        };
         double worst = 0;
         for (int b = 0; b < batch; ++b)
             for (int n = 0; n < N; ++n) {
-                double s = 0;
-                const std::uint16_t* row = w.data() + (std::size_t(index[b]) * N + n) * K;
-                for (int kk = 0; kk < K; ++kk)
-                    s += double(bf16Value(row[kk])) * x[std::size_t(b) * K + kk];
+                double s = dot(b, n);
+                if (gated)
+                    s = s / (1.0 + std::exp(-s)) * dot(b, N + n);
+                if (accumulate)
+                    s += y0[std::size_t(b) * N + n];
                 worst = std::max(worst, std::abs(got[std::size_t(b) * N + n] - s) / (1.0 + std::abs(s)));
             }
         recordMax("kernel gemv max rel err", worst);
@@ -592,6 +623,10 @@ private slots:
         QTest::addColumn<bool>("shared");
         QTest::addColumn<bool>("bf16");
         QTest::addRow("base mla 32 heads 576/512 @1000 bf16") << 32 << 32 << 576 << 512 << 1000 << true << true;
+        QTest::addRow("base mla 32 heads 576/512 @1 bf16") << 32 << 32 << 576 << 512 << 1 << true << true;
+        QTest::addRow("base mla 32 heads 576/512 @3001 bf16") << 32 << 32 << 576 << 512 << 3001 << true << true;
+        QTest::addRow("small mla 16 heads 576/512 @129 bf16") << 16 << 16 << 576 << 512 << 129 << true << true;
+        QTest::addRow("tiny mha 10x128 @17 bf16") << 10 << 1 << 128 << 128 << 17 << false << true;
         QTest::addRow("mini mla 4 heads 40/32 @77 bf16") << 4 << 4 << 40 << 32 << 77 << true << true;
         QTest::addRow("mini mla 4 heads 40/32 @77 fp32") << 4 << 4 << 40 << 32 << 77 << true << false;
         QTest::addRow("tiny mha 10x128 @1024 bf16") << 10 << 1 << 128 << 128 << 1024 << false << true;

@@ -42,4 +42,8 @@ Status captureEnd(Stream stream, GraphExec* exec);  // also instantiates
 Status graphLaunch(GraphExec exec, Stream stream);
 void graphDestroy(GraphExec exec);
 
+// Brackets the region an external profiler (ncu --profile-from-start off) records.
+Status profilerStart();
+Status profilerStop();
+
 }  // namespace tessera::kernels

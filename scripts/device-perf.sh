@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU-machine side, after scripts/device-check.sh staged the binaries: decode figures of
+# tessera-bench with overlapped launches on and off, and an Nsight Compute profile of single decode
+# steps (kernel times per step, summed by kernel). Writes to $OUT; prints short tables.
+#   PERF_MODELS=tiny,small,base PROFILE_MODELS=tiny,base bash scripts/device-perf.sh
+set -uo pipefail
+repo=$(pwd)
+out="${OUT:-/tmp/tessera-out}"
+work=/tmp/tessera-device
+[ -x "$work/bin/tessera-bench" ] || { mkdir -p "$work" && tar -xJf "${STAGE_DIR:-$repo/.device-stage}/stage.tar.xz" -C "$work"; }
+export LD_LIBRARY_PATH="$work/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export PATH="$PATH:/usr/local/cuda/bin"
+bench="$work/bin/tessera-bench --configs $repo/tests/data/configs"
+models="${PERF_MODELS:-tiny,small,base}"
+summarize() {
+  python3 - "$1" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for m in doc.get("models", []):
+    d = m["decode"]
+    extra = "" if "ttft_ms" not in m else f"  ttft {m['ttft_ms']:.1f} ms  prefill {m['prefill_ms']:.1f} ms  vision {m['vision_ms_per_tile']:.2f} ms/tile"
+    print(f"{m['model']:22s} decode tok/s @128 {d['128']['tokens_per_s']:7.1f} @1024 {d['1024']['tokens_per_s']:7.1f} "
+          f"@3000 {d['3000']['tokens_per_s']:7.1f}  roofline@1024 {d['1024']['roofline_fraction']:.3f}{extra}")
+PY
+}
+for overlap in 1 0; do
+  echo "== decode, overlapped launches $overlap ($models)"
+  TESSERA_OVERLAP_LAUNCHES=$overlap timeout 300 $bench --models "$models" --decode-only --no-kernels ${PERF_ARGS:-} > "$out/decode-overlap$overlap.json" 2> "$out/decode-overlap$overlap.err"
+  summarize "$out/decode-overlap$overlap.json"
+done
+if [ -n "${PROFILE_MODELS:-}" ]; then
+  for m in ${PROFILE_MODELS//,/ }; do
+    echo "== ncu: one decode step of $m at 1024 context"
+    timeout "${PROFILE_LIMIT:-150}" ncu --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
+      $bench --models "$m" --decode-only --no-kernels --decode-steps 2 --profile-decode 1 > "$out/ncu-$m.csv" 2> "$out/ncu-$m.err"
+    echo "ncu exit $?"
+    python3 "$repo/scripts/ncu-summary.py" "$out/ncu-$m.csv" | head -30
+  done
+fi
