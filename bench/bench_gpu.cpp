@@ -11,6 +11,7 @@
 #include "tessera_kernels/attention.h"
 #include "tessera_kernels/elementwise.h"
 #include "tessera_kernels/gemm.h"
+#include "tessera_kernels/norm.h"
 #include "tessera_kernels/runtime.h"
 #include "tessera_kernels/sampling.h"
 #endif
@@ -95,7 +96,59 @@ struct Options {
     bool kernels = true;
     bool decodeOnly = false;  // skip the image, time to first token and prefill figures
     int profileSteps = 0;     // decode steps at 1024 context bracketed for `ncu --profile-from-start off`
+    bool stageCosts = false;  // time decode at 1024 without each stage in turn
 };
+
+// What each stage of a decode step costs inside the step: the step at 1024 positions of context,
+// then the step with that stage left out; the difference is the stage's share (its kernels, their
+// launch gaps and the waits they cause). The steps without a stage compute nothing meaningful.
+nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
+{
+    using LM = cuda::CudaLanguageModel;
+    std::mt19937 rng(11);
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    greedy.repetitionPenalty = 1;
+    Rng sampler(1);
+    auto msPerToken = [&](unsigned mask) {
+        be.setDecodeOmissions(mask);
+        auto seq = be.createSequence(2048);
+        std::vector<std::int32_t> ids(1024);
+        for (auto& id : ids)
+            id = 3 + static_cast<std::int32_t>(rng() % 100000);
+        const std::vector<PromptSegment> segs{{ids, nullptr, 0}};
+        be.append(*seq, segs, nullptr);
+        std::vector<std::int32_t> seen(ids);
+        auto step = [&] {
+            const std::int32_t token = be.sampleNext(*seq, seen, greedy, sampler);
+            seen.push_back(token);
+            const std::int32_t one[1] = {token};
+            const PromptSegment s{std::span<const std::int32_t>(one, 1), nullptr, 0};
+            be.append(*seq, std::span<const PromptSegment>(&s, 1), nullptr);
+        };
+        for (int i = 0; i < 4; ++i)
+            step();
+        std::vector<double> runs;
+        for (int r = 0; r < 3; ++r) {
+            const auto t = Clock::now();
+            for (int i = 0; i < decodeSteps; ++i)
+                step();
+            runs.push_back(secondsSince(t) * 1e3 / decodeSteps);
+        }
+        return median(runs);
+    };
+    nlohmann::json out;
+    const double whole = msPerToken(0);
+    out["step_ms"] = whole;
+    nlohmann::json costs = nlohmann::json::object();
+    for (unsigned stage = LM::kStageAttentionInput; stage <= LM::kStageLogits; stage <<= 1) {
+        const double without = msPerToken(stage);
+        costs[LM::decodeStageName(stage)] = (whole - without) * 1e3;
+    }
+    be.setDecodeOmissions(0);
+    out["stage_cost_us"] = costs;
+    return out;
+}
 
 nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, std::size_t baseline, const Options& o)
 {
@@ -285,6 +338,8 @@ nlohmann::json kernelBench()
     const int len = 1023;
     cuda::DeviceBuffer lenDev(sizeof(int), "len"), ws(std::size_t(16) << 20, "attention workspace");
     cuda::check(k::setInt(lenDev.as<int>(), len, s), "len");
+    cuda::DeviceBuffer counters(64 * sizeof(int), "attention counters");
+    cuda::check(k::fillZero(counters.get(), 64 * sizeof(int), s), "counters");
     auto attention = [&](const char* name, int heads, int group, int keyDim, int valueDim, bool mla) {
         const std::int64_t kvw = mla ? keyDim : std::int64_t(heads / group) * keyDim;
         time(name, double(len + 1) * (mla ? keyDim : 2 * kvw) * 2, [&](int) {
@@ -307,6 +362,7 @@ nlohmann::json kernelBench()
             d.capacity = 4096;
             d.scale = 0.1f;
             d.workspace = ws.as<float>();
+            d.counters = counters.as<int>();
             d.out = y.get();
             d.outType = k::DType::BF16;
             d.outHeadStride = valueDim;
@@ -373,6 +429,72 @@ nlohmann::json kernelBench()
         k::gemmContextDestroy(ctx);
     }
 
+    // Chains of dependent launches replayed as one graph, with overlapped launches on and off: the
+    // cost of one kernel inside a decode step (launch gap, ramp-up, tail) next to its bytes.
+    {
+        cuda::DeviceBuffer a(std::size_t(1) << 20, "chain a"), b(std::size_t(1) << 20, "chain b");
+        cuda::check(k::fillRandomF32(a.as<float>(), (std::size_t(1) << 20) / 4, 1.f, 0.f, 3, s), "fill");
+        cuda::check(k::fillRandomF32(b.as<float>(), (std::size_t(1) << 20) / 4, 1.f, 0.f, 4, s), "fill");
+        cuda::DeviceBuffer normW(4 * 8192, "norm weight");
+        cuda::check(k::fillRandomF32(normW.as<float>(), 8192, 0.1f, 1.f, 5, s), "fill");
+        auto chain = [&](const std::string& name, double bytesPerLaunch, const std::function<void(int)>& launch) {
+            const int count = 60;
+            for (const bool overlap : {true, false}) {
+                k::setOverlappedLaunches(overlap);
+                k::GraphExec g = nullptr;
+                cuda::check(k::captureBegin(s), "capture");
+                for (int i = 0; i < count; ++i)
+                    launch(i);
+                cuda::check(k::captureEnd(s, &g), "capture");
+                for (int i = 0; i < 3; ++i)
+                    cuda::check(k::graphLaunch(g, s), "replay");
+                std::vector<double> per;
+                for (int r = 0; r < 9; ++r) {
+                    cuda::check(k::eventRecord(e0, s), "event");
+                    cuda::check(k::graphLaunch(g, s), "replay");
+                    cuda::check(k::eventRecord(e1, s), "event");
+                    float ms = 0;
+                    cuda::check(k::eventElapsedMs(e0, e1, ms), "event");
+                    per.push_back(ms * 1e3 / count);
+                }
+                k::graphDestroy(g);
+                const double us = median(per);
+                nlohmann::json j = {{"us_per_launch", us}};
+                if (bytesPerLaunch > 0)
+                    j["GB_per_s"] = bytesPerLaunch / (us * 1e-6) / 1e9;
+                out["chain " + name + (overlap ? " (overlapped)" : " (plain)")] = j;
+            }
+            k::setOverlappedLaunches(true);
+        };
+        chain("rms_norm 1280", 0, [&](int i) {
+            float* in = (i % 2 ? b : a).as<float>();
+            cuda::check(k::rmsNorm(in, 1280, 1, 1280, normW.as<float>(), 1e-6f, (i % 2 ? a : b).get(), k::DType::F32, 1280, s), "norm");
+        });
+        auto gemvChain = [&](const char* name, int N, int K, int batch, bool gated) {
+            const std::size_t per = std::size_t(N) * K * batch * (gated ? 2 : 1);
+            chain(name, double(per) * 2, [&, N, K, batch, gated](int i) {
+                k::GemvArgs g;
+                g.N = N;
+                g.K = K;
+                g.batch = batch;
+                g.x = (i % 2 ? b : a).get();
+                g.xType = k::DType::BF16;
+                g.gatedOutput = gated;
+                g.W = w.as<std::uint16_t>() + (std::size_t(i) * per) % (big / 2 - per);
+                g.ldw = K;
+                g.strideW = std::int64_t(N) * K * (gated ? 2 : 1);
+                g.y = (i % 2 ? a : b).get();
+                g.yType = k::DType::BF16;
+                g.strideY = N;
+                cuda::check(k::gemv(g, s), "gemv");
+            });
+        };
+        gemvChain("gemv tiny o_proj 1280x1280", 1280, 1280, 1, false);
+        gemvChain("gemv tiny qkv 3840x1280", 3840, 1280, 1, false);
+        gemvChain("gemv tiny experts gate/up 8x(2x896)x1280", 896, 1280, 8, true);
+        gemvChain("gemv base experts down 8x2560x1536", 2560, 1536, 8, false);
+    }
+
     cuda::DeviceBuffer argWs(std::max<std::size_t>(k::argmaxWorkspaceBytes(), 4096), "argmax"), tok(4, "token");
     time("greedy argmax 129280", 129280.0 * 4, [&](int) {
         cuda::check(k::argmaxToken(x.as<float>(), 129280, tok.as<std::int32_t>(), argWs.get(), s), "argmax");
@@ -427,7 +549,7 @@ int run(const Options& o)
         std::cerr << "tessera-bench: " << file << " (random weights on the GPU)\n";
         cuda::CudaBackend be(config, 20250101, processor, {});
         const double init = secondsSince(t);
-        auto r = benchBackend(be, config, baseline, o);
+        auto r = o.stageCosts ? stageCosts(be, o.decodeSteps) : benchBackend(be, config, baseline, o);
         r["model"] = file;
         r["random_init_seconds"] = init;
         doc["models"].push_back(r);
@@ -474,6 +596,8 @@ int main(int argc, char** argv)
             o.configs = next();
         } else if (a == "--decode-steps") {
             o.decodeSteps = std::max(1, std::atoi(next().c_str()));
+        } else if (a == "--stage-costs") {
+            o.stageCosts = true;
         } else if (a == "--decode-only") {
             o.decodeOnly = true;
         } else if (a == "--profile-decode") {
@@ -482,7 +606,7 @@ int main(int argc, char** argv)
             o.repeats = std::max(1, std::atoi(next().c_str()));
         } else {
             std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n"
-                         "                     [--decode-only] [--profile-decode STEPS]\n";
+                         "                     [--decode-only] [--profile-decode STEPS] [--stage-costs]\n";
             return 2;
         }
     }

@@ -2,7 +2,8 @@
 # GPU-machine side, after scripts/device-check.sh staged the binaries: decode figures of
 # tessera-bench with overlapped launches on and off, and an Nsight Compute profile of single decode
 # steps (kernel times per step, summed by kernel). Writes to $OUT; prints short tables.
-#   PERF_MODELS=tiny,small,base PROFILE_MODELS=tiny,base bash scripts/device-perf.sh
+#   PERF_MODELS=tiny,small,base STAGE_MODELS=tiny,base PROFILE_MODELS=tiny bash scripts/device-perf.sh
+# (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times)
 set -uo pipefail
 repo=$(pwd)
 out="${OUT:-/tmp/tessera-out}"
@@ -28,6 +29,17 @@ for overlap in 1 0; do
   TESSERA_OVERLAP_LAUNCHES=$overlap timeout 300 $bench --models "$models" --decode-only --no-kernels ${PERF_ARGS:-} > "$out/decode-overlap$overlap.json" 2> "$out/decode-overlap$overlap.err"
   summarize "$out/decode-overlap$overlap.json"
 done
+if [ -n "${STAGE_MODELS:-}" ]; then
+  echo "== decode stage costs at 1024 context ($STAGE_MODELS)"
+  timeout 300 $bench --models "$STAGE_MODELS" --stage-costs --no-kernels --decode-steps 32 > "$out/stages.json" 2> "$out/stages.err"
+  python3 - "$out/stages.json" <<'PY'
+import json, sys
+for m in json.load(open(sys.argv[1])).get("models", []):
+    print(f"{m['model']}: step {m['step_ms'] * 1e3:.0f} us")
+    for k, v in sorted(m["stage_cost_us"].items(), key=lambda kv: -kv[1]):
+        print(f"  {v:8.1f} us  {k}")
+PY
+fi
 if [ -n "${PROFILE_MODELS:-}" ]; then
   for m in ${PROFILE_MODELS//,/ }; do
     echo "== ncu: one decode step of $m at 1024 context"

@@ -156,43 +156,17 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
     }
 }
 
-// Merges the split partials of one head: split weights exp(m_s − M) once into shared memory,
-// then every value dimension sums over the splits with independent loads.
-constexpr int kMaxSplits = 1024;  // capacity up to 65536 positions
-
 template <typename TO>
 __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAttentionArgs a, int splits)
 {
-    // Static (not sized by splits): the unrolled loop below may load a few entries past `used`.
-    __shared__ float weights[kMaxSplits + 8];
+    // Static (not sized by splits): the unrolled loop may load a few entries past `used`.
+    __shared__ float weights[kMaxDecodeSplits + 8];
     __shared__ float scratch[33];
     gridDependencyWait();
     allowDependentLaunch();
-    const int h = blockIdx.x;
     const int context = *a.lengthOnDevice + 1;
     const int used = (context + kChunk - 1) / kChunk;
-    const int stride = a.valueDim + 2;
-    const float* part = a.workspace + static_cast<long long>(h) * splits * stride;
-    float mx = -INFINITY;
-    for (int s = threadIdx.x; s < used; s += blockDim.x)
-        mx = fmaxf(mx, part[s * stride]);
-    mx = blockMax(mx, scratch);
-    float total = 0.f;
-    for (int s = threadIdx.x; s < used; s += blockDim.x) {
-        const float w = expf(part[s * stride] - mx);
-        weights[s] = w;
-        total += part[s * stride + 1] * w;
-    }
-    total = blockSum(total, scratch);  // also orders the weights[] writes before the reads below
-    const float inv = 1.f / total;
-    TO* out = static_cast<TO*>(a.out) + h * a.outHeadStride;
-    for (int d = threadIdx.x; d < a.valueDim; d += blockDim.x) {
-        float acc = 0.f;
-#pragma unroll 8
-        for (int s = 0; s < used; ++s)
-            acc = fmaf(part[s * stride + 2 + d], weights[s], acc);
-        out[d] = fromFloat<TO>(acc * inv);
-    }
+    combineHeadPartials<TO>(a, splits, used, blockIdx.x, weights, scratch);
 }
 
 }  // namespace
@@ -221,18 +195,19 @@ Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
     if (a.valueDim > kDecodeThreads * kMaxValuePerThread)
         return Status::failure("decode attention: value dimension too large");
     const int splits = (a.capacity + kChunk - 1) / kChunk;
-    if (splits > kMaxSplits)
+    if (splits > kMaxDecodeSplits)
         return Status::failure("decode attention: more than 65536 positions of context");
     cudaStream_t s = cuStream(stream);
     Status r;
+    bool combined = false;
     if (decodeSharedKvSupported(a)) {
-        r = decodeSharedKvPartials(a, splits, s);
+        r = decodeSharedKvPartials(a, splits, s, combined);
     } else {
         const dim3 grid(splits, a.heads);
         const std::size_t smem = static_cast<std::size_t>(a.keyDim) * sizeof(float);
         TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("decode attention", decodePartialKernel<TQ, TC>, grid, kDecodeThreads, smem, s, a, splits)));
     }
-    if (!r.ok())
+    if (!r.ok() || combined)
         return r;
     TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, a.heads, kDecodeThreads, 0, s, a, splits));
     return r;

@@ -280,16 +280,67 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
 }
 
 // rows × cols (cols a multiple of 8) of a bf16 matrix into smem (zero outside rows / valid cols).
+// Row skipRow is left out (the caller loads it later with loadRow).
 __device__ __forceinline__ void loadRows(bf16* dst, int ldDst, const bf16* src, long long ldSrc, int rows, int validRows,
-                                         int cols, int validCols)
+                                         int cols, int validCols, int skipRow = -1)
 {
     const int chunks = cols / 8;
     for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
         const int r = c / chunks, d = (c % chunks) * 8;
+        if (r == skipRow)
+            continue;
         const bool valid = r < validRows && d < validCols;
         cpAsync16(dst + r * ldDst + d, valid ? src + static_cast<long long>(r) * ldSrc + d : src, valid);
     }
 }
+
+__device__ __forceinline__ void loadRow(bf16* dst, int ldDst, const bf16* src, long long ldSrc, int r, int cols, int validCols)
+{
+    for (int d = threadIdx.x * 8; d < cols; d += blockDim.x * 8)
+        cpAsync16(dst + r * ldDst + d, d < validCols ? src + static_cast<long long>(r) * ldSrc + d : src, d < validCols);
+}
+
+// The cache rows a decode step reads are old except the newest (context − 1), which the kernel
+// before writes: a block copies the old rows of its split before gridDependencyWait() and the
+// newest row and the queries after it. The length itself is written at the end of the previous
+// step, so it can be read early too. Returns the newest row's index within the split, or −1.
+__device__ __forceinline__ int newestRow(int context, int j0, int count)
+{
+    const int r = context - 1 - j0;
+    return r < count ? r : -1;
+}
+
+// With a.counters: the block that finishes a kv head's last split merges the partials of that kv
+// head's query heads (saving the combine launch); it resets the counter for the next launch.
+__device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int context, int kvh, unsigned char* smem)
+{
+    if (!a.counters)
+        return;
+    __shared__ bool last;
+    __shared__ float scratch[33];
+    __threadfence();
+    __syncthreads();
+    const int used = (context + kDecodeChunk - 1) / kDecodeChunk;
+    if (threadIdx.x == 0)
+        last = atomicAdd(a.counters + kvh, 1) == used - 1;
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    float* weights = reinterpret_cast<float*>(smem);  // the tiles are no longer needed
+    for (int local = 0; local < a.headsPerKv; ++local) {
+        const int h = kvh * a.headsPerKv + local;
+        if (a.outType == DType::F32)
+            combineHeadPartials<float>(a, splits, used, h, weights, scratch);
+        else
+            combineHeadPartials<bf16>(a, splits, used, h, weights, scratch);
+    }
+    if (threadIdx.x == 0)
+        a.counters[kvh] = 0;
+}
+
+__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
+                                              const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane);
 
 __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
 {
@@ -297,28 +348,43 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
     bf16* qs = ks + kDecodeChunk * sh.LD;
     bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
-    gridDependencyWait();
-    allowDependentLaunch();
     const int s = blockIdx.x, kvh = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;
     const int j0 = s * kDecodeChunk;
-    if (j0 >= context)
-        return;
-    const int count = min(kDecodeChunk, context - j0);
+    const int count = max(0, min(kDecodeChunk, context - j0));
+    const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
     const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
-    loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim);
+    if (count > 0) {
+        loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim, fresh);
+        if (sh.separateV)
+            loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
+    }
+    gridDependencyWait();
+    allowDependentLaunch();
+    if (count == 0)
+        return;
     loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
-    if (sh.separateV)
-        loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim);
+    if (fresh >= 0) {
+        loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
+        if (sh.separateV)
+            loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
+    }
     cpAsyncWaitAll();
     __syncthreads();
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (warp >= sh.mTiles * sh.groups)
-        return;
+    if (warp < sh.mTiles * sh.groups)
+        decodeMmaWarp(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
+    mergeWhenLast(a, splits, context, kvh, smemRaw);
+}
+
+// The score, soft-max and value work of one warp of decodeMmaKernel.
+__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
+                                              const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane)
+{
     const int mt = warp % sh.mTiles, group = warp / sh.mTiles;
     float sc[kDecodeChunk / 8][4];
 #pragma unroll
@@ -454,19 +520,23 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     float* scores = reinterpret_cast<float*>(ps + sh.HP * sh.PLD);  // [2 halves][HP][keys]
     float* rowMax = scores + 2 * sh.HP * kLatKeys;
     float* rowSum = rowMax + sh.HP;
-    gridDependencyWait();
-    allowDependentLaunch();
     const int s = blockIdx.x, kvh = blockIdx.y;
-    const int context = *a.lengthOnDevice + 1;
+    const int context = *a.lengthOnDevice + 1;  // see newestRow()
     const int j0 = s * kLatKeys;
-    if (j0 >= context)
-        return;
-    const int count = min(kLatKeys, context - j0);
+    const int count = max(0, min(kLatKeys, context - j0));
+    const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
-    loadRows(ks, sh.LD, K, a.keyLd, kLatKeys, count, sh.KP, a.keyDim);
+    if (count > 0)
+        loadRows(ks, sh.LD, K, a.keyLd, kLatKeys, count, sh.KP, a.keyDim, fresh);
+    gridDependencyWait();
+    allowDependentLaunch();
+    if (count == 0)
+        return;
     loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+    if (fresh >= 0)
+        loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
     cpAsyncWaitAll();
     __syncthreads();
 
@@ -599,8 +669,10 @@ bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
     return sh.groups >= 1 && sh.tilesPerWarp <= kMaxValueTilesPerWarp && sh.smem <= 200 * 1024;
 }
 
-Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int splits, cudaStream_t stream)
+Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int splits, cudaStream_t stream, bool& combined)
 {
+    combined = false;
+    DecodeAttentionArgs a = args;
     static std::once_flag once;
     static cudaError_t attr = cudaSuccess;
     std::call_once(once, [] {
@@ -617,6 +689,9 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int splits, cudaStre
                                 splits, lat);
     }
     const DecodeMmaShape sh = decodeMmaShape(a);
+    if (sh.smem < (static_cast<std::size_t>(splits) + 8) * sizeof(float))
+        a.counters = nullptr;  // too little shared memory to merge in the kernel
+    combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);
     return launchOverlapped("decode attention (tensor cores)", decodeMmaKernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
 }

@@ -168,45 +168,77 @@ __global__ void routeKernel(RouteArgs a)
     routeRow(a, t, a.scores + static_cast<long long>(t) * a.experts, threadIdx.x & 31);
 }
 
-// Decode: the router product of one token and its routing in one block (32 warps share the
-// expert rows, then warp 0 routes from shared memory), saving a launch per layer.
+// Decode: RMSNorm of the residual, the router product and the routing of one token in one
+// launch. Blocks of 8 warps each own 8 experts' rows (spread over the GPU, pulled into L2 before
+// the wait); every block makes the normalised x itself (block 0 also stores it for the experts'
+// product); the last block to finish routes from the logits of all.
+constexpr int kRouteWarps = 8;
+
 template <typename TX>
-__global__ __launch_bounds__(1024) void routeOneKernel(RouteArgs a, const TX* x, const bf16* w, int hidden)
+__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d)
 {
-    __shared__ float logits[kMaxExperts];
+    extern __shared__ float xs[];  // hidden floats, then the logits of every expert
+    __shared__ float scratch[33];
+    __shared__ bool last;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    // The router's weights do not depend on the kernels before: pull them into L2 while those run.
-    const long long lines = (static_cast<long long>(a.experts) * hidden * 2 + 127) / 128;
-    for (long long l = threadIdx.x; l < lines; l += blockDim.x)
-        prefetchL2(reinterpret_cast<const char*>(w) + l * 128);
+    const int e = blockIdx.x * kRouteWarps + warp;
+    const bf16* w = reinterpret_cast<const bf16*>(d.routerWeight);
+    const bf16* row = w + static_cast<long long>(e) * d.hidden;
+    if (e < a.experts)
+        for (int l = lane; l * 64 < d.hidden; l += 32)
+            prefetchL2(row + l * 64);
     gridDependencyWait();
     allowDependentLaunch();
-    for (int e = warp; e < a.experts; e += 32) {
-        const bf16* row = w + static_cast<long long>(e) * hidden;
+    float ss = 0.f;
+    for (int k = threadIdx.x; k < d.hidden; k += blockDim.x)
+        ss = fmaf(d.residual[k], d.residual[k], ss);
+    ss = blockSum(ss, scratch);
+    const float inv = rsqrtf(ss / d.hidden + d.eps);
+    TX* normOut = static_cast<TX*>(d.normOut);
+    for (int k = threadIdx.x; k < d.hidden; k += blockDim.x) {
+        const TX v = fromFloat<TX>(d.normWeight[k] * (d.residual[k] * inv));
+        xs[k] = toFloat(v);
+        if (blockIdx.x == 0)
+            normOut[k] = v;
+    }
+    __syncthreads();
+    if (e < a.experts) {
         float acc = 0.f;
-        if (hidden % 8 == 0) {
-#pragma unroll 4
-            for (int k = lane * 8; k < hidden; k += 256) {
+        if (d.hidden % 8 == 0) {
+            for (int k = lane * 8; k < d.hidden; k += 256) {
                 const uint4 u = __ldg(reinterpret_cast<const uint4*>(row + k));
                 const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
                     const float2 wv = __bfloat1622float2(h2[i]);
-                    acc = fmaf(wv.x, toFloat(x[k + 2 * i]), acc);
-                    acc = fmaf(wv.y, toFloat(x[k + 2 * i + 1]), acc);
+                    acc = fmaf(wv.x, xs[k + 2 * i], acc);
+                    acc = fmaf(wv.y, xs[k + 2 * i + 1], acc);
                 }
             }
         } else {
-            for (int k = lane; k < hidden; k += 32)
-                acc = fmaf(__bfloat162float(row[k]), toFloat(x[k]), acc);
+            for (int k = lane; k < d.hidden; k += 32)
+                acc = fmaf(__bfloat162float(row[k]), xs[k], acc);
         }
         acc = warpSum(acc);
         if (lane == 0)
-            logits[e] = acc;
+            d.logits[e] = acc;
     }
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0)
+        last = atomicAdd(d.counter, 1) == static_cast<int>(gridDim.x) - 1;
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    float* logits = xs + d.hidden;
+    for (int i = threadIdx.x; i < a.experts; i += blockDim.x)
+        logits[i] = __ldcg(d.logits + i);
     __syncthreads();
     if (warp == 0)
         routeRow(a, 0, logits, lane);
+    if (threadIdx.x == 0)
+        *d.counter = 0;  // ready for the next launch
 }
 
 __global__ void countKernel(const int* idx, int total, int* counts)
@@ -306,16 +338,24 @@ Status routeTokens(const RouteArgs& a, Stream stream)
     return launchStatus("moe router");
 }
 
-Status routeOneToken(const RouteArgs& a, const void* x, DType xType, const std::uint16_t* routerWeight, int hidden,
-                     Stream stream)
+Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
 {
     if (a.experts <= 0 || a.experts > kMaxExperts || a.k <= 0 || a.k > kMaxK || a.k + a.sharedExperts > kMaxK + 8)
         return Status::failure("router: unsupported shape for the one-token router");
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
-    const bf16* w = reinterpret_cast<const bf16*>(routerWeight);
+    if (d.hidden <= 0 || d.hidden > 16384)
+        return Status::failure("router: hidden size out of range");
+    const int blocks = (a.experts + kRouteWarps - 1) / kRouteWarps;
+    const std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts) * sizeof(float);
     Status r;
-    TESSERA_DISPATCH_DTYPE(xType, TX, r = launchOverlapped("moe router (one token)", routeOneKernel<TX>, 1, 1024, 0, cuStream(stream), a, static_cast<const TX*>(x), w, hidden));
+    TESSERA_DISPATCH_DTYPE(d.xType, TX, {
+        static const cudaError_t attribute =
+            cudaFuncSetAttribute(routeDecodeKernel<TX>, cudaFuncAttributeMaxDynamicSharedMemorySize, 80 * 1024);
+        if (attribute != cudaSuccess)
+            return cudaStatus(attribute, "moe router: cudaFuncSetAttribute");
+        r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX>, blocks, kRouteWarps * 32, smem, cuStream(stream), a, d);
+    });
     return r;
 }
 

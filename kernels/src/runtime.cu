@@ -5,7 +5,9 @@
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <string>
 
 namespace tessera::kernels {
 
@@ -22,14 +24,22 @@ cudaStream_t s(Stream stream) { return static_cast<cudaStream_t>(stream); }
 
 }  // namespace
 
-bool overlappedLaunchesEnabled()
+namespace {
+
+std::atomic<int>& overlapSetting()
 {
-    static const bool enabled = [] {
+    static std::atomic<int> setting{[] {
         const char* v = std::getenv("TESSERA_OVERLAP_LAUNCHES");
-        return !(v && std::string(v) == "0");
-    }();
-    return enabled;
+        return v && std::string(v) == "0" ? 0 : 1;
+    }()};
+    return setting;
 }
+
+}  // namespace
+
+bool overlappedLaunchesEnabled() { return overlapSetting().load(std::memory_order_relaxed) != 0; }
+
+void setOverlappedLaunches(bool enabled) { overlapSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 
 Status setDevice(int index) { return cudaStatus(cudaSetDevice(index), "cudaSetDevice"); }
 

@@ -47,6 +47,8 @@ public:
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }
+    // Measurement only (tessera-bench --stage-costs): see CudaLanguageModel::setDecodeOmissions.
+    void setDecodeOmissions(unsigned mask) { language_->setDecodeOmissions(mask); }
     std::string description() const override;
     int vocabSize() const override;
     int maxContext() const override;

@@ -104,6 +104,12 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
     Carver measure;
     layout(measure);
     workspaceBytes_ = measure.used();
+
+    const std::size_t counters = 1 + static_cast<std::size_t>(std::max(1, kvHeads_));
+    counters_ = DeviceBuffer(counters * sizeof(int), "the decode counters");
+    check(k::fillZero(counters_.get(), counters * sizeof(int), stream_), "decode counters");
+    routeCounter_ = counters_.as<int>();
+    attentionCounters_ = routeCounter_ + 1;
 }
 
 void CudaLanguageModel::layout(Carver& c)
@@ -192,6 +198,24 @@ std::unique_ptr<SequenceState> CudaLanguageModel::createSequence(int capacity) c
     return s;
 }
 
+const char* CudaLanguageModel::decodeStageName(unsigned stage)
+{
+    switch (stage) {
+    case kStageAttentionInput: return "attention input (norm + projection)";
+    case kStagePrepare: return "rotary + cache write";
+    case kStageAbsorb: return "mla query absorption";
+    case kStageAttention: return "attention";
+    case kStageExpand: return "mla value expansion";
+    case kStageOutput: return "o_proj";
+    case kStageRouter: return "router (norm + logits + top-k)";
+    case kStageExpertsGateUp: return "experts gate/up";
+    case kStageExpertsDown: return "experts down + combine";
+    case kStageDenseMlp: return "dense mlp";
+    case kStageLogits: return "final norm + lm_head";
+    default: return "?";
+    }
+}
+
 void CudaLanguageModel::embedTokens(const std::int32_t* idsOnDevice, int count, float* out) const
 {
     check(k::embedRows(weights_.embed.data, idsOnDevice, count, hidden_, out, stream_), "embed_tokens");
@@ -258,7 +282,8 @@ void CudaLanguageModel::decode(SequenceState& seq)
         try {
             embedTokens(seq.tokenOnDevice, 1, h_);
             forwardLayers(seq, 0, 1, true, nullptr);
-            logitsOfRow(seq, 0, weights_.layers.back().moe);
+            if (runs(kStageLogits, true))
+                logitsOfRow(seq, 0, false);
             check(k::addInt(seq.lengthOnDevice, 1, stream_), "decode");
         } catch (...) {
             k::GraphExec dropped = nullptr;
@@ -288,15 +313,25 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
         trace->hiddenStates.resize(L + 1);
         appendRows(trace->hiddenStates[0], h_);
     }
-    bool inputNormed = false;  // the previous MoE combine already wrote this layer's input to x_
+    // Prefill: the previous MoE combine already wrote this layer's input to x_. Decode fuses every
+    // RMSNorm into the kernel that reads it (the attention's input product, the router, the dense
+    // MLP's first product), so that a layer is as few dependent launches as possible.
+    bool inputNormed = false;
     for (int i = 0; i < L; ++i) {
         const LanguageLayerWeights& lw = weights_.layers[i];
-        if (!inputNormed)
+        if (!inputNormed && !decode)
             check(k::rmsNorm(h_, H, n, H, lw.inputNorm.data, config_.rmsNormEps, x_, act_, H, stream_), "input_layernorm");
         if (config_.useMla)
             attentionMla(seq, i, start, n, decode);
         else
             attentionMha(seq, i, start, n, decode);
+        if (decode) {
+            if (lw.moe)
+                moe(i, n, decode, trace, nullptr);
+            else if (runs(kStageDenseMlp, decode))
+                denseMlpDecode(lw);
+            continue;
+        }
         check(k::rmsNorm(h_, H, n, H, lw.postNorm.data, config_.rmsNormEps, x_, act_, H, stream_), "post_attention_layernorm");
         if (lw.moe) {
             moe(i, n, decode, trace, i + 1 < L ? weights_.layers[i + 1].inputNorm.data : weights_.finalNorm.data);
@@ -318,12 +353,33 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
     }
 }
 
+void CudaLanguageModel::projectAttentionInput(const LanguageLayerWeights& lw, int n, bool decode)
+{
+    if (!decode) {
+        linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
+        return;
+    }
+    k::GemvArgs g;
+    g.N = lw.attnIn.rows;
+    g.K = lw.attnIn.cols;
+    g.xType = act_;
+    g.normInput.source = h_;
+    g.normInput.weight = lw.inputNorm.data;
+    g.normInput.eps = static_cast<float>(config_.rmsNormEps);
+    g.W = lw.attnIn.data;
+    g.ldw = lw.attnIn.cols;
+    g.y = proj_;
+    g.yType = act_;
+    check(k::gemv(g, stream_), "input_layernorm + attention input (gemv)");
+}
+
 void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, int n, bool decode)
 {
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const std::size_t a = k::dtypeBytes(act_);
     const int hd = headDim_, qs = heads_ * hd, kvw = kvHeads_ * hd, group = heads_ / kvHeads_;
-    linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
+    if (runs(kStageAttentionInput, decode))
+        projectAttentionInput(lw, n, decode);
     k::MhaPrepareArgs prep;
     prep.qkv = proj_;
     prep.qkvType = act_;
@@ -339,7 +395,8 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
     prep.values = seq.values[layer];
     prep.cacheType = act_;
     prep.rotary = {cos_, sin_, hd};
-    check(k::mhaPrepare(prep, stream_), "rotary embedding");
+    if (runs(kStagePrepare, decode))
+        check(k::mhaPrepare(prep, stream_), "rotary embedding");
     if (decode) {
         k::DecodeAttentionArgs d;
         d.q = q_;
@@ -360,10 +417,12 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
         d.capacity = seq.capacity;
         d.scale = attentionScale_;
         d.workspace = attnWorkspace_;
+        d.counters = attentionCounters_;
         d.out = ctx_;
         d.outType = act_;
         d.outHeadStride = hd;
-        check(k::decodeAttention(d, stream_), "decode attention");
+        if (runs(kStageAttention, decode))
+            check(k::decodeAttention(d, stream_), "decode attention");
     } else if (act_ == k::DType::BF16 && k::flashAttentionSupports(hd)) {
         // Fast mode: fused causal attention over the cache (positions [0, start + n)).
         k::FlashAttentionArgs fa;
@@ -451,7 +510,8 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
             }
         }
     }
-    linear(ctx_, qs, n, lw.attnOut, h_, k::DType::F32, hidden_, 1.f);
+    if (runs(kStageOutput, decode))
+        linear(ctx_, qs, n, lw.attnOut, h_, k::DType::F32, hidden_, 1.f);
 }
 
 void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, int n, bool decode)
@@ -459,7 +519,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const std::size_t a = k::dtypeBytes(act_);
     const int width = rank_ + rope_, qhd = nope_ + rope_;
-    linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
+    if (runs(kStageAttentionInput, decode))
+        projectAttentionInput(lw, n, decode);
     k::MlaPrepareArgs prep;
     prep.fused = proj_;
     prep.fusedType = act_;
@@ -477,7 +538,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     prep.cache = seq.keys[layer];
     prep.cacheType = act_;
     prep.rotary = {cos_, sin_, rope_};
-    check(k::mlaPrepare(prep, stream_), "mla rotary embedding and latent cache");
+    if (runs(kStagePrepare, decode))
+        check(k::mlaPrepare(prep, stream_), "mla rotary embedding and latent cache");
     if (decode) {
         k::GemvArgs absorb;
         absorb.N = rank_;
@@ -492,7 +554,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         absorb.y = q_;
         absorb.yType = act_;
         absorb.strideY = width;
-        check(k::gemv(absorb, stream_), "mla query absorption");
+        if (runs(kStageAbsorb, decode))
+            check(k::gemv(absorb, stream_), "mla query absorption");
         k::DecodeAttentionArgs d;
         d.q = q_;
         d.qType = act_;
@@ -515,7 +578,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         d.out = olat_;
         d.outType = act_;
         d.outHeadStride = rank_;
-        check(k::decodeAttention(d, stream_), "mla decode attention");
+        if (runs(kStageAttention, decode))
+            check(k::decodeAttention(d, stream_), "mla decode attention");
         k::GemvArgs expand;
         expand.N = vDim_;
         expand.K = rank_;
@@ -529,7 +593,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         expand.y = ctx_;
         expand.yType = act_;
         expand.strideY = vDim_;
-        check(k::gemv(expand, stream_), "mla value expansion");
+        if (runs(kStageExpand, decode))
+            check(k::gemv(expand, stream_), "mla value expansion");
     } else {
         k::GemmArgs absorb;
         absorb.M = n;
@@ -621,7 +686,27 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         expand.math = math_;
         check(k::gemm(gemm_, expand, stream_), "mla value expansion");
     }
-    linear(ctx_, static_cast<std::int64_t>(heads_) * vDim_, n, lw.attnOut, h_, k::DType::F32, hidden_, 1.f);
+    if (runs(kStageOutput, decode))
+        linear(ctx_, static_cast<std::int64_t>(heads_) * vDim_, n, lw.attnOut, h_, k::DType::F32, hidden_, 1.f);
+}
+
+void CudaLanguageModel::denseMlpDecode(const LanguageLayerWeights& lw)
+{
+    const int I = lw.down.cols;
+    k::GemvArgs g;
+    g.N = I;
+    g.K = hidden_;
+    g.xType = act_;
+    g.normInput.source = h_;
+    g.normInput.weight = lw.postNorm.data;
+    g.normInput.eps = static_cast<float>(config_.rmsNormEps);
+    g.W = lw.gateUp.data;
+    g.ldw = hidden_;
+    g.y = mlpAct_;
+    g.yType = act_;
+    g.gatedOutput = true;
+    check(k::gemv(g, stream_), "post_attention_layernorm + mlp gate/up (gemv)");
+    linear(mlpAct_, I, 1, lw.down, h_, k::DType::F32, hidden_, 1.f);
 }
 
 void CudaLanguageModel::denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta)
@@ -668,7 +753,18 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
     r.idx = idx_;
     r.weight = weight_;
     if (decode) {
-        check(k::routeOneToken(r, x_, act_, lw.router.data, H, stream_), "moe router");
+        k::RouteDecodeArgs rd;
+        rd.residual = h_;
+        rd.normWeight = lw.postNorm.data;
+        rd.eps = static_cast<float>(config_.rmsNormEps);
+        rd.hidden = H;
+        rd.routerWeight = lw.router.data;
+        rd.normOut = x_;
+        rd.xType = act_;
+        rd.logits = router_;
+        rd.counter = routeCounter_;
+        if (runs(kStageRouter, decode))
+            check(k::routeDecode(r, rd, stream_), "post_attention_layernorm + moe router");
     } else {
         linear(x_, H, n, lw.router, router_, k::DType::F32, E);
         check(k::routeTokens(r, stream_), "moe router");
@@ -686,11 +782,14 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         gu.ldw = H;
         gu.strideW = static_cast<std::int64_t>(2) * I * H;
         gu.batchIndex = idx_;
+        gu.fixedFrom = K;  // the shared experts follow the routed ones
+        gu.fixedBase = E;
         gu.y = eact_;
         gu.yType = act_;
         gu.strideY = I;
         gu.gatedOutput = true;
-        check(k::gemv(gu, stream_), "moe experts gate/up");
+        if (runs(kStageExpertsGateUp, decode))
+            check(k::gemv(gu, stream_), "moe experts gate/up");
         k::GemvArgs dn;
         dn.N = H;
         dn.K = I;
@@ -702,10 +801,14 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         dn.ldw = I;
         dn.strideW = static_cast<std::int64_t>(H) * I;
         dn.batchIndex = idx_;
-        dn.y = eout_;
+        dn.fixedFrom = K;
+        dn.fixedBase = E;
+        dn.combineWeight = weight_;  // weighted sum of the experts straight into the residual
+        dn.y = h_;
         dn.yType = k::DType::F32;
-        dn.strideY = H;
-        check(k::gemv(dn, stream_), "moe experts down");
+        if (runs(kStageExpertsDown, decode))
+            check(k::gemv(dn, stream_), "moe experts down + combine");
+        return;
     } else {
         k::DispatchArgs d;
         d.idx = idx_;

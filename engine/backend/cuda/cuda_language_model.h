@@ -70,16 +70,40 @@ public:
     // One token (already in seq.tokenOnDevice) through the captured decode step.
     void decode(SequenceState& seq);
 
+    // Measurement only: stages a decode step leaves out (a mask of DecodeStage bits), so that a
+    // benchmark can time a step without each stage and read off what the stage costs inside the
+    // step. The output of such a step is meaningless. Takes effect in sequences created afterwards.
+    enum DecodeStage : unsigned {
+        kStageAttentionInput = 1u << 0,  // input norm + q / kv projection
+        kStagePrepare = 1u << 1,         // rotary embedding, cache write
+        kStageAbsorb = 1u << 2,          // MLA: query absorption
+        kStageAttention = 1u << 3,
+        kStageExpand = 1u << 4,          // MLA: value expansion
+        kStageOutput = 1u << 5,          // o_proj
+        kStageRouter = 1u << 6,
+        kStageExpertsGateUp = 1u << 7,
+        kStageExpertsDown = 1u << 8,
+        kStageDenseMlp = 1u << 9,
+        kStageLogits = 1u << 10,         // final norm + lm_head
+    };
+    static const char* decodeStageName(unsigned stage);
+    void setDecodeOmissions(unsigned mask) { omit_ = mask; }
+
 private:
     void layout(Carver& c);
     void forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace);
     void attentionMha(SequenceState& seq, int layer, int start, int n, bool decode);
     void attentionMla(SequenceState& seq, int layer, int start, int n, bool decode);
     void denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta);
+    // Decode: the dense MLP of the residual h_, its RMSNorm (postNorm) fused into the first product.
+    void denseMlpDecode(const LanguageLayerWeights& lw);
+    // The attention's input projection into proj_; decode fuses the input RMSNorm of h_ into it.
+    void projectAttentionInput(const LanguageLayerWeights& lw, int n, bool decode);
     // Adds the layer's experts into h_; when nextNorm is given also leaves RMSNorm(h_)·nextNorm in
     // x_ (the next layer's input, or the final norm).
     void moe(int layer, int n, bool decode, LanguageTrace* trace, const float* nextNorm);
     void logitsOfRow(SequenceState& seq, int row, bool normed);
+    bool runs(unsigned stage, bool decode) const { return !decode || !(omit_ & stage); }
     void linear(const void* x, std::int64_t ldx, int n, const DeviceMatrix& W, void* y, k::DType yType, std::int64_t ldy,
                 float beta = 0.f) const;
 
@@ -124,6 +148,12 @@ private:
     float* eout_ = nullptr;
     float* attnWorkspace_ = nullptr;
     std::int32_t* ids_ = nullptr;
+    // Counters of the kernels whose last block finishes the work (router, attention merge): zero
+    // between launches, outside the workspace that the vision encoder shares.
+    unsigned omit_ = 0;
+    DeviceBuffer counters_;
+    int* routeCounter_ = nullptr;
+    int* attentionCounters_ = nullptr;
 };
 
 }  // namespace tessera::cuda

@@ -46,6 +46,9 @@ struct DecodeAttentionArgs {
     int capacity = 0;
     float scale = 1.f;
     float* workspace = nullptr;  // decodeAttentionWorkspaceFloats(...) floats
+    // Optional: one device int per kv head, zero before the first launch (the kernels leave them
+    // zero). Lets the partial pass merge the splits itself where it can, saving a launch.
+    int* counters = nullptr;
     void* out = nullptr;
     DType outType = DType::F32;
     std::int64_t outHeadStride = 0;

@@ -32,10 +32,22 @@ struct RouteArgs {
     float* weight = nullptr;
 };
 Status routeTokens(const RouteArgs& args, Stream stream);
-// Decode: computes the router logits of one token x (xType [hidden]) against routerWeight (bf16
-// [experts, hidden]) and routes it, in one launch (args.scores is not used).
-Status routeOneToken(const RouteArgs& args, const void* x, DType xType, const std::uint16_t* routerWeight, int hidden,
-                     Stream stream);
+// Decode, one token, one launch: x = xType(normWeight · RMSNorm(residual)) (also stored to normOut
+// for the experts' product), logits = routerWeight (bf16 [experts, hidden]) · x, then routing as
+// routeTokens. logits: scratch of `experts` floats; counter: one device int that is zero before the
+// first launch (the kernel leaves it zero). args.scores is not used.
+struct RouteDecodeArgs {
+    const float* residual = nullptr;
+    const float* normWeight = nullptr;
+    float eps = 1e-6f;
+    int hidden = 0;
+    const std::uint16_t* routerWeight = nullptr;
+    void* normOut = nullptr;
+    DType xType = DType::F32;
+    float* logits = nullptr;
+    int* counter = nullptr;
+};
+Status routeDecode(const RouteArgs& args, const RouteDecodeArgs& decode, Stream stream);
 
 // Groups the n·k (token, expert) pairs by expert: counts / offsets / tileOffsets per expert (for
 // groupedGemm with tiles of tileRows rows), pairRows[t, i] = row of pair (t, i) in the grouped order,

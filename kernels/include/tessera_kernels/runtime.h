@@ -42,6 +42,10 @@ Status captureEnd(Stream stream, GraphExec* exec);  // also instantiates
 Status graphLaunch(GraphExec exec, Stream stream);
 void graphDestroy(GraphExec exec);
 
+// Decode kernels start while the kernel before them finishes (programmatic dependent launch) unless
+// this is off; TESSERA_OVERLAP_LAUNCHES=0 sets the default to off. Applies to launches after the call.
+void setOverlappedLaunches(bool enabled);
+
 // Brackets the region an external profiler (ncu --profile-from-start off) records.
 Status profilerStart();
 Status profilerStop();
