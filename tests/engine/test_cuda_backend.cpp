@@ -22,6 +22,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "tessera_kernels/attention.h"
 #include "tessera_kernels/gemm.h"
+#include "tessera_kernels/mla_prefill.h"
 #include "tessera_kernels/moe.h"
 #include "tessera_kernels/norm.h"
 #include "tessera_kernels/runtime.h"
@@ -492,11 +493,16 @@ private slots:
         QTest::addColumn<int>("queries");
         QTest::addColumn<int>("keys");
         QTest::addColumn<int>("dim");
+        QTest::addColumn<int>("valueDim");
         QTest::addColumn<bool>("causal");
-        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << false;
-        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << true;
-        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << true;
-        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << true;
+        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false;
+        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true;
+        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << 64 << true;
+        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << 32 << true;
+        // MLA prefill in the expanded form: keys nope + rope, narrower values.
+        QTest::addRow("base mla 32 heads 192/128 after 70 cached") << 1 << 32 << 1 << 130 << 200 << 192 << 128 << true;
+        QTest::addRow("small mla 16 heads 192/128 from 0") << 1 << 16 << 1 << 257 << 257 << 192 << 128 << true;
+        QTest::addRow("mini-mla 4 heads 24/16 after 33 cached") << 1 << 4 << 1 << 100 << 133 << 24 << 16 << true;
     }
     void flashAttentionSweep()
     {
@@ -507,9 +513,10 @@ private slots:
         QFETCH(int, queries);
         QFETCH(int, keys);
         QFETCH(int, dim);
+        QFETCH(int, valueDim);
         QFETCH(bool, causal);
         const int kvHeads = heads / group;
-        std::mt19937 rng(queries + keys + dim);
+        std::mt19937 rng(queries + keys + dim + valueDim);
         std::normal_distribution<float> nd(0.f, 1.f);
         auto make = [&](std::size_t n) {
             std::vector<std::uint16_t> v(n);
@@ -519,9 +526,11 @@ private slots:
         };
         const auto q = make(std::size_t(batch) * queries * heads * dim);
         const auto kk = make(std::size_t(batch) * keys * kvHeads * dim);
-        const auto vv = make(kk.size());
+        const auto vv = make(std::size_t(batch) * keys * kvHeads * valueDim);
         auto dQ = upload(q), dK = upload(kk), dV = upload(vv);
-        DeviceBuffer dO(q.size() * 2, "o");
+        const std::size_t outCount = std::size_t(batch) * queries * heads * valueDim;
+        // Poisoned (NaN) output: every element must be written.
+        auto dO = upload(std::vector<std::uint16_t>(outCount, 0x7fc0));
         k::FlashAttentionArgs fa;
         fa.q = dQ.get();
         fa.ldq = std::int64_t(heads) * dim;
@@ -532,24 +541,25 @@ private slots:
         fa.kHeadStride = dim;
         fa.kBatchStride = std::int64_t(keys) * kvHeads * dim;
         fa.v = dV.get();
-        fa.ldv = fa.ldk;
-        fa.vHeadStride = dim;
-        fa.vBatchStride = fa.kBatchStride;
+        fa.ldv = std::int64_t(kvHeads) * valueDim;
+        fa.vHeadStride = valueDim;
+        fa.vBatchStride = std::int64_t(keys) * kvHeads * valueDim;
         fa.o = dO.get();
-        fa.ldo = fa.ldq;
-        fa.oHeadStride = dim;
-        fa.oBatchStride = fa.qBatchStride;
+        fa.ldo = std::int64_t(heads) * valueDim;
+        fa.oHeadStride = valueDim;
+        fa.oBatchStride = std::int64_t(queries) * heads * valueDim;
         fa.batch = batch;
         fa.heads = heads;
         fa.headsPerKv = group;
         fa.queries = queries;
         fa.keys = keys;
         fa.headDim = dim;
+        fa.valueDim = valueDim;
         fa.causal = causal;
         fa.qPosition0 = keys - queries;
         fa.scale = 1.f / std::sqrt(float(dim));
         cuda::check(k::flashAttention(fa, nullptr), "flash attention");
-        const auto o16 = download<std::uint16_t>(dO, q.size());
+        const auto o16 = download<std::uint16_t>(dO, outCount);
         std::vector<float> got(o16.size()), ref(o16.size());
         for (std::size_t i = 0; i < got.size(); ++i)
             got[i] = bf16Value(o16[i]);
@@ -570,16 +580,78 @@ private slots:
                     }
                     for (auto& x : p)
                         sum += (x = std::exp(x - mx));
-                    for (int c = 0; c < dim; ++c) {
+                    const std::size_t oo = (std::size_t(b) * queries + i) * heads * valueDim + std::size_t(h) * valueDim;
+                    for (int c = 0; c < valueDim; ++c) {
                         double acc = 0;
                         for (int j = 0; j < visible; ++j)
-                            acc += p[j] * bf16Value(vv[(std::size_t(b) * keys + j) * kvHeads * dim + std::size_t(h / group) * dim + c]);
-                        ref[qo + c] = float(acc / sum);
+                            acc += p[j] * bf16Value(vv[(std::size_t(b) * keys + j) * kvHeads * valueDim + std::size_t(h / group) * valueDim + c]);
+                        ref[oo + c] = float(acc / sum);
                     }
                 }
         const Stats st = stats(got.data(), ref.data(), ref.size());
         recordMax("kernel flash attention rel err (bf16)", st.relError);
         QVERIFY2(st.relError < 1e-2, qPrintable(QString("relative error %1").arg(st.relError)));
+    }
+
+    void mlaPrefillPack_data()
+    {
+        QTest::addColumn<int>("n");
+        QTest::addColumn<int>("ctx");
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("nope");
+        QTest::addColumn<int>("rope");
+        QTest::addColumn<int>("rank");
+        QTest::addRow("base 70 new after 80 cached") << 70 << 150 << 32 << 128 << 64 << 512;
+        QTest::addRow("small 33 from 0") << 33 << 33 << 16 << 128 << 64 << 512;
+        QTest::addRow("mini-mla 40 after 9") << 40 << 49 << 4 << 16 << 8 << 32;
+    }
+    // The rope columns land where the expanded MLA prefill reads them; nothing else is touched.
+    void mlaPrefillPack()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, n);
+        QFETCH(int, ctx);
+        QFETCH(int, heads);
+        QFETCH(int, nope);
+        QFETCH(int, rope);
+        QFETCH(int, rank);
+        std::mt19937 rng(n * 7 + ctx + heads);
+        std::uniform_int_distribution<int> bits(0, 0x7f00);
+        auto make = [&](std::size_t count) {
+            std::vector<std::uint16_t> v(count);
+            for (auto& x : v)
+                x = static_cast<std::uint16_t>(bits(rng));
+            return v;
+        };
+        const int qhd = nope + rope, width = rank + rope;
+        const std::int64_t ldq = std::int64_t(heads) * qhd + width, ldk = std::int64_t(heads) * qhd;
+        const auto qcat = make(std::size_t(n) * heads * width), cache = make(std::size_t(ctx) * width);
+        auto q = make(std::size_t(n) * ldq), keys = make(std::size_t(ctx) * ldk);
+        auto dQcat = upload(qcat), dCache = upload(cache), dQ = upload(q), dKeys = upload(keys);
+        k::MlaPackArgs a;
+        a.n = n;
+        a.ctx = ctx;
+        a.heads = heads;
+        a.nope = nope;
+        a.rope = rope;
+        a.rank = rank;
+        a.qcat = dQcat.get();
+        a.q = dQ.get();
+        a.ldq = ldq;
+        a.cache = dCache.get();
+        a.keys = dKeys.get();
+        a.ldk = ldk;
+        cuda::check(k::mlaPrefillPack(a, nullptr), "mla pack");
+        for (int t = 0; t < n; ++t)
+            for (int h = 0; h < heads; ++h)
+                for (int j = 0; j < rope; ++j)
+                    q[std::size_t(t) * ldq + h * qhd + nope + j] = qcat[(std::size_t(t) * heads + h) * width + rank + j];
+        for (int t = 0; t < ctx; ++t)
+            for (int h = 0; h < heads; ++h)
+                for (int j = 0; j < rope; ++j)
+                    keys[std::size_t(t) * ldk + h * qhd + nope + j] = cache[std::size_t(t) * width + rank + j];
+        QVERIFY(download<std::uint16_t>(dQ, q.size()) == q);
+        QVERIFY(download<std::uint16_t>(dKeys, keys.size()) == keys);
     }
 
     void decodeAttentionSweep_data()
