@@ -229,14 +229,23 @@ private slots:
         QTest::addColumn<int>("K");
         QTest::addColumn<int>("batch");
         QTest::addColumn<bool>("kn");
-        QTest::addRow("odd 7x129x67") << 7 << 129 << 67 << 1 << false;
-        QTest::addRow("kn batched 33x40x300") << 33 << 40 << 300 << 3 << true;
-        QTest::addRow("mini 64x64x64") << 64 << 64 << 64 << 1 << false;
-        QTest::addRow("tiny qkv 96x3840x1280") << 96 << 3840 << 1280 << 1 << false;
-        QTest::addRow("small o_proj 40x2048x2048") << 40 << 2048 << 2048 << 1 << false;
-        QTest::addRow("base dense down 17x2560x12288") << 17 << 2560 << 12288 << 1 << false;
-        QTest::addRow("vision fc1 200x4304x1152") << 200 << 4304 << 1152 << 1 << false;
-        QTest::addRow("mla scores kn 64x576x300") << 64 << 576 << 300 << 1 << true;
+        QTest::addColumn<bool>("bf16Out");  // bf16 output (no accumulation) instead of F32 += product
+        QTest::addColumn<bool>("gelu");     // tanh GELU epilogue
+        QTest::addRow("odd 7x129x67") << 7 << 129 << 67 << 1 << false << false << false;
+        QTest::addRow("kn batched 33x40x300") << 33 << 40 << 300 << 3 << true << false << false;
+        QTest::addRow("mini 64x64x64") << 64 << 64 << 64 << 1 << false << false << false;
+        QTest::addRow("tiny qkv 96x3840x1280") << 96 << 3840 << 1280 << 1 << false << false << false;
+        QTest::addRow("small o_proj 40x2048x2048") << 40 << 2048 << 2048 << 1 << false << false << false;
+        QTest::addRow("base dense down 17x2560x12288") << 17 << 2560 << 12288 << 1 << false << false << false;
+        QTest::addRow("vision fc1 200x4304x1152") << 200 << 4304 << 1152 << 1 << false << false << false;
+        QTest::addRow("mla scores kn 64x576x300") << 64 << 576 << 300 << 1 << true << false << false;
+        // The vision tower's fused epilogues (bias, bias + GELU) at its real widths.
+        QTest::addRow("vision fc1 bias+gelu bf16 out 200x4304x1152") << 200 << 4304 << 1152 << 1 << false << true << true;
+        QTest::addRow("vision qkv bias bf16 out 150x3456x1152") << 150 << 3456 << 1152 << 1 << false << true << false;
+        QTest::addRow("vision fc2 bias accumulate 129x1152x4304") << 129 << 1152 << 4304 << 1 << false << false << false;
+        QTest::addRow("projector bias bf16 out 77x1280x4608") << 77 << 1280 << 4608 << 1 << false << true << false;
+        QTest::addRow("mini vision fc1 bias+gelu 100x239x64") << 100 << 239 << 64 << 1 << false << true << true;
+        QTest::addRow("gelu only, F32 out, odd 33x130x72") << 33 << 130 << 72 << 1 << false << false << true;
     }
     void gemmSweep()
     {
@@ -246,7 +255,10 @@ private slots:
         QFETCH(int, K);
         QFETCH(int, batch);
         QFETCH(bool, kn);
-        std::mt19937 rng(M * 131 + N * 7 + K);
+        QFETCH(bool, bf16Out);
+        QFETCH(bool, gelu);
+        std::mt19937 rng(M * 131 + N * 7 + K + (gelu ? 5 : 0));
+        const bool noBias = gelu && N == 130;  // the GELU-only epilogue
         std::normal_distribution<float> nd(0.f, 1.f);
         const std::size_t aCount = std::size_t(batch) * M * K, bCount = std::size_t(batch) * N * K;
         std::vector<float> a(aCount), bias(N);
@@ -258,7 +270,7 @@ private slots:
         for (auto& v : b)
             v = bf16Bits(nd(rng) / std::sqrt(float(K)));
         for (auto& v : bias)
-            v = nd(rng) * 0.1f;
+            v = bf16Value(bf16Bits(nd(rng) * 0.1f));  // checkpoint biases are bf16 values
         std::vector<float> c0(std::size_t(batch) * M * N);
         for (auto& v : c0)
             v = nd(rng);
@@ -273,14 +285,18 @@ private slots:
                                             : bf16Value(b[std::size_t(z) * N * K + std::size_t(n) * K + kk]);
                         s += double(a[std::size_t(z) * M * K + std::size_t(m) * K + kk]) * bv;
                     }
-                    ref[std::size_t(z) * M * N + std::size_t(m) * N + n] = s + bias[n] + c0[std::size_t(z) * M * N + std::size_t(m) * N + n];
+                    double v = s + (noBias ? 0.0 : bias[n]) + (bf16Out || gelu ? 0.0 : c0[std::size_t(z) * M * N + std::size_t(m) * N + n]);
+                    if (gelu)
+                        v = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+                    ref[std::size_t(z) * M * N + std::size_t(m) * N + n] = v;
                 }
         k::Stream stream = nullptr;
         k::GemmContext* ctx = nullptr;
         cuda::check(k::gemmContextCreate(&ctx, stream), "gemm context");
         auto dA = upload(a), dA16 = upload(a16), dB = upload(b), dBias = upload(bias);
         for (k::MathMode math : {k::MathMode::ExactFp32, k::MathMode::FastBf16}) {
-            auto dC = upload(c0);
+            // bf16 outputs start poisoned (NaN): every element must be written.
+            auto dC = bf16Out ? upload(std::vector<std::uint16_t>(c0.size(), 0x7fc0)) : upload(c0);
             k::GemmArgs g;
             g.M = M;
             g.N = N;
@@ -296,22 +312,35 @@ private slots:
             g.ldb = kn ? N : K;
             g.strideB = std::int64_t(N) * K;
             g.C = dC.get();
-            g.cType = k::DType::F32;
+            g.cType = bf16Out ? k::DType::BF16 : k::DType::F32;
             g.ldc = N;
             g.strideC = std::int64_t(M) * N;
             g.batch = batch;
-            g.beta = 1.f;
-            g.bias = dBias.as<float>();
+            g.beta = bf16Out || gelu ? 0.f : 1.f;  // a GELU epilogue goes without accumulation
+            g.bias = noBias ? nullptr : dBias.as<float>();
+            g.epilogue = gelu ? k::Epilogue::GeluTanh : k::Epilogue::None;
             g.math = math;
             cuda::check(k::gemm(ctx, g, stream), "gemm");
-            const auto got = download<float>(dC, c0.size());
+            std::vector<float> got(c0.size());
+            if (bf16Out) {
+                const auto got16 = download<std::uint16_t>(dC, c0.size());
+                for (std::size_t i = 0; i < got.size(); ++i)
+                    got[i] = bf16Value(got16[i]);
+            } else {
+                got = download<float>(dC, c0.size());
+            }
             double worst = 0;
-            for (std::size_t i = 0; i < got.size(); ++i)
-                worst = std::max(worst, std::abs(got[i] - ref[i]) / (1.0 + std::abs(ref[i])));
-            recordMax(std::string("kernel gemm ") + (fast ? "bf16" : "fp32") + " max rel err", worst);
-            // fp32 FMA over K terms of magnitude ~1: well under 1e-5 · sqrt(K) relative.
-            QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K)) + 1e-6),
-                     qPrintable(QString("%1 path: error %2").arg(fast ? "bf16" : "fp32").arg(worst)));
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                const double e = std::abs(got[i] - ref[i]) / (1.0 + std::abs(ref[i]));
+                worst = std::max(worst, std::isnan(e) ? INFINITY : e);
+            }
+            const std::string kind = std::string(fast ? "bf16" : "fp32") + (bf16Out ? " (bf16 out)" : "") + (gelu ? " gelu" : "");
+            recordMax("kernel gemm " + kind + " max rel err", worst);
+            // fp32 FMA over K terms of magnitude ~1: well under 1e-5 · sqrt(K) relative; a bf16
+            // output adds at most two roundings of 2^-8 relative (product, then a separate
+            // bias / GELU pass where the epilogue is not fused).
+            const double bound = (fast ? 2e-4 : 1e-5 * std::sqrt(double(K)) + 1e-6) + (bf16Out ? 8e-3 : 0.0);
+            QVERIFY2(worst < bound, qPrintable(QString("%1 path: error %2").arg(QString::fromStdString(kind)).arg(worst)));
         }
         k::gemmContextDestroy(ctx);
     }
