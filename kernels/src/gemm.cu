@@ -1,7 +1,8 @@
 // Dense, batched and grouped products. The exact path is a register-tiled fp32 FMA kernel that
 // widens bf16 operands as it loads them; the fast path hands bf16 products to cuBLAS (fp32
 // accumulation; cuBLASLt when a bias or GELU can ride in the epilogue) and grouped expert
-// products to our tensor-core kernel (gemm_grouped_mma.cu).
+// products to our tensor-core kernels (gemm_grouped_wgmma.cu on Hopper, gemm_grouped_mma.cu
+// elsewhere).
 #include "tessera_kernels/gemm.h"
 #include "tessera_kernels/elementwise.h"
 
@@ -397,6 +398,26 @@ Status gemm(GemmContext* ctx, const GemmArgs& a, Stream stream)
 
 int groupedTileRows(MathMode math) { return math == MathMode::FastBf16 ? kMmaTileRows : kBM; }
 
+namespace {
+
+// The TMA + wgmma kernel is built for sm_90a, whose code runs on compute capability 9.0 only.
+bool deviceRunsWgmma()
+{
+#if TESSERA_HAVE_SM90A
+    int device = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return major == 9 && minor == 0;
+#else
+    return false;
+#endif
+}
+
+}  // namespace
+
 Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
 {
     if (a.N <= 0 || a.groups <= 0 || a.maxRows <= 0)
@@ -409,6 +430,13 @@ Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
             return Status::failure("grouped gemm: the tensor-core path needs bf16 activations");
         if (a.K % 8 != 0 || a.lda % 8 != 0 || a.ldb % 8 != 0 || a.strideB % 8 != 0)
             return Status::failure("grouped gemm: K and leading dimensions must be multiples of 8 for the tensor-core path");
+        static const bool wgmma = deviceRunsWgmma();
+        if (wgmma) {
+            bool launched = false;
+            const Status r = launchGroupedTma(a, maxTiles, s, launched);
+            if (!r.ok() || launched)
+                return r;
+        }
         return launchGroupedMma(a, maxTiles, s);
     }
     FfmaParams p{0, a.N, a.K, a.A, a.lda, 0, a.B, a.ldb, a.strideB, a.C, a.ldc, 0,
