@@ -273,6 +273,116 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     return out;
 }
 
+// Time to first token at the real shapes, piece by piece (10 vision tiles = 7290 rows; a 2037-token
+// prompt): the vision products with their fused epilogues, the fused attentions, the grouped
+// expert products. weights: ≥ 1 GiB of bf16, bias: F32 values, out: ≥ 64 MiB.
+void prefillKernels(const std::function<void(const char*, double, const std::function<void(int)>&, const char*)>& time,
+                    void* weights, const float* bias, void* out, kernels::Stream s)
+{
+    namespace k = tessera::kernels;
+    cuda::DeviceBuffer act(std::size_t(64) << 20, "bench activations");
+    cuda::check(k::fillRandomBf16(act.as<std::uint16_t>(), (std::size_t(64) << 20) / 2, 1.f, 0.f, 3, s), "fill");
+    k::GemmContext* ctx = nullptr;
+    cuda::check(k::gemmContextCreate(&ctx, s), "cublas");
+    auto linear = [&](const char* name, int M, int N, int K, bool withBias, k::Epilogue epi, k::DType cType, float beta) {
+        time(name, 2.0 * M * N * K, [&, M, N, K, withBias, epi, cType, beta](int) {
+            k::GemmArgs g;
+            g.M = M;
+            g.N = N;
+            g.K = K;
+            g.A = act.get();
+            g.aType = k::DType::BF16;
+            g.lda = K;
+            g.B = weights;
+            g.ldb = K;
+            g.C = out;
+            g.cType = cType;
+            g.ldc = N;
+            g.beta = beta;
+            g.bias = withBias ? bias : nullptr;
+            g.epilogue = epi;
+            g.math = k::MathMode::FastBf16;
+            cuda::check(k::gemm(ctx, g, s), "gemm");
+        }, "GFLOP_per_s");
+    };
+    const int rows = 7290;
+    linear("vision qkv 7290x3456x1152 +bias (bf16 out)", rows, 3456, 1152, true, k::Epilogue::None, k::DType::BF16, 0.f);
+    linear("vision proj 7290x1152x1152 +bias, F32 +=", rows, 1152, 1152, true, k::Epilogue::None, k::DType::F32, 1.f);
+    linear("vision fc1 7290x4304x1152 +bias +gelu (bf16 out)", rows, 4304, 1152, true, k::Epilogue::GeluTanh, k::DType::BF16, 0.f);
+    linear("vision fc1 7290x4304x1152 plain (bf16 out)", rows, 4304, 1152, false, k::Epilogue::None, k::DType::BF16, 0.f);
+    linear("vision fc2 7290x1152x4304 +bias, F32 +=", rows, 1152, 4304, true, k::Epilogue::None, k::DType::F32, 1.f);
+    linear("base q|kv_a 2037x6720x2560 (bf16 out)", 2037, 6720, 2560, false, k::Epilogue::None, k::DType::BF16, 0.f);
+    auto flash = [&](const char* name, int batch, int heads, int n, int qk, int v, bool causal, std::int64_t ldq, std::int64_t ldk,
+                     std::int64_t ldv) {
+        const double pairs = causal ? 0.5 * n * (n + 1.0) : double(n) * n;
+        time(name, 2.0 * batch * heads * pairs * (qk + v), [&, batch, heads, n, qk, v, causal, ldq, ldk, ldv](int) {
+            k::FlashAttentionArgs fa;
+            fa.q = act.get();
+            fa.ldq = ldq;
+            fa.qHeadStride = qk;
+            fa.qBatchStride = ldq * n;
+            fa.k = weights;
+            fa.ldk = ldk;
+            fa.kHeadStride = qk;
+            fa.kBatchStride = ldk * n;
+            fa.v = static_cast<std::uint16_t*>(weights) + (std::size_t(64) << 20);
+            fa.ldv = ldv;
+            fa.vHeadStride = v;
+            fa.vBatchStride = ldv * n;
+            fa.o = out;
+            fa.ldo = std::int64_t(heads) * v;
+            fa.oHeadStride = v;
+            fa.oBatchStride = fa.ldo * n;
+            fa.batch = batch;
+            fa.heads = heads;
+            fa.queries = n;
+            fa.keys = n;
+            fa.headDim = qk;
+            fa.valueDim = v;
+            fa.causal = causal;
+            fa.scale = 0.1f;
+            cuda::check(k::flashAttention(fa, s), "flash attention");
+        }, "GFLOP_per_s");
+    };
+    flash("vision flash attention 10 tiles x 16 heads x 729, d72", 10, 16, 729, 72, 72, false, 3 * 1152, 3 * 1152, 3 * 1152);
+    flash("mla prefill flash attention base 32 heads x 2037 causal, 192/128", 1, 32, 2037, 192, 128, true, 32 * 192 + 576, 32 * 192,
+          32 * 128);
+    flash("mha prefill flash attention tiny 10 heads x 2037 causal, d128", 1, 10, 2037, 128, 128, true, 3 * 1280, 3 * 1280, 3 * 1280);
+    {
+        // The small model's grouped down product (F32 out), same routing shape as the gate/up case.
+        const int rowsE = 8192, experts = 66, N = 2048, K = 1408;
+        std::vector<int> meta(2 * (experts + 1));
+        const int tileRows = k::groupedTileRows(k::MathMode::FastBf16);
+        for (int e = 0; e <= experts; ++e)
+            meta[e] = static_cast<int>(static_cast<long long>(rowsE) * e / experts);
+        for (int e = 0; e < experts; ++e)
+            meta[experts + 1 + e + 1] = meta[experts + 1 + e] + (meta[e + 1] - meta[e] + tileRows - 1) / tileRows;
+        cuda::DeviceBuffer dMeta(sizeof(int) * meta.size(), "offsets");
+        cuda::check(k::copyToDevice(dMeta.get(), meta.data(), sizeof(int) * meta.size(), s), "offsets");
+        time("grouped gemm bf16 8192x2048x1408 F32 out (66 experts)", 2.0 * rowsE * N * K, [&](int) {
+            k::GroupedGemmArgs g;
+            g.N = N;
+            g.K = K;
+            g.groups = experts;
+            g.maxRows = rowsE;
+            g.A = act.get();
+            g.aType = k::DType::BF16;
+            g.lda = K;
+            g.B = weights;
+            g.ldb = K;
+            g.strideB = std::int64_t(N) * K;
+            g.C = out;
+            g.cType = k::DType::F32;
+            g.ldc = N;
+            g.offsets = dMeta.as<int>();
+            g.tileOffsets = dMeta.as<int>() + experts + 1;
+            g.math = k::MathMode::FastBf16;
+            cuda::check(k::groupedGemm(g, s), "grouped gemm");
+        }, "GFLOP_per_s");
+    }
+    k::gemmContextDestroy(ctx);
+}
+
 // Microbenchmarks of the decode kernels at the tiny / base shapes (device time per launch from
 // CUDA events over 200 launches, and the bandwidth that implies), plus the host round trip of
 // one decode step's bookkeeping. They say where a decode step's time goes.
@@ -428,6 +538,7 @@ nlohmann::json kernelBench()
         }, "GFLOP_per_s");
         k::gemmContextDestroy(ctx);
     }
+    prefillKernels(time, w.get(), x.as<float>(), y.get(), s);
 
     // Chains of dependent launches replayed as one graph, with overlapped launches on and off: the
     // cost of one kernel inside a decode step (launch gap, ramp-up, tail) next to its bytes.

@@ -1,7 +1,8 @@
 // Flash attention (FlashAttention-2 style) with mma.sync m16n8k16: a block of 4 warps owns 64
 // query rows (16 per warp) of one (batch, head); it walks the keys in tiles of 64, keeps the
 // scores in registers, updates the running max / sum per row and accumulates P·V in fp32.
-// K and V tiles go through padded shared memory (conflict-free ldmatrix; .trans for V).
+// K and V tiles go through padded shared memory (conflict-free ldmatrix; .trans for V). Queries
+// and keys have DK columns, values DV (MLA prefill: 192 and 128).
 #include "tessera_kernels/attention.h"
 
 #include "launch_util.cuh"
@@ -14,10 +15,11 @@ namespace {
 
 constexpr int kRows = 64, kKeys = 64, kWarps = 4;
 
-template <int DP>
+template <int DK, int DV>
 struct Smem {
-    static constexpr int LD = DP + 8;  // padded row (bf16 elements)
-    static constexpr int bytes = (kRows + 2 * kKeys) * LD * 2;
+    static constexpr int LD = DK + 8;   // padded query / key row (bf16 elements)
+    static constexpr int LDV = DV + 8;  // padded value row
+    static constexpr int bytes = ((kRows + kKeys) * LD + kKeys * LDV) * 2;
 };
 
 __device__ __forceinline__ void cpAsync16(void* smem, const void* gmem, bool valid)
@@ -51,23 +53,25 @@ __device__ __forceinline__ unsigned pack(float lo, float hi)
     return *reinterpret_cast<const unsigned*>(&v);
 }
 
-// Loads rows [row0, row0 + 64) × [0, DP) of a bf16 matrix into smem (zero outside rows / D).
-template <int DP>
+// Loads rows [row0, row0 + 64) × [0, DP) of a bf16 matrix into smem rows of LD elements (zero
+// outside rows / D).
+template <int DP, int LD>
 __device__ __forceinline__ void loadTile(bf16* dst, const bf16* src, long long ld, int row0, int rows, int D)
 {
     constexpr int chunks = DP / 8;
     for (int c = threadIdx.x; c < 64 * chunks; c += kWarps * 32) {
         const int r = c / chunks, d = (c % chunks) * 8;
         const bool valid = row0 + r < rows && d < D;
-        cpAsync16(dst + r * Smem<DP>::LD + d, valid ? src + static_cast<long long>(row0 + r) * ld + d : src, valid);
+        cpAsync16(dst + r * LD + d, valid ? src + static_cast<long long>(row0 + r) * ld + d : src, valid);
     }
 }
 
-template <int DP>
+template <int DK, int DV>
 __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
 {
     extern __shared__ __align__(16) unsigned char smemRaw[];
-    constexpr int LD = Smem<DP>::LD;
+    constexpr int LD = Smem<DK, DV>::LD, LDV = Smem<DK, DV>::LDV;
+    const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
     bf16* qs = reinterpret_cast<bf16*>(smemRaw);
     bf16* ks = qs + kRows * LD;
     bf16* vs = ks + kKeys * LD;
@@ -79,17 +83,17 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
     const bf16* V = static_cast<const bf16*>(a.v) + b * a.vBatchStride + kvh * a.vHeadStride;
     bf16* O = static_cast<bf16*>(a.o) + b * a.oBatchStride + h * a.oHeadStride;
 
-    loadTile<DP>(qs, Q, a.ldq, qBlock, a.queries, a.headDim);
+    loadTile<DK, LD>(qs, Q, a.ldq, qBlock, a.queries, a.headDim);
     cpAsyncWaitAll();
     __syncthreads();
-    unsigned qf[DP / 16][4];
+    unsigned qf[DK / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < DP / 16; ++kk)
+    for (int kk = 0; kk < DK / 16; ++kk)
         ldsm4(qf[kk], qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
 
-    float o[DP / 8][4];
+    float o[DV / 8][4];
 #pragma unroll
-    for (int j = 0; j < DP / 8; ++j)
+    for (int j = 0; j < DV / 8; ++j)
         o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
     float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.f, 0.f};
     const float scaleLog2 = a.scale * 1.4426950408889634f;
@@ -100,8 +104,8 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
 
     for (int k0 = 0; k0 < keyEnd; k0 += kKeys) {
         __syncthreads();  // the previous tile is no longer read
-        loadTile<DP>(ks, K, a.ldk, k0, a.keys, a.headDim);
-        loadTile<DP>(vs, V, a.ldv, k0, a.keys, a.headDim);
+        loadTile<DK, LD>(ks, K, a.ldk, k0, a.keys, a.headDim);
+        loadTile<DV, LDV>(vs, V, a.ldv, k0, a.keys, valueDim);
         cpAsyncWaitAll();
         __syncthreads();
 
@@ -110,7 +114,7 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
         for (int j = 0; j < kKeys / 8; ++j)
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
 #pragma unroll
-        for (int kk = 0; kk < DP / 16; ++kk) {
+        for (int kk = 0; kk < DK / 16; ++kk) {
 #pragma unroll
             for (int nj = 0; nj < kKeys / 16; ++nj) {
                 unsigned r[4];
@@ -160,7 +164,7 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
             lRow[r] = lRow[r] * corr[r] + rowSum[r];
         }
 #pragma unroll
-        for (int j = 0; j < DP / 8; ++j) {
+        for (int j = 0; j < DV / 8; ++j) {
             o[j][0] *= corr[0];
             o[j][1] *= corr[0];
             o[j][2] *= corr[1];
@@ -172,10 +176,10 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
             unsigned pa[4] = {pack(s[2 * kk][0], s[2 * kk][1]), pack(s[2 * kk][2], s[2 * kk][3]),
                               pack(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-            for (int dj = 0; dj < DP / 16; ++dj) {
+            for (int dj = 0; dj < DV / 16; ++dj) {
                 unsigned r[4];
                 const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                ldsm4t(r, vs + key * LD + dj * 16 + (lane >> 4) * 8);
+                ldsm4t(r, vs + key * LDV + dj * 16 + (lane >> 4) * 8);
                 mma(o[2 * dj], pa, r[0], r[1]);
                 mma(o[2 * dj + 1], pa, r[2], r[3]);
             }
@@ -184,9 +188,9 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
 
     const float inv[2] = {lRow[0] > 0.f ? 1.f / lRow[0] : 0.f, lRow[1] > 0.f ? 1.f / lRow[1] : 0.f};
 #pragma unroll
-    for (int j = 0; j < DP / 8; ++j) {
+    for (int j = 0; j < DV / 8; ++j) {
         const int d = j * 8 + (lane & 3) * 2;
-        if (d >= a.headDim)
+        if (d >= valueDim)
             continue;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -198,44 +202,60 @@ __global__ __launch_bounds__(kWarps * 32) void flashKernel(FlashAttentionArgs a)
     }
 }
 
-template <int DP>
+template <int DK, int DV>
 Status launch(const FlashAttentionArgs& a, cudaStream_t s)
 {
     static std::once_flag once;
     static cudaError_t attr = cudaSuccess;
     std::call_once(once, [] {
-        attr = cudaFuncSetAttribute(flashKernel<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<DP>::bytes);
+        attr = cudaFuncSetAttribute(flashKernel<DK, DV>, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem<DK, DV>::bytes);
     });
     if (attr != cudaSuccess)
         return cudaStatus(attr, "flash attention: cudaFuncSetAttribute");
     const dim3 grid((a.queries + kRows - 1) / kRows, a.heads, a.batch);
-    flashKernel<DP><<<grid, kWarps * 32, Smem<DP>::bytes, s>>>(a);
+    flashKernel<DK, DV><<<grid, kWarps * 32, Smem<DK, DV>::bytes, s>>>(a);
     return launchStatus("flash attention");
 }
 
 }  // namespace
 
-bool flashAttentionSupports(int headDim) { return headDim > 0 && headDim % 8 == 0 && headDim <= 128; }
+bool flashAttentionSupports(int headDim, int valueDim)
+{
+    if (valueDim <= 0)
+        valueDim = headDim;
+    if (headDim <= 0 || headDim % 8 || valueDim % 8)
+        return false;
+    if (valueDim == headDim)
+        return headDim <= 128;
+    // Different widths (MLA prefill): both padded to 64, or keys up to 192 with values up to 128.
+    return headDim <= 192 && valueDim <= 128;
+}
 
 Status flashAttention(const FlashAttentionArgs& a, Stream stream)
 {
     if (a.queries <= 0 || a.heads <= 0 || a.batch <= 0)
         return {};
-    if (!flashAttentionSupports(a.headDim))
-        return Status::failure("flash attention: head dimension must be a multiple of 8 up to 128");
-    if (a.ldq % 8 || a.ldk % 8 || a.ldv % 8 || a.ldo % 2 || a.qHeadStride % 8 || a.kHeadStride % 8 || a.vHeadStride % 8 ||
-        a.qBatchStride % 8 || a.kBatchStride % 8 || a.vBatchStride % 8)
+    const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
+    if (!flashAttentionSupports(a.headDim, valueDim))
+        return Status::failure("flash attention: head dimensions must be multiples of 8, up to 128 (keys up to 192 when values are narrower)");
+    if (a.ldq % 8 || a.ldk % 8 || a.ldv % 8 || a.ldo % 2 || a.oHeadStride % 2 || a.qHeadStride % 8 || a.kHeadStride % 8 ||
+        a.vHeadStride % 8 || a.qBatchStride % 8 || a.kBatchStride % 8 || a.vBatchStride % 8)
         return Status::failure("flash attention: strides must be multiples of 8 elements");
     if (a.headsPerKv <= 0 || a.batch > 65535 || a.heads > 65535)
         return Status::failure("flash attention: bad head mapping");
     cudaStream_t s = cuStream(stream);
+    if (valueDim != a.headDim) {
+        if (a.headDim <= 64 && valueDim <= 64)
+            return launch<64, 64>(a, s);
+        return launch<192, 128>(a, s);
+    }
     if (a.headDim <= 64)
-        return launch<64>(a, s);
+        return launch<64, 64>(a, s);
     if (a.headDim <= 80)
-        return launch<80>(a, s);
+        return launch<80, 80>(a, s);
     if (a.headDim <= 96)
-        return launch<96>(a, s);
-    return launch<128>(a, s);
+        return launch<96, 96>(a, s);
+    return launch<128, 128>(a, s);
 }
 
 }  // namespace tessera::kernels

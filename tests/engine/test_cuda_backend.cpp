@@ -22,6 +22,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "tessera_kernels/attention.h"
 #include "tessera_kernels/gemm.h"
+#include "tessera_kernels/mla_prefill.h"
 #include "tessera_kernels/moe.h"
 #include "tessera_kernels/norm.h"
 #include "tessera_kernels/runtime.h"
@@ -228,14 +229,23 @@ private slots:
         QTest::addColumn<int>("K");
         QTest::addColumn<int>("batch");
         QTest::addColumn<bool>("kn");
-        QTest::addRow("odd 7x129x67") << 7 << 129 << 67 << 1 << false;
-        QTest::addRow("kn batched 33x40x300") << 33 << 40 << 300 << 3 << true;
-        QTest::addRow("mini 64x64x64") << 64 << 64 << 64 << 1 << false;
-        QTest::addRow("tiny qkv 96x3840x1280") << 96 << 3840 << 1280 << 1 << false;
-        QTest::addRow("small o_proj 40x2048x2048") << 40 << 2048 << 2048 << 1 << false;
-        QTest::addRow("base dense down 17x2560x12288") << 17 << 2560 << 12288 << 1 << false;
-        QTest::addRow("vision fc1 200x4304x1152") << 200 << 4304 << 1152 << 1 << false;
-        QTest::addRow("mla scores kn 64x576x300") << 64 << 576 << 300 << 1 << true;
+        QTest::addColumn<bool>("bf16Out");  // bf16 output (no accumulation) instead of F32 += product
+        QTest::addColumn<bool>("gelu");     // tanh GELU epilogue
+        QTest::addRow("odd 7x129x67") << 7 << 129 << 67 << 1 << false << false << false;
+        QTest::addRow("kn batched 33x40x300") << 33 << 40 << 300 << 3 << true << false << false;
+        QTest::addRow("mini 64x64x64") << 64 << 64 << 64 << 1 << false << false << false;
+        QTest::addRow("tiny qkv 96x3840x1280") << 96 << 3840 << 1280 << 1 << false << false << false;
+        QTest::addRow("small o_proj 40x2048x2048") << 40 << 2048 << 2048 << 1 << false << false << false;
+        QTest::addRow("base dense down 17x2560x12288") << 17 << 2560 << 12288 << 1 << false << false << false;
+        QTest::addRow("vision fc1 200x4304x1152") << 200 << 4304 << 1152 << 1 << false << false << false;
+        QTest::addRow("mla scores kn 64x576x300") << 64 << 576 << 300 << 1 << true << false << false;
+        // The vision tower's fused epilogues (bias, bias + GELU) at its real widths.
+        QTest::addRow("vision fc1 bias+gelu bf16 out 200x4304x1152") << 200 << 4304 << 1152 << 1 << false << true << true;
+        QTest::addRow("vision qkv bias bf16 out 150x3456x1152") << 150 << 3456 << 1152 << 1 << false << true << false;
+        QTest::addRow("vision fc2 bias accumulate 129x1152x4304") << 129 << 1152 << 4304 << 1 << false << false << false;
+        QTest::addRow("projector bias bf16 out 77x1280x4608") << 77 << 1280 << 4608 << 1 << false << true << false;
+        QTest::addRow("mini vision fc1 bias+gelu 100x239x64") << 100 << 239 << 64 << 1 << false << true << true;
+        QTest::addRow("gelu only, F32 out, odd 33x130x72") << 33 << 130 << 72 << 1 << false << false << true;
     }
     void gemmSweep()
     {
@@ -245,7 +255,10 @@ private slots:
         QFETCH(int, K);
         QFETCH(int, batch);
         QFETCH(bool, kn);
-        std::mt19937 rng(M * 131 + N * 7 + K);
+        QFETCH(bool, bf16Out);
+        QFETCH(bool, gelu);
+        std::mt19937 rng(M * 131 + N * 7 + K + (gelu ? 5 : 0));
+        const bool noBias = gelu && N == 130;  // the GELU-only epilogue
         std::normal_distribution<float> nd(0.f, 1.f);
         const std::size_t aCount = std::size_t(batch) * M * K, bCount = std::size_t(batch) * N * K;
         std::vector<float> a(aCount), bias(N);
@@ -257,7 +270,7 @@ private slots:
         for (auto& v : b)
             v = bf16Bits(nd(rng) / std::sqrt(float(K)));
         for (auto& v : bias)
-            v = nd(rng) * 0.1f;
+            v = bf16Value(bf16Bits(nd(rng) * 0.1f));  // checkpoint biases are bf16 values
         std::vector<float> c0(std::size_t(batch) * M * N);
         for (auto& v : c0)
             v = nd(rng);
@@ -272,14 +285,18 @@ private slots:
                                             : bf16Value(b[std::size_t(z) * N * K + std::size_t(n) * K + kk]);
                         s += double(a[std::size_t(z) * M * K + std::size_t(m) * K + kk]) * bv;
                     }
-                    ref[std::size_t(z) * M * N + std::size_t(m) * N + n] = s + bias[n] + c0[std::size_t(z) * M * N + std::size_t(m) * N + n];
+                    double v = s + (noBias ? 0.0 : bias[n]) + (bf16Out || gelu ? 0.0 : c0[std::size_t(z) * M * N + std::size_t(m) * N + n]);
+                    if (gelu)
+                        v = 0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+                    ref[std::size_t(z) * M * N + std::size_t(m) * N + n] = v;
                 }
         k::Stream stream = nullptr;
         k::GemmContext* ctx = nullptr;
         cuda::check(k::gemmContextCreate(&ctx, stream), "gemm context");
         auto dA = upload(a), dA16 = upload(a16), dB = upload(b), dBias = upload(bias);
         for (k::MathMode math : {k::MathMode::ExactFp32, k::MathMode::FastBf16}) {
-            auto dC = upload(c0);
+            // bf16 outputs start poisoned (NaN): every element must be written.
+            auto dC = bf16Out ? upload(std::vector<std::uint16_t>(c0.size(), 0x7fc0)) : upload(c0);
             k::GemmArgs g;
             g.M = M;
             g.N = N;
@@ -295,22 +312,35 @@ private slots:
             g.ldb = kn ? N : K;
             g.strideB = std::int64_t(N) * K;
             g.C = dC.get();
-            g.cType = k::DType::F32;
+            g.cType = bf16Out ? k::DType::BF16 : k::DType::F32;
             g.ldc = N;
             g.strideC = std::int64_t(M) * N;
             g.batch = batch;
-            g.beta = 1.f;
-            g.bias = dBias.as<float>();
+            g.beta = bf16Out || gelu ? 0.f : 1.f;  // a GELU epilogue goes without accumulation
+            g.bias = noBias ? nullptr : dBias.as<float>();
+            g.epilogue = gelu ? k::Epilogue::GeluTanh : k::Epilogue::None;
             g.math = math;
             cuda::check(k::gemm(ctx, g, stream), "gemm");
-            const auto got = download<float>(dC, c0.size());
+            std::vector<float> got(c0.size());
+            if (bf16Out) {
+                const auto got16 = download<std::uint16_t>(dC, c0.size());
+                for (std::size_t i = 0; i < got.size(); ++i)
+                    got[i] = bf16Value(got16[i]);
+            } else {
+                got = download<float>(dC, c0.size());
+            }
             double worst = 0;
-            for (std::size_t i = 0; i < got.size(); ++i)
-                worst = std::max(worst, std::abs(got[i] - ref[i]) / (1.0 + std::abs(ref[i])));
-            recordMax(std::string("kernel gemm ") + (fast ? "bf16" : "fp32") + " max rel err", worst);
-            // fp32 FMA over K terms of magnitude ~1: well under 1e-5 · sqrt(K) relative.
-            QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K)) + 1e-6),
-                     qPrintable(QString("%1 path: error %2").arg(fast ? "bf16" : "fp32").arg(worst)));
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                const double e = std::abs(got[i] - ref[i]) / (1.0 + std::abs(ref[i]));
+                worst = std::max(worst, std::isnan(e) ? INFINITY : e);
+            }
+            const std::string kind = std::string(fast ? "bf16" : "fp32") + (bf16Out ? " (bf16 out)" : "") + (gelu ? " gelu" : "");
+            recordMax("kernel gemm " + kind + " max rel err", worst);
+            // fp32 FMA over K terms of magnitude ~1: well under 1e-5 · sqrt(K) relative; a bf16
+            // output adds at most two roundings of 2^-8 relative (product, then a separate
+            // bias / GELU pass where the epilogue is not fused).
+            const double bound = (fast ? 2e-4 : 1e-5 * std::sqrt(double(K)) + 1e-6) + (bf16Out ? 8e-3 : 0.0);
+            QVERIFY2(worst < bound, qPrintable(QString("%1 path: error %2").arg(QString::fromStdString(kind)).arg(worst)));
         }
         k::gemmContextDestroy(ctx);
     }
@@ -537,10 +567,15 @@ private slots:
         QTest::addColumn<int>("topk");
         QTest::addColumn<int>("N");
         QTest::addColumn<int>("K");
-        QTest::addRow("mini 300 tok 8 exp 64x64") << 300 << 8 << 2 << 64 << 64;
-        QTest::addRow("mini down 300 tok 32->64") << 300 << 8 << 2 << 64 << 32;
-        QTest::addRow("tiny gate/up 160 tok 64 exp 1792x1280") << 160 << 64 << 6 << 1792 << 1280;
-        QTest::addRow("base down 96 tok 72 exp 2560x1536") << 96 << 72 << 6 << 2560 << 1536;
+        QTest::addColumn<bool>("bf16Out");
+        QTest::addRow("mini 300 tok 8 exp 64x64") << 300 << 8 << 2 << 64 << 64 << false;
+        QTest::addRow("mini down 300 tok 32->64") << 300 << 8 << 2 << 64 << 32 << false;
+        QTest::addRow("mini gate/up bf16 out 300 tok 64->64") << 300 << 8 << 2 << 64 << 64 << true;
+        QTest::addRow("tiny gate/up 160 tok 64 exp 1792x1280") << 160 << 64 << 6 << 1792 << 1280 << true;
+        QTest::addRow("base down 96 tok 72 exp 2560x1536") << 96 << 72 << 6 << 2560 << 1536 << false;
+        QTest::addRow("small gate/up 400 tok 66 exp top-8 2816x2048") << 400 << 66 << 8 << 2816 << 2048 << true;
+        QTest::addRow("base gate/up 700 tok 74 exp top-8 3072x2560") << 700 << 74 << 8 << 3072 << 2560 << true;
+        QTest::addRow("multi-tile experts 1000 tok 8 exp 1280x896") << 1000 << 8 << 2 << 1280 << 896 << false;
     }
     void groupedGemmSweep()
     {
@@ -550,6 +585,7 @@ private slots:
         QFETCH(int, topk);
         QFETCH(int, N);
         QFETCH(int, K);
+        QFETCH(bool, bf16Out);
         std::mt19937 rng(tokens * experts + N);
         std::normal_distribution<float> nd(0.f, 1.f);
         // Routing: distinct experts per token, uneven load.
@@ -580,7 +616,9 @@ private slots:
             auto dX = fast ? upload(x16) : upload(x);
             const std::size_t eb = fast ? 2 : 4;
             DeviceBuffer gathered(std::size_t(tokens) * topk * K * eb, "gathered");
-            DeviceBuffer out(std::size_t(tokens) * topk * N * sizeof(float), "out");
+            // Poisoned output (NaN in both types): every routed row must be written.
+            const std::size_t outCount = std::size_t(tokens) * topk * N;
+            auto out = bf16Out ? upload(std::vector<std::uint16_t>(outCount, 0x7fc0)) : upload(std::vector<float>(outCount, NAN));
             k::DispatchArgs d;
             d.idx = dIdx.as<std::int32_t>();
             d.n = tokens;
@@ -609,13 +647,20 @@ private slots:
             g.ldb = K;
             g.strideB = std::int64_t(N) * K;
             g.C = out.get();
-            g.cType = k::DType::F32;
+            g.cType = bf16Out ? k::DType::BF16 : k::DType::F32;
             g.ldc = N;
             g.offsets = d.offsets;
             g.tileOffsets = d.tileOffsets;
             g.math = math;
             cuda::check(k::groupedGemm(g, nullptr), "grouped gemm");
-            const auto got = download<float>(out, std::size_t(tokens) * topk * N);
+            std::vector<float> got(outCount);
+            if (bf16Out) {
+                const auto got16 = download<std::uint16_t>(out, outCount);
+                for (std::size_t i = 0; i < outCount; ++i)
+                    got[i] = bf16Value(got16[i]);
+            } else {
+                got = download<float>(out, outCount);
+            }
             std::vector<std::int32_t> pairRows(std::size_t(tokens) * topk);
             cuda::check(k::copyToHost(pairRows.data(), d.pairRows, pairRows.size() * 4, nullptr), "pairRows");
             cuda::check(k::streamSynchronize(nullptr), "pairRows");
@@ -625,15 +670,17 @@ private slots:
                     const int e = idx[std::size_t(t) * topk + i];
                     const int row = pairRows[std::size_t(t) * topk + i];
                     QVERIFY(row >= 0 && row < tokens * topk);
-                    for (int n = 0; n < N; n += std::max(1, N / 97)) {
+                    // Every row's first and last columns and ~97 between them.
+                    for (int n = 0; n < N; n = n + 1 == N ? N : std::min(N - 1, n + std::max(1, N / 97))) {
                         double s = 0;
                         for (int kk = 0; kk < K; ++kk)
                             s += double(x[std::size_t(t) * K + kk]) * bf16Value(w[(std::size_t(e) * N + n) * K + kk]);
-                        worst = std::max(worst, std::abs(got[std::size_t(row) * N + n] - s) / (1.0 + std::abs(s)));
+                        const double err = std::abs(got[std::size_t(row) * N + n] - s) / (1.0 + std::abs(s));
+                        worst = std::max(worst, std::isnan(err) ? INFINITY : err);
                     }
                 }
-            recordMax(std::string("kernel grouped gemm ") + (fast ? "bf16" : "fp32") + " max rel err", worst);
-            QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K))), qPrintable(QString::number(worst)));
+            recordMax(std::string("kernel grouped gemm ") + (fast ? "bf16" : "fp32") + (bf16Out ? " (bf16 out)" : "") + " max rel err", worst);
+            QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K))) + (bf16Out ? 4e-3 : 0.0), qPrintable(QString::number(worst)));
         }
     }
 
@@ -645,11 +692,16 @@ private slots:
         QTest::addColumn<int>("queries");
         QTest::addColumn<int>("keys");
         QTest::addColumn<int>("dim");
+        QTest::addColumn<int>("valueDim");
         QTest::addColumn<bool>("causal");
-        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << false;
-        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << true;
-        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << true;
-        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << true;
+        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false;
+        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true;
+        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << 64 << true;
+        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << 32 << true;
+        // MLA prefill in the expanded form: keys nope + rope, narrower values.
+        QTest::addRow("base mla 32 heads 192/128 after 70 cached") << 1 << 32 << 1 << 130 << 200 << 192 << 128 << true;
+        QTest::addRow("small mla 16 heads 192/128 from 0") << 1 << 16 << 1 << 257 << 257 << 192 << 128 << true;
+        QTest::addRow("mini-mla 4 heads 24/16 after 33 cached") << 1 << 4 << 1 << 100 << 133 << 24 << 16 << true;
     }
     void flashAttentionSweep()
     {
@@ -660,9 +712,10 @@ private slots:
         QFETCH(int, queries);
         QFETCH(int, keys);
         QFETCH(int, dim);
+        QFETCH(int, valueDim);
         QFETCH(bool, causal);
         const int kvHeads = heads / group;
-        std::mt19937 rng(queries + keys + dim);
+        std::mt19937 rng(queries + keys + dim + valueDim);
         std::normal_distribution<float> nd(0.f, 1.f);
         auto make = [&](std::size_t n) {
             std::vector<std::uint16_t> v(n);
@@ -672,9 +725,11 @@ private slots:
         };
         const auto q = make(std::size_t(batch) * queries * heads * dim);
         const auto kk = make(std::size_t(batch) * keys * kvHeads * dim);
-        const auto vv = make(kk.size());
+        const auto vv = make(std::size_t(batch) * keys * kvHeads * valueDim);
         auto dQ = upload(q), dK = upload(kk), dV = upload(vv);
-        DeviceBuffer dO(q.size() * 2, "o");
+        const std::size_t outCount = std::size_t(batch) * queries * heads * valueDim;
+        // Poisoned (NaN) output: every element must be written.
+        auto dO = upload(std::vector<std::uint16_t>(outCount, 0x7fc0));
         k::FlashAttentionArgs fa;
         fa.q = dQ.get();
         fa.ldq = std::int64_t(heads) * dim;
@@ -685,24 +740,25 @@ private slots:
         fa.kHeadStride = dim;
         fa.kBatchStride = std::int64_t(keys) * kvHeads * dim;
         fa.v = dV.get();
-        fa.ldv = fa.ldk;
-        fa.vHeadStride = dim;
-        fa.vBatchStride = fa.kBatchStride;
+        fa.ldv = std::int64_t(kvHeads) * valueDim;
+        fa.vHeadStride = valueDim;
+        fa.vBatchStride = std::int64_t(keys) * kvHeads * valueDim;
         fa.o = dO.get();
-        fa.ldo = fa.ldq;
-        fa.oHeadStride = dim;
-        fa.oBatchStride = fa.qBatchStride;
+        fa.ldo = std::int64_t(heads) * valueDim;
+        fa.oHeadStride = valueDim;
+        fa.oBatchStride = std::int64_t(queries) * heads * valueDim;
         fa.batch = batch;
         fa.heads = heads;
         fa.headsPerKv = group;
         fa.queries = queries;
         fa.keys = keys;
         fa.headDim = dim;
+        fa.valueDim = valueDim;
         fa.causal = causal;
         fa.qPosition0 = keys - queries;
         fa.scale = 1.f / std::sqrt(float(dim));
         cuda::check(k::flashAttention(fa, nullptr), "flash attention");
-        const auto o16 = download<std::uint16_t>(dO, q.size());
+        const auto o16 = download<std::uint16_t>(dO, outCount);
         std::vector<float> got(o16.size()), ref(o16.size());
         for (std::size_t i = 0; i < got.size(); ++i)
             got[i] = bf16Value(o16[i]);
@@ -723,16 +779,78 @@ private slots:
                     }
                     for (auto& x : p)
                         sum += (x = std::exp(x - mx));
-                    for (int c = 0; c < dim; ++c) {
+                    const std::size_t oo = (std::size_t(b) * queries + i) * heads * valueDim + std::size_t(h) * valueDim;
+                    for (int c = 0; c < valueDim; ++c) {
                         double acc = 0;
                         for (int j = 0; j < visible; ++j)
-                            acc += p[j] * bf16Value(vv[(std::size_t(b) * keys + j) * kvHeads * dim + std::size_t(h / group) * dim + c]);
-                        ref[qo + c] = float(acc / sum);
+                            acc += p[j] * bf16Value(vv[(std::size_t(b) * keys + j) * kvHeads * valueDim + std::size_t(h / group) * valueDim + c]);
+                        ref[oo + c] = float(acc / sum);
                     }
                 }
         const Stats st = stats(got.data(), ref.data(), ref.size());
         recordMax("kernel flash attention rel err (bf16)", st.relError);
         QVERIFY2(st.relError < 1e-2, qPrintable(QString("relative error %1").arg(st.relError)));
+    }
+
+    void mlaPrefillPack_data()
+    {
+        QTest::addColumn<int>("n");
+        QTest::addColumn<int>("ctx");
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("nope");
+        QTest::addColumn<int>("rope");
+        QTest::addColumn<int>("rank");
+        QTest::addRow("base 70 new after 80 cached") << 70 << 150 << 32 << 128 << 64 << 512;
+        QTest::addRow("small 33 from 0") << 33 << 33 << 16 << 128 << 64 << 512;
+        QTest::addRow("mini-mla 40 after 9") << 40 << 49 << 4 << 16 << 8 << 32;
+    }
+    // The rope columns land where the expanded MLA prefill reads them; nothing else is touched.
+    void mlaPrefillPack()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, n);
+        QFETCH(int, ctx);
+        QFETCH(int, heads);
+        QFETCH(int, nope);
+        QFETCH(int, rope);
+        QFETCH(int, rank);
+        std::mt19937 rng(n * 7 + ctx + heads);
+        std::uniform_int_distribution<int> bits(0, 0x7f00);
+        auto make = [&](std::size_t count) {
+            std::vector<std::uint16_t> v(count);
+            for (auto& x : v)
+                x = static_cast<std::uint16_t>(bits(rng));
+            return v;
+        };
+        const int qhd = nope + rope, width = rank + rope;
+        const std::int64_t ldq = std::int64_t(heads) * qhd + width, ldk = std::int64_t(heads) * qhd;
+        const auto qcat = make(std::size_t(n) * heads * width), cache = make(std::size_t(ctx) * width);
+        auto q = make(std::size_t(n) * ldq), keys = make(std::size_t(ctx) * ldk);
+        auto dQcat = upload(qcat), dCache = upload(cache), dQ = upload(q), dKeys = upload(keys);
+        k::MlaPackArgs a;
+        a.n = n;
+        a.ctx = ctx;
+        a.heads = heads;
+        a.nope = nope;
+        a.rope = rope;
+        a.rank = rank;
+        a.qcat = dQcat.get();
+        a.q = dQ.get();
+        a.ldq = ldq;
+        a.cache = dCache.get();
+        a.keys = dKeys.get();
+        a.ldk = ldk;
+        cuda::check(k::mlaPrefillPack(a, nullptr), "mla pack");
+        for (int t = 0; t < n; ++t)
+            for (int h = 0; h < heads; ++h)
+                for (int j = 0; j < rope; ++j)
+                    q[std::size_t(t) * ldq + h * qhd + nope + j] = qcat[(std::size_t(t) * heads + h) * width + rank + j];
+        for (int t = 0; t < ctx; ++t)
+            for (int h = 0; h < heads; ++h)
+                for (int j = 0; j < rope; ++j)
+                    keys[std::size_t(t) * ldk + h * qhd + nope + j] = cache[std::size_t(t) * width + rank + j];
+        QVERIFY(download<std::uint16_t>(dQ, q.size()) == q);
+        QVERIFY(download<std::uint16_t>(dKeys, keys.size()) == keys);
     }
 
     void decodeAttentionSweep_data()

@@ -21,7 +21,7 @@ namespace tessera::cuda {
 struct CudaBackendOptions {
     k::MathMode math = k::MathMode::FastBf16;
     int device = 0;
-    int prefillChunk = 1024;  // positions per prefill step
+    int prefillChunk = 4096;  // positions per prefill step (the whole context: each step reads every expert once)
     int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
 };
 

@@ -2,6 +2,7 @@
 
 #include "tessera_kernels/attention.h"
 #include "tessera_kernels/elementwise.h"
+#include "tessera_kernels/mla_prefill.h"
 #include "tessera_kernels/moe.h"
 #include "tessera_kernels/norm.h"
 #include "tessera_kernels/rope.h"
@@ -101,6 +102,9 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
                             std::min(kScoreBudgetFloats, static_cast<std::size_t>(chunk_) * heads_ * maxContext_));
     if (!c.useMla && act_ == k::DType::BF16 && k::flashAttentionSupports(headDim_))
         scoreFloats_ = 0;  // the fused attention keeps its scores on chip
+    mlaFlash_ = c.useMla && act_ == k::DType::BF16 && k::flashAttentionSupports(nope_ + rope_, vDim_);
+    if (mlaFlash_)
+        scoreFloats_ = 0;
     Carver measure;
     layout(measure);
     workspaceBytes_ = measure.used();
@@ -125,6 +129,10 @@ void CudaLanguageModel::layout(Carver& c)
     probs_ = act_ == k::DType::F32 ? static_cast<void*>(scores_) : actBuf(scoreFloats_);
     if (config_.useMla)
         olat_ = actBuf(C * heads_ * rank_);
+    if (mlaFlash_) {
+        kexp_ = actBuf(static_cast<std::size_t>(maxContext_) * heads_ * (nope_ + rope_));
+        vexp_ = actBuf(static_cast<std::size_t>(maxContext_) * heads_ * vDim_);
+    }
     ctx_ = actBuf(C * heads_ * vDim_);
     if (maxInter_ > 0) {
         gu_ = actBuf(C * 2 * maxInter_);
@@ -595,6 +603,77 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         expand.strideY = vDim_;
         if (runs(kStageExpand, decode))
             check(k::gemv(expand, stream_), "mla value expansion");
+    } else if (mlaFlash_) {
+        // Fast prefill in the expanded form: k_nope and v of every visible position from the
+        // latent cache (kv_b_proj per head), k_pe / q_pe beside them, then the fused causal
+        // attention over nope + rope columns (a third of the absorbed form's work at 2k tokens).
+        const int ctx = start + n, kw = heads_ * qhd;
+        k::GemmArgs kn;
+        kn.M = ctx;
+        kn.N = nope_;
+        kn.K = rank_;
+        kn.A = seq.keys[layer];
+        kn.aType = act_;
+        kn.lda = width;
+        kn.strideA = 0;
+        kn.B = lw.wUkT.data;
+        kn.bType = k::DType::BF16;
+        kn.bLayout = k::BLayout::KN;
+        kn.ldb = nope_;
+        kn.strideB = static_cast<std::int64_t>(rank_) * nope_;
+        kn.C = kexp_;
+        kn.cType = act_;
+        kn.ldc = kw;
+        kn.strideC = qhd;
+        kn.batch = heads_;
+        kn.math = math_;
+        check(k::gemm(gemm_, kn, stream_), "mla key expansion");
+        k::GemmArgs vv = kn;
+        vv.N = vDim_;
+        vv.B = lw.wUv.data;
+        vv.bLayout = k::BLayout::NK;
+        vv.ldb = rank_;
+        vv.strideB = static_cast<std::int64_t>(vDim_) * rank_;
+        vv.C = vexp_;
+        vv.ldc = static_cast<std::int64_t>(heads_) * vDim_;
+        vv.strideC = vDim_;
+        check(k::gemm(gemm_, vv, stream_), "mla value expansion (prefill)");
+        k::MlaPackArgs pack;
+        pack.n = n;
+        pack.ctx = ctx;
+        pack.heads = heads_;
+        pack.nope = nope_;
+        pack.rope = rope_;
+        pack.rank = rank_;
+        pack.qcat = q_;
+        pack.q = proj_;
+        pack.ldq = projWidth_;
+        pack.cache = seq.keys[layer];
+        pack.keys = kexp_;
+        pack.ldk = kw;
+        check(k::mlaPrefillPack(pack, stream_), "mla rope columns");
+        k::FlashAttentionArgs fa;
+        fa.q = proj_;
+        fa.ldq = projWidth_;
+        fa.qHeadStride = qhd;
+        fa.k = kexp_;
+        fa.ldk = kw;
+        fa.kHeadStride = qhd;
+        fa.v = vexp_;
+        fa.ldv = static_cast<std::int64_t>(heads_) * vDim_;
+        fa.vHeadStride = vDim_;
+        fa.o = ctx_;
+        fa.ldo = fa.ldv;
+        fa.oHeadStride = vDim_;
+        fa.heads = heads_;
+        fa.queries = n;
+        fa.keys = ctx;
+        fa.headDim = qhd;
+        fa.valueDim = vDim_;
+        fa.causal = true;
+        fa.qPosition0 = start;
+        fa.scale = attentionScale_;
+        check(k::flashAttention(fa, stream_), "mla attention (fused)");
     } else {
         k::GemmArgs absorb;
         absorb.M = n;

@@ -118,6 +118,7 @@ private:
     int experts_ = 0, topK_ = 0, sharedExperts_ = 0, moeInter_ = 0, maxInter_ = 0;
     float attentionScale_ = 1.f;
     std::size_t scoreFloats_ = 0;
+    bool mlaFlash_ = false;  // MLA prefill expands k_nope / v per head and runs the fused attention
     DeviceBuffer rotary_;  // cos | sin tables
     const float* cos_ = nullptr;
     const float* sin_ = nullptr;
@@ -130,6 +131,8 @@ private:
     float* scores_ = nullptr;
     void* probs_ = nullptr;
     void* olat_ = nullptr;
+    void* kexp_ = nullptr;  // MLA prefill keys [maxContext, heads, nope + rope]
+    void* vexp_ = nullptr;  // MLA prefill values [maxContext, heads, v]
     void* ctx_ = nullptr;
     void* gu_ = nullptr;
     void* mlpAct_ = nullptr;

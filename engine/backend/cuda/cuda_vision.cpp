@@ -84,7 +84,7 @@ void CudaVision::bindWorkspace(void* base)
 }
 
 void CudaVision::gemm(const void* A, std::int64_t lda, int M, const DeviceMatrix& W, const float* bias, void* C,
-                      k::DType cType, std::int64_t ldc, float beta)
+                      k::DType cType, std::int64_t ldc, float beta, k::Epilogue epilogue)
 {
     k::GemmArgs g;
     g.M = M;
@@ -101,6 +101,7 @@ void CudaVision::gemm(const void* A, std::int64_t lda, int M, const DeviceMatrix
     g.ldc = ldc;
     g.bias = bias;
     g.beta = beta;
+    g.epilogue = epilogue;
     g.math = math_;
     check(k::gemm(gemm_, g, stream_), "vision linear");
 }
@@ -221,8 +222,12 @@ bool CudaVision::encode(const std::uint8_t* tiles, int count, float* projected, 
             gemm(attn_, W, rows, b.proj, b.projBias.data, x_, k::DType::F32, W, 1.f);
             check(k::layerNorm(x_, W, rows, W, b.norm2Weight.data, b.norm2Bias.data, vision_.layerNormEps, normed_, act_, W, stream_),
                   "vision norm2");
-            gemm(normed_, W, rows, b.fc1, b.fc1Bias.data, hidden_buf_, act_, vision_.mlpHidden, 0.f);
-            check(k::gelu(hidden_buf_, act_, vision_.mlpHidden, rows, vision_.mlpHidden, k::Gelu::Tanh, stream_), "vision gelu");
+            if (act_ == k::DType::BF16) {  // bias and GELU in the product's epilogue, on the fp32 accumulator
+                gemm(normed_, W, rows, b.fc1, b.fc1Bias.data, hidden_buf_, act_, vision_.mlpHidden, 0.f, k::Epilogue::GeluTanh);
+            } else {
+                gemm(normed_, W, rows, b.fc1, b.fc1Bias.data, hidden_buf_, act_, vision_.mlpHidden, 0.f);
+                check(k::gelu(hidden_buf_, act_, vision_.mlpHidden, rows, vision_.mlpHidden, k::Gelu::Tanh, stream_), "vision gelu");
+            }
             gemm(hidden_buf_, vision_.mlpHidden, rows, b.fc2, b.fc2Bias.data, x_, k::DType::F32, W, 1.f);
         }
         check(k::layerNorm(x_, W, rows, W, weights_.visionNormWeight.data, weights_.visionNormBias.data, vision_.layerNormEps, x_,

@@ -39,7 +39,7 @@ private:
     // Per tile: scores product, soft-max, values product (exact mode).
     void attentionUnfused(int nb, float scale);
     void gemm(const void* A, std::int64_t lda, int M, const DeviceMatrix& W, const float* bias, void* C, k::DType cType,
-              std::int64_t ldc, float beta);
+              std::int64_t ldc, float beta, k::Epilogue epilogue = k::Epilogue::None);
 
     VisionConfig vision_;
     const DeviceWeights& weights_;

@@ -63,7 +63,9 @@ namespace tessera::kernels {
 // Fused attention on the tensor cores (bf16 in and out, fp32 scores and soft-max, never written
 // to memory): O = softmax(scale · Q·Kᵀ, masked) · V per (batch, head). Query row i has position
 // qPosition0 + i; causal rows see keys [0, qPosition0 + i], others all nKeys keys. Head h reads kv
-// head h / headsPerKv. headDim: a multiple of 8, at most 128. Strides in elements.
+// head h / headsPerKv. headDim (queries, keys) and valueDim (values, output; 0 = headDim):
+// multiples of 8, at most 128 when equal, else keys up to 192 and values up to 128 (MLA prefill).
+// Strides in elements.
 struct FlashAttentionArgs {
     const void* q = nullptr;
     std::int64_t ldq = 0, qHeadStride = 0, qBatchStride = 0;
@@ -73,12 +75,12 @@ struct FlashAttentionArgs {
     std::int64_t ldv = 0, vHeadStride = 0, vBatchStride = 0;
     void* o = nullptr;
     std::int64_t ldo = 0, oHeadStride = 0, oBatchStride = 0;
-    int batch = 1, heads = 1, headsPerKv = 1, queries = 0, keys = 0, headDim = 0;
+    int batch = 1, heads = 1, headsPerKv = 1, queries = 0, keys = 0, headDim = 0, valueDim = 0;
     bool causal = false;
     int qPosition0 = 0;
     float scale = 1.f;
 };
-bool flashAttentionSupports(int headDim);
+bool flashAttentionSupports(int headDim, int valueDim = 0);
 Status flashAttention(const FlashAttentionArgs& args, Stream stream);
 
 }  // namespace tessera::kernels

@@ -12,6 +12,11 @@ namespace tessera::kernels {
 // How B is stored: NK = [N, K] rows (weights, keys: C = A·Bᵀ); KN = [K, N] rows (values: C = A·B).
 enum class BLayout : std::uint8_t { NK, KN };
 
+// Applied to every output after the bias: GeluTanh = the tanh-approximated GELU (unbatched
+// products with beta 0). The fast path fuses bias and GELU into the product's epilogue
+// (cuBLASLt) when it can.
+enum class Epilogue : std::uint8_t { None, GeluTanh };
+
 // Owns the cuBLAS handle of one backend (bound to its stream).
 class GemmContext;
 Status gemmContextCreate(GemmContext** ctx, Stream stream);
@@ -33,6 +38,7 @@ struct GemmArgs {
     float alpha = 1.f;
     float beta = 0.f;              // C = ... + beta·C (C must be F32 when beta != 0)
     const float* bias = nullptr;   // [N], same for every batch
+    Epilogue epilogue = Epilogue::None;
     MathMode math = MathMode::ExactFp32;
 };
 Status gemm(GemmContext* ctx, const GemmArgs& args, Stream stream);

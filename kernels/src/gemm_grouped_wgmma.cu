@@ -1,0 +1,306 @@
+// Grouped bf16 product on the Hopper tensor cores (wgmma, fp32 accumulation; built for sm_90a
+// only, gemm.cu picks it on compute capability 9.0 devices) for the experts of a
+// mixture-of-experts layer: every block computes a 128×256 tile of one expert's rows, so all
+// experts run in one launch with no host round trip. A producer warp streams 64-deep k tiles of
+// A (the expert's rows) and B (its weights) with bulk tensor copies (TMA) into a four-stage ring
+// in the 128-byte swizzled layout the wgmma descriptors read; "full" mbarriers say a stage has
+// landed, "empty" ones that both consumer warpgroups (64 rows × 256 columns each, m64n256k16)
+// are done with it.
+#include "gemm_internal.cuh"
+#include "launch_util.cuh"
+
+#include <cudaTypedefs.h>
+
+#include <cstdint>
+#include <mutex>
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int BM = kMmaTileRows, BN = 256, BK = 64, STAGES = 4;
+constexpr int kRowBytes = BK * 2;  // one 128-byte swizzle row per tile row
+constexpr int kStageBytes = (BM + BN) * kRowBytes;
+constexpr int kThreads = 256;  // the two consumer warpgroups
+
+struct MmaParams {
+    int N, K, groups;
+    const bf16* A;
+    long long lda;
+    const bf16* B;
+    long long ldb, strideB;
+    void* C;
+    long long ldc;
+    const int* offsets;
+    const int* tileOffsets;
+};
+
+__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmmaWait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Shared-memory matrix descriptor: K-major rows of 128 bytes, 128-byte swizzle, 8-row groups
+// 1024 bytes apart.
+__device__ __forceinline__ std::uint64_t smemDescriptor(unsigned addr)
+{
+    std::uint64_t d = (addr & 0x3FFFFu) >> 4;
+    d |= std::uint64_t(1) << 16;            // leading byte offset (unused with this swizzle)
+    d |= std::uint64_t(1024 >> 4) << 32;    // stride byte offset
+    d |= std::uint64_t(1) << 62;            // 128-byte swizzle
+    return d;
+}
+
+// D[64×256] += A[64×16] · B[256×16]ᵀ, both from shared memory.
+__device__ __forceinline__ void wgmma256(float (&d)[128], std::uint64_t a, std::uint64_t b)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+        "}, %128, %129, p, 1, 1, 0, 0;\n"
+        "}\n"
+        :
+          "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+          "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+          "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+          "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+          "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+          "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+          "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+          "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+          "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+        : "l"(a), "l"(b));
+}
+
+template <typename TC>
+__device__ __forceinline__ void store2(TC* p, float a, float b, bool second)
+{
+    p[0] = fromFloat<TC>(a);
+    if (second)
+        p[1] = fromFloat<TC>(b);
+}
+
+constexpr int kTmaThreads = kThreads + 32;  // two consumer warpgroups + one producer warp
+// The ring, slack to align it to the 1024-byte swizzle atoms, and the full / empty mbarriers.
+constexpr int kTmaSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
+constexpr long long kSpinLimit = 1ll << 22;  // a lost arrival traps instead of hanging the GPU
+
+__device__ __forceinline__ void mbarInit(unsigned bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarArriveExpectTx(unsigned bar, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbarArrive(unsigned bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity)
+{
+    for (long long spin = 0;; ++spin) {
+        unsigned done = 0;
+        asm volatile(
+            "{\n"
+            ".reg .pred p;\n"
+            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+        if (done)
+            return;
+        if (spin > kSpinLimit)
+            __trap();
+    }
+}
+__device__ __forceinline__ void tmaLoad2d(unsigned dst, const CUtensorMap* map, int c0, int c1, unsigned bar)
+{
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+__device__ __forceinline__ void tmaLoad3d(unsigned dst, const CUtensorMap* map, int c0, int c1, int c2, unsigned bar)
+{
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
+        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+        : "memory");
+}
+
+// a: [rows, K] (K innermost), box 64 × 128; b: [groups, N, K], box 64 × 256 × 1; both 128-byte swizzled.
+template <typename TC>
+__global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_constant__ CUtensorMap a,
+                                                                   const __grid_constant__ CUtensorMap b, MmaParams p)
+{
+    extern __shared__ unsigned char smemRaw[];
+    const unsigned rawAddr = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw));
+    const unsigned base = (rawAddr + 1023u) & ~1023u;
+    const unsigned aBase = base, bBase = base + STAGES * BM * kRowBytes;
+    const unsigned fullBar = base + STAGES * kStageBytes, emptyBar = fullBar + STAGES * 8;
+
+    const int tile = blockIdx.y;
+    if (tile >= p.tileOffsets[p.groups])
+        return;
+    int lo = 0, hi = p.groups;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) >> 1;
+        if (p.tileOffsets[mid] <= tile)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const int g = lo;
+    const long long rowBase = p.offsets[g] + static_cast<long long>(tile - p.tileOffsets[g]) * BM;
+    const long long rowEnd = p.offsets[g + 1];
+    const int n0 = blockIdx.x * BN;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int KT = (p.K + BK - 1) / BK;
+
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; ++s) {
+            mbarInit(fullBar + s * 8, 1);            // the producer's arrival (+ the copies' bytes)
+            mbarInit(emptyBar + s * 8, kThreads);    // every consumer thread, once its wgmma read the stage
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == kThreads / 32) {  // producer warp
+        if (lane == 0) {
+            for (int kt = 0; kt < KT; ++kt) {
+                const int s = kt % STAGES;
+                mbarWait(emptyBar + s * 8, ((kt / STAGES) & 1) ^ 1);  // first round: passes at once
+                mbarArriveExpectTx(fullBar + s * 8, kStageBytes);
+                tmaLoad2d(aBase + s * BM * kRowBytes, &a, kt * BK, static_cast<int>(rowBase), fullBar + s * 8);
+                tmaLoad3d(bBase + s * BN * kRowBytes, &b, kt * BK, n0, g, fullBar + s * 8);
+            }
+        }
+        return;
+    }
+
+    const int wg = warp >> 2;
+    float acc[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i)
+        acc[i] = 0.f;
+    for (int kt = 0; kt < KT; ++kt) {
+        const int s = kt % STAGES;
+        mbarWait(fullBar + s * 8, (kt / STAGES) & 1);
+        const std::uint64_t da = smemDescriptor(aBase + s * BM * kRowBytes + wg * 64 * kRowBytes);
+        const std::uint64_t db = smemDescriptor(bBase + s * BN * kRowBytes);
+        wgmmaFence();
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ++ks)
+            wgmma256(acc, da + 2 * ks, db + 2 * ks);
+        wgmmaCommit();
+        wgmmaWait<1>();  // the previous tile's products are done: hand its stage back
+        if (kt > 0)
+            mbarArrive(emptyBar + ((kt - 1) % STAGES) * 8);
+    }
+    wgmmaWait<0>();
+
+    TC* C = static_cast<TC*>(p.C);
+    const long long r0 = rowBase + wg * 64 + (warp & 3) * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int c = n0 + j * 8 + (lane & 3) * 2;
+        if (c >= p.N)
+            continue;
+        const bool second = c + 1 < p.N;
+        if (r0 < rowEnd)
+            store2(C + r0 * p.ldc + c, acc[j * 4], acc[j * 4 + 1], second);
+        if (r0 + 8 < rowEnd)
+            store2(C + (r0 + 8) * p.ldc + c, acc[j * 4 + 2], acc[j * 4 + 3], second);
+    }
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void* f = nullptr;
+        cudaDriverEntryPointQueryResult q{};
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess) {
+            cudaGetLastError();
+            f = nullptr;
+        }
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+    }();
+    return fn;
+}
+
+bool encodeMaps(const GroupedGemmArgs& g, CUtensorMap& a, CUtensorMap& b)
+{
+    const auto encode = tensorMapEncoder();
+    if (!encode)
+        return false;
+    const cuuint64_t aDims[2] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(g.maxRows)};
+    const cuuint64_t aStrides[1] = {static_cast<cuuint64_t>(g.lda) * 2};
+    const cuuint32_t aBox[2] = {BK, BM};
+    const cuuint64_t bDims[3] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(g.N), static_cast<cuuint64_t>(g.groups)};
+    const cuuint64_t bStrides[2] = {static_cast<cuuint64_t>(g.ldb) * 2, static_cast<cuuint64_t>(g.strideB) * 2};
+    const cuuint32_t bBox[3] = {BK, BN, 1};
+    const cuuint32_t ones[3] = {1, 1, 1};
+    return encode(&a, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(g.A), aDims, aStrides, aBox, ones,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS &&
+           encode(&b, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(g.B), bDims, bStrides, bBox, ones,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace
+
+Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t stream, bool& launched)
+{
+    launched = false;
+    static std::once_flag once;
+    static cudaError_t attrError = cudaSuccess;
+    std::call_once(once, [] {
+        attrError = cudaFuncSetAttribute(groupedTmaKernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, kTmaSmemBytes);
+        if (attrError == cudaSuccess)
+            attrError = cudaFuncSetAttribute(groupedTmaKernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kTmaSmemBytes);
+    });
+    if (attrError != cudaSuccess)
+        return cudaStatus(attrError, "grouped gemm: cudaFuncSetAttribute");
+    if (maxTiles > 65535)
+        return Status::failure("grouped gemm: too many row tiles");
+    CUtensorMap mapA, mapB;
+    if (!encodeMaps(a, mapA, mapB))
+        return {};  // no tensor maps (driver entry point missing): the caller runs the portable kernel
+    MmaParams p{a.N, a.K, a.groups, static_cast<const bf16*>(a.A), a.lda, static_cast<const bf16*>(a.B), a.ldb, a.strideB,
+                a.C, a.ldc, a.offsets, a.tileOffsets};
+    const dim3 grid((a.N + BN - 1) / BN, maxTiles, 1);
+    if (a.cType == DType::F32)
+        groupedTmaKernel<float><<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
+    else
+        groupedTmaKernel<bf16><<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
+    launched = true;
+    return launchStatus("grouped gemm (wgmma, tma)");
+}
+
+}  // namespace tessera::kernels
