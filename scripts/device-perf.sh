@@ -24,7 +24,7 @@ for m in doc.get("models", []):
           f"@3000 {d['3000']['tokens_per_s']:7.1f}  roofline@1024 {d['1024']['roofline_fraction']:.3f}{extra}")
 PY
 }
-for overlap in 1 0; do
+for overlap in ${OVERLAP_MODES:-1 0}; do
   echo "== decode, overlapped launches $overlap ($models)"
   TESSERA_OVERLAP_LAUNCHES=$overlap timeout 300 $bench --models "$models" --decode-only --no-kernels ${PERF_ARGS:-} > "$out/decode-overlap$overlap.json" 2> "$out/decode-overlap$overlap.err"
   summarize "$out/decode-overlap$overlap.json"

@@ -21,7 +21,10 @@ namespace tessera::cuda {
 struct CudaBackendOptions {
     k::MathMode math = k::MathMode::FastBf16;
     int device = 0;
-    int prefillChunk = 4096;  // positions per prefill step (the whole context: each step reads every expert once)
+    // Positions per prefill step: each step reads every expert once, so one step should hold a
+    // usual prompt (an image of 10 tiles and a question is about 2,040 tokens); the activations
+    // of a step are what the workspace holds, within 1 GiB over the weights for every model.
+    int prefillChunk = 2048;
     int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
 };
 

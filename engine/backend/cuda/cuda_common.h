@@ -97,6 +97,10 @@ public:
     }
     void* takeBytes(std::size_t bytes) { return take<std::uint8_t>(bytes); }
     std::size_t used() const { return used_; }
+    // Buffers that are never live at the same time share memory: carve one set, rewind to the
+    // mark, carve the next, and extend to the largest end.
+    void rewind(std::size_t mark) { used_ = mark; }
+    void extendTo(std::size_t end) { used_ = used_ > end ? used_ : end; }
 
 private:
     std::uint8_t* base_;

@@ -121,8 +121,14 @@ void CudaLanguageModel::layout(Carver& c)
     const std::size_t C = static_cast<std::size_t>(chunk_), H = static_cast<std::size_t>(hidden_);
     const std::size_t a = k::dtypeBytes(act_);
     auto actBuf = [&](std::size_t count) { return c.takeBytes(count * a); };
+    // Live across a whole step: the residual stream, the normalised input, decode scratch.
     h_ = c.take<float>(C * H);
     x_ = actBuf(C * H);
+    attnWorkspace_ = c.take<float>(k::decodeAttentionWorkspaceFloats(heads_, config_.useMla ? rank_ : headDim_, maxContext_));
+    ids_ = c.take<std::int32_t>(C);
+    // The attention's buffers, the dense MLP's and the experts' are each live only inside their
+    // part of a layer, so the three sets share one region.
+    const std::size_t phases = c.used();
     proj_ = actBuf(C * projWidth_);
     q_ = actBuf(C * heads_ * qWidth_);
     scores_ = c.take<float>(scoreFloats_);
@@ -134,11 +140,15 @@ void CudaLanguageModel::layout(Carver& c)
         vexp_ = actBuf(static_cast<std::size_t>(maxContext_) * heads_ * vDim_);
     }
     ctx_ = actBuf(C * heads_ * vDim_);
+    std::size_t end = c.used();
+    c.rewind(phases);
     if (maxInter_ > 0) {
         gu_ = actBuf(C * 2 * maxInter_);
         mlpAct_ = actBuf(C * maxInter_);
     }
-    sharedOut_ = c.take<float>(C * H);
+    sharedOut_ = c.take<float>(C * H);  // the trace's final norm, after the last layer
+    end = std::max(end, c.used());
+    c.rewind(phases);
     if (experts_ > 0) {
         const std::size_t pairs = C * (topK_ + sharedExperts_);
         router_ = c.take<float>(C * experts_);
@@ -155,8 +165,7 @@ void CudaLanguageModel::layout(Carver& c)
         eact_ = actBuf(pairs * moeInter_);
         eout_ = c.take<float>(pairs * H);
     }
-    attnWorkspace_ = c.take<float>(k::decodeAttentionWorkspaceFloats(heads_, config_.useMla ? rank_ : headDim_, maxContext_));
-    ids_ = c.take<std::int32_t>(C);
+    c.extendTo(end);
 }
 
 void CudaLanguageModel::bindWorkspace(void* base)
@@ -209,7 +218,7 @@ std::unique_ptr<SequenceState> CudaLanguageModel::createSequence(int capacity) c
 const char* CudaLanguageModel::decodeStageName(unsigned stage)
 {
     switch (stage) {
-    case kStageAttentionInput: return "attention input (norm + projection)";
+    case kStageAttentionInput: return "attention input projection";
     case kStagePrepare: return "rotary + cache write";
     case kStageAbsorb: return "mla query absorption";
     case kStageAttention: return "attention";
@@ -217,9 +226,9 @@ const char* CudaLanguageModel::decodeStageName(unsigned stage)
     case kStageOutput: return "o_proj";
     case kStageRouter: return "router (norm + logits + top-k)";
     case kStageExpertsGateUp: return "experts gate/up";
-    case kStageExpertsDown: return "experts down + combine";
+    case kStageExpertsDown: return "experts down + combine (+ next norm)";
     case kStageDenseMlp: return "dense mlp";
-    case kStageLogits: return "final norm + lm_head";
+    case kStageLogits: return "lm_head";
     default: return "?";
     }
 }
@@ -291,7 +300,7 @@ void CudaLanguageModel::decode(SequenceState& seq)
             embedTokens(seq.tokenOnDevice, 1, h_);
             forwardLayers(seq, 0, 1, true, nullptr);
             if (runs(kStageLogits, true))
-                logitsOfRow(seq, 0, false);
+                logitsOfRow(seq, 0, weights_.layers.back().moe);
             check(k::addInt(seq.lengthOnDevice, 1, stream_), "decode");
         } catch (...) {
             k::GraphExec dropped = nullptr;
@@ -321,31 +330,25 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
         trace->hiddenStates.resize(L + 1);
         appendRows(trace->hiddenStates[0], h_);
     }
-    // Prefill: the previous MoE combine already wrote this layer's input to x_. Decode fuses every
-    // RMSNorm into the kernel that reads it (the attention's input product, the router, the dense
-    // MLP's first product), so that a layer is as few dependent launches as possible.
+    // The MoE combine also writes the next layer's input norm (or the final norm) to x_. In decode
+    // the router makes the post-attention norm itself.
     bool inputNormed = false;
     for (int i = 0; i < L; ++i) {
         const LanguageLayerWeights& lw = weights_.layers[i];
-        if (!inputNormed && !decode)
+        if (!inputNormed)
             check(k::rmsNorm(h_, H, n, H, lw.inputNorm.data, config_.rmsNormEps, x_, act_, H, stream_), "input_layernorm");
         if (config_.useMla)
             attentionMla(seq, i, start, n, decode);
         else
             attentionMha(seq, i, start, n, decode);
-        if (decode) {
-            if (lw.moe)
-                moe(i, n, decode, trace, nullptr);
-            else if (runs(kStageDenseMlp, decode))
-                denseMlpDecode(lw);
-            continue;
-        }
-        check(k::rmsNorm(h_, H, n, H, lw.postNorm.data, config_.rmsNormEps, x_, act_, H, stream_), "post_attention_layernorm");
+        if (!(lw.moe && decode))
+            check(k::rmsNorm(h_, H, n, H, lw.postNorm.data, config_.rmsNormEps, x_, act_, H, stream_), "post_attention_layernorm");
         if (lw.moe) {
             moe(i, n, decode, trace, i + 1 < L ? weights_.layers[i + 1].inputNorm.data : weights_.finalNorm.data);
             inputNormed = true;
         } else {
-            denseMlp(lw.gateUp, lw.down, n, h_, 1.f);
+            if (runs(kStageDenseMlp, decode))
+                denseMlp(lw.gateUp, lw.down, n, h_, 1.f);
             inputNormed = false;
         }
         if (wantHidden) {
@@ -361,33 +364,13 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
     }
 }
 
-void CudaLanguageModel::projectAttentionInput(const LanguageLayerWeights& lw, int n, bool decode)
-{
-    if (!decode) {
-        linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
-        return;
-    }
-    k::GemvArgs g;
-    g.N = lw.attnIn.rows;
-    g.K = lw.attnIn.cols;
-    g.xType = act_;
-    g.normInput.source = h_;
-    g.normInput.weight = lw.inputNorm.data;
-    g.normInput.eps = static_cast<float>(config_.rmsNormEps);
-    g.W = lw.attnIn.data;
-    g.ldw = lw.attnIn.cols;
-    g.y = proj_;
-    g.yType = act_;
-    check(k::gemv(g, stream_), "input_layernorm + attention input (gemv)");
-}
-
 void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, int n, bool decode)
 {
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const std::size_t a = k::dtypeBytes(act_);
     const int hd = headDim_, qs = heads_ * hd, kvw = kvHeads_ * hd, group = heads_ / kvHeads_;
     if (runs(kStageAttentionInput, decode))
-        projectAttentionInput(lw, n, decode);
+        linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
     k::MhaPrepareArgs prep;
     prep.qkv = proj_;
     prep.qkvType = act_;
@@ -528,7 +511,7 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     const std::size_t a = k::dtypeBytes(act_);
     const int width = rank_ + rope_, qhd = nope_ + rope_;
     if (runs(kStageAttentionInput, decode))
-        projectAttentionInput(lw, n, decode);
+        linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
     k::MlaPrepareArgs prep;
     prep.fused = proj_;
     prep.fusedType = act_;
@@ -769,25 +752,6 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         linear(ctx_, static_cast<std::int64_t>(heads_) * vDim_, n, lw.attnOut, h_, k::DType::F32, hidden_, 1.f);
 }
 
-void CudaLanguageModel::denseMlpDecode(const LanguageLayerWeights& lw)
-{
-    const int I = lw.down.cols;
-    k::GemvArgs g;
-    g.N = I;
-    g.K = hidden_;
-    g.xType = act_;
-    g.normInput.source = h_;
-    g.normInput.weight = lw.postNorm.data;
-    g.normInput.eps = static_cast<float>(config_.rmsNormEps);
-    g.W = lw.gateUp.data;
-    g.ldw = hidden_;
-    g.y = mlpAct_;
-    g.yType = act_;
-    g.gatedOutput = true;
-    check(k::gemv(g, stream_), "post_attention_layernorm + mlp gate/up (gemv)");
-    linear(mlpAct_, I, 1, lw.down, h_, k::DType::F32, hidden_, 1.f);
-}
-
 void CudaLanguageModel::denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta)
 {
     const int I = down.cols;
@@ -882,12 +846,11 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         dn.batchIndex = idx_;
         dn.fixedFrom = K;
         dn.fixedBase = E;
-        dn.combineWeight = weight_;  // weighted sum of the experts straight into the residual
-        dn.y = h_;
+        dn.y = eout_;
         dn.yType = k::DType::F32;
+        dn.strideY = H;
         if (runs(kStageExpertsDown, decode))
-            check(k::gemv(dn, stream_), "moe experts down + combine");
-        return;
+            check(k::gemv(dn, stream_), "moe experts down");
     } else {
         k::DispatchArgs d;
         d.idx = idx_;
@@ -949,7 +912,8 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
     c.normEps = config_.rmsNormEps;
     c.normOut = x_;
     c.normType = act_;
-    check(k::combineExperts(c, stream_), "moe combine");
+    if (runs(kStageExpertsDown, decode))
+        check(k::combineExperts(c, stream_), "moe combine");
     if (trace && trace->wantRouting) {
         // Rows of later prefill chunks are appended to the same MoE layer's list; the shared
         // experts' entries are left out.

@@ -74,7 +74,7 @@ public:
     // benchmark can time a step without each stage and read off what the stage costs inside the
     // step. The output of such a step is meaningless. Takes effect in sequences created afterwards.
     enum DecodeStage : unsigned {
-        kStageAttentionInput = 1u << 0,  // input norm + q / kv projection
+        kStageAttentionInput = 1u << 0,  // q / kv projection
         kStagePrepare = 1u << 1,         // rotary embedding, cache write
         kStageAbsorb = 1u << 2,          // MLA: query absorption
         kStageAttention = 1u << 3,
@@ -82,9 +82,9 @@ public:
         kStageOutput = 1u << 5,          // o_proj
         kStageRouter = 1u << 6,
         kStageExpertsGateUp = 1u << 7,
-        kStageExpertsDown = 1u << 8,
+        kStageExpertsDown = 1u << 8,     // experts' down product and their weighted sum
         kStageDenseMlp = 1u << 9,
-        kStageLogits = 1u << 10,         // final norm + lm_head
+        kStageLogits = 1u << 10,         // lm_head
     };
     static const char* decodeStageName(unsigned stage);
     void setDecodeOmissions(unsigned mask) { omit_ = mask; }
@@ -95,10 +95,6 @@ private:
     void attentionMha(SequenceState& seq, int layer, int start, int n, bool decode);
     void attentionMla(SequenceState& seq, int layer, int start, int n, bool decode);
     void denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta);
-    // Decode: the dense MLP of the residual h_, its RMSNorm (postNorm) fused into the first product.
-    void denseMlpDecode(const LanguageLayerWeights& lw);
-    // The attention's input projection into proj_; decode fuses the input RMSNorm of h_ into it.
-    void projectAttentionInput(const LanguageLayerWeights& lw, int n, bool decode);
     // Adds the layer's experts into h_; when nextNorm is given also leaves RMSNorm(h_)·nextNorm in
     // x_ (the next layer's input, or the final norm).
     void moe(int layer, int n, bool decode, LanguageTrace* trace, const float* nextNorm);

@@ -86,17 +86,6 @@ struct GemvArgs {
     // fixedBase + b − fixedFrom (the shared experts), whose weights can then be read before the
     // kernel that writes batchIndex has finished. −1: none.
     int fixedFrom = -1, fixedBase = 0;
-    // combineWeight (device, `batch` floats): instead of one output per entry, y (F32, N values) +=
-    // Σ_b combineWeight[b] · (x_b · W_b)ᵀ — the weighted sum of the experts' outputs into the
-    // residual, summed in entry order. At most 32 entries; no gating or bias.
-    const float* combineWeight = nullptr;
-    // normInput.source (F32, K values): x is not read; each block makes
-    // x = xType(weight · source / sqrt(mean(source²) + eps)) itself (an RMSNorm fused into the product).
-    struct {
-        const float* source = nullptr;
-        const float* weight = nullptr;
-        float eps = 1e-6f;
-    } normInput;
 };
 Status gemv(const GemvArgs& args, Stream stream);
 
