@@ -141,10 +141,15 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
     const double whole = msPerToken(0);
     out["step_ms"] = whole;
     nlohmann::json costs = nlohmann::json::object();
+    // The router is only left out together with the experts: the buffers of a layer's parts share
+    // memory, so a skipped router would leave the experts garbage indices.
     for (unsigned stage = LM::kStageAttentionInput; stage <= LM::kStageLogits; stage <<= 1) {
-        const double without = msPerToken(stage);
-        costs[LM::decodeStageName(stage)] = (whole - without) * 1e3;
+        if (stage == LM::kStageRouter)
+            continue;
+        costs[LM::decodeStageName(stage)] = (whole - msPerToken(stage)) * 1e3;
     }
+    costs["moe block (router + experts + combine)"] =
+        (whole - msPerToken(LM::kStageRouter | LM::kStageExpertsGateUp | LM::kStageExpertsDown)) * 1e3;
     be.setDecodeOmissions(0);
     out["stage_cost_us"] = costs;
     return out;

@@ -73,6 +73,7 @@ public:
     // Measurement only: stages a decode step leaves out (a mask of DecodeStage bits), so that a
     // benchmark can time a step without each stage and read off what the stage costs inside the
     // step. The output of such a step is meaningless. Takes effect in sequences created afterwards.
+    // Leaving the router out leaves the experts out too (they would read stale indices).
     enum DecodeStage : unsigned {
         kStageAttentionInput = 1u << 0,  // q / kv projection
         kStagePrepare = 1u << 1,         // rotary embedding, cache write
@@ -87,7 +88,10 @@ public:
         kStageLogits = 1u << 10,         // lm_head
     };
     static const char* decodeStageName(unsigned stage);
-    void setDecodeOmissions(unsigned mask) { omit_ = mask; }
+    void setDecodeOmissions(unsigned mask)
+    {
+        omit_ = mask & kStageRouter ? mask | kStageExpertsGateUp | kStageExpertsDown : mask;
+    }
 
 private:
     void layout(Carver& c);
