@@ -76,15 +76,7 @@ __global__ __launch_bounds__(256) void groupedMmaKernel(MmaParams p)
     const int tile = blockIdx.y;
     if (tile >= p.tileOffsets[p.groups])
         return;
-    int lo = 0, hi = p.groups;
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) >> 1;
-        if (p.tileOffsets[mid] <= tile)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    const int g = lo;
+    const int g = groupOfTile(p.tileOffsets, p.groups, tile);
     const long long rowBase = p.offsets[g] + static_cast<long long>(tile - p.tileOffsets[g]) * BM;
     const long long rowEnd = p.offsets[g + 1];
     const int n0 = blockIdx.x * BN;

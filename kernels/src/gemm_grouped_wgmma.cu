@@ -165,15 +165,7 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
     const int tile = blockIdx.y;
     if (tile >= p.tileOffsets[p.groups])
         return;
-    int lo = 0, hi = p.groups;
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) >> 1;
-        if (p.tileOffsets[mid] <= tile)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    const int g = lo;
+    const int g = groupOfTile(p.tileOffsets, p.groups, tile);
     const long long rowBase = p.offsets[g] + static_cast<long long>(tile - p.tileOffsets[g]) * BM;
     const long long rowEnd = p.offsets[g + 1];
     const int n0 = blockIdx.x * BN;

@@ -8,6 +8,21 @@ namespace tessera::kernels {
 
 inline constexpr int kMmaTileRows = 128;
 
+// The expert a row tile of a grouped product belongs to: the last g with tileOffsets[g] <= tile
+// (binary search over groups + 1 offsets). The caller has checked tile < tileOffsets[groups].
+__device__ __forceinline__ int groupOfTile(const int* tileOffsets, int groups, int tile)
+{
+    int lo = 0, hi = groups;
+    while (hi - lo > 1) {
+        const int mid = (lo + hi) >> 1;
+        if (tileOffsets[mid] <= tile)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 // mma.sync kernel (any sm_80+ GPU) and the TMA + wgmma kernel (gemm_grouped_wgmma.cu, sm_90a
 // builds; launched = false when it could not make its tensor maps).
 Status launchGroupedMma(const GroupedGemmArgs& args, int maxTiles, cudaStream_t stream);
