@@ -182,23 +182,11 @@ __global__ __launch_bounds__(WARPS * 32, MINB) void flashKernel(FlashAttentionAr
     const unsigned vLane = smemAddr(vs + ((lane & 7) + ((lane >> 3) & 1) * 8) * LDV + (lane >> 4) * 8);
     const int lastVisible = a.causal ? a.qPosition0 + warpRow0 + 16 * MT - 1 : a.keys - 1;  // of this warp's rows
 
-    for (int t = 0; t < nTiles; ++t) {
-        const int k0 = t * kKeys;
-        cpAsyncWait<0>();  // tile t (issued one iteration ago)
-        __syncthreads();   // ... visible to all; every warp is done with tile t - 1
-        if (t + 1 < nTiles) {  // the other buffers, last read for tile t - 1
-            const int nb = (t + 1) & 1;
-            loadTile<kKeys, DK, LD, THREADS>(ks + nb * T::kElems, K, a.ldk, k0 + kKeys, a.keys, a.headDim);
-            loadTile<kKeys, DV, LDV, THREADS>(vs + nb * T::vElems, V, a.ldv, k0 + kKeys, a.keys, valueDim);
-        }
-        cpAsyncCommit();
-        if (k0 > lastVisible)
-            continue;  // causal: no row of this warp sees this tile
+    // Scores of key tile t (raw, unscaled) into s.
+    auto scores = [&](float (&s)[MT][NS][4], int t) {
         const unsigned kb = kLane + (t & 1) * (T::kElems * 2);  // this lane's ldmatrix rows in the buffers
         const unsigned kbTail = kTailLane + (t & 1) * (T::kElems * 2);
-        const unsigned vb = vLane + (t & 1) * (T::vElems * 2);
 
-        float s[MT][NS][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -229,6 +217,11 @@ __global__ __launch_bounds__(WARPS * 32, MINB) void flashKernel(FlashAttentionAr
                         mma8(s[mt][4 * ng + i], qt[mt], r[i]);
             }
         }
+    };
+    // Mask, soft-max update and O += P·V for key tile t, whose scores are in s.
+    auto update = [&](float (&s)[MT][NS][4], int t) {
+        const int k0 = t * kKeys;
+        const unsigned vb = vLane + (t & 1) * (T::vElems * 2);
         // Mask only where a key of the tile is past the end or, causal, past a row of this warp.
         if (k0 + kKeys > a.keys || (a.causal && k0 + kKeys - 1 > a.qPosition0 + warpRow0)) {
 #pragma unroll
@@ -309,6 +302,22 @@ __global__ __launch_bounds__(WARPS * 32, MINB) void flashKernel(FlashAttentionAr
                     mma(o[mt][NV - 1], pa[mt], r[0], r[1]);
             }
         }
+    };
+
+    for (int t = 0; t < nTiles; ++t) {
+        cpAsyncWait<0>();  // tile t (issued one iteration ago)
+        __syncthreads();   // ... visible to all; every warp is done with tile t - 1
+        if (t + 1 < nTiles) {  // the other buffers, last read for tile t - 1
+            const int nb = (t + 1) & 1;
+            loadTile<kKeys, DK, LD, THREADS>(ks + nb * T::kElems, K, a.ldk, (t + 1) * kKeys, a.keys, a.headDim);
+            loadTile<kKeys, DV, LDV, THREADS>(vs + nb * T::vElems, V, a.ldv, (t + 1) * kKeys, a.keys, valueDim);
+        }
+        cpAsyncCommit();
+        if (t * kKeys > lastVisible)
+            continue;  // causal: no row of this warp sees this tile
+        float s[MT][NS][4];
+        scores(s, t);
+        update(s, t);
     }
     cpAsyncWait<0>();  // nothing left in flight at exit
 
