@@ -584,6 +584,7 @@ private slots:
         QTest::addColumn<int>("valueDim");
         QTest::addColumn<bool>("causal");
         QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false;
+        QTest::addRow("vision 10 tiles 16 heads 729 d72 (one 1152x1152 image)") << 10 << 16 << 1 << 729 << 729 << 72 << 72 << false;
         QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true;
         QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << 64 << true;
         QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << 32 << true;

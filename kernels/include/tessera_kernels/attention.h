@@ -65,7 +65,7 @@ namespace tessera::kernels {
 // qPosition0 + i; causal rows see keys [0, qPosition0 + i], others all nKeys keys. Head h reads kv
 // head h / headsPerKv. headDim (queries, keys) and valueDim (values, output; 0 = headDim):
 // multiples of 8, at most 128 when equal, else keys up to 192 and values up to 128 (MLA prefill).
-// Strides in elements.
+// Strides in elements; scale > 0.
 struct FlashAttentionArgs {
     const void* q = nullptr;
     std::int64_t ldq = 0, qHeadStride = 0, qBatchStride = 0;
