@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the CUDA tests and tessera-bench here, stages them with the Qt/ICU libraries they need
+# Builds the CUDA tests, tessera-bench and tessera-cli here, stages them with the Qt/ICU libraries they need
 # and the golden model(s) into .device-stage/ (git-ignored), compressed, and prints the `run`
 # call that executes scripts/device-run.sh on the GPU machine (tests, compute-sanitizer, bench).
 #
@@ -20,7 +20,7 @@ if [ -z "${STAGE:-}" ]; then
 fi
 
 cmake --preset default >/dev/null
-cmake --build build/default -j "$jobs" --target engine_test_cuda_backend tessera-bench-gpu
+cmake --build build/default -j "$jobs" --target engine_test_cuda_backend tessera-bench-gpu tessera-cli
 
 rm -rf "$stage" && mkdir -p "$stage"
 tmp=$(mktemp -d)
@@ -28,6 +28,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin" "$tmp/lib" "$tmp/golden/models" "$tmp/golden/cases"
 cp build/default/tests/engine_test_cuda_backend "$tmp/bin/"
 cp build/default/bench/tessera-bench "$tmp/bin/"
+cp build/default/engine/cli/tessera-cli "$tmp/bin/"
 strip --strip-unneeded "$tmp/bin/"*
 
 # Libraries the binaries load that a bare Ubuntu 24.04 + CUDA 13 image lacks (Qt 6.4 and ICU 72

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# GPU-machine side of scripts/device-check.sh: unpacks the stage, runs the CUDA tests, a
-# compute-sanitizer memcheck and racecheck on short golden runs, and tessera-bench. Logs go to
-# $OUT (tests.txt, memcheck.txt, racecheck.txt, bench.json, bench.err, gpu.txt); a summary ends
-# the output. Every step has a time limit so that the call ends inside the device's 10 minutes.
+# GPU-machine side of scripts/device-check.sh: unpacks the stage, runs the CUDA tests, tessera-cli
+# on the golden cases (scripts/device-cli-check.py), tessera-bench, and a compute-sanitizer
+# memcheck and racecheck on short golden runs. Logs go to $OUT (tests.txt, cli.txt, bench.json,
+# bench.err, memcheck.txt, racecheck.txt, gpu.txt); a summary ends the output. Every step has a
+# time limit so that the call ends inside the device's 10 minutes (SKIP_CLI, SKIP_BENCH and
+# SKIP_SANITIZER=1 leave steps out).
 set -uo pipefail
 repo=$(pwd)
 stage="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +35,14 @@ timeout "$tests_limit" "$test_bin" ${TEST_ARGS:-} -o "$out/tests.txt,txt" -o -,t
 tests_rc=$?
 echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
 grep -E "^(FAIL|XPASS)|Totals|figure|QWARN|Loc:" "$out/tests.txt" | head -150
+
+if [ "${SKIP_CLI:-0}" != 1 ]; then
+  echo "== tessera-cli generate on the GPU, every staged golden case (limit ${CLI_LIMIT:-150}s)"
+  timeout "${CLI_LIMIT:-150}" python3 "$repo/scripts/device-cli-check.py" --cli "$work/bin/tessera-cli" --golden "$work/golden" \
+    > "$out/cli.txt" 2>&1
+  echo "cli check exit $?"
+  tail -20 "$out/cli.txt"
+fi
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   echo "== tessera-bench (limit ${bench_limit}s)"
