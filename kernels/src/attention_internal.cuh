@@ -1,5 +1,5 @@
 #pragma once
-// Between attention.cu (decode attention, combine) and flash_attention.cu (tensor-core kernels).
+// Between attention.cu (decode attention, combine) and decode_attention_mma.cu (its tensor-core kernels).
 #include "tessera_kernels/attention.h"
 
 #include "launch_util.cuh"

@@ -1,0 +1,460 @@
+// Decode attention on the tensor cores: one block per (split of 64 positions, kv head) computes
+// every head that reads that kv head (MLA: all heads share one latent row set; MHA: one head,
+// padded to the 16 rows of an mma tile). S = Q·Kᵀ, soft-max within the split, P·V; the blocks
+// write (max, sum, acc) partials for the combine pass. K, V and Q tiles arrive through cp.async,
+// all in flight at once.
+#include "attention_internal.cuh"
+#include "mma_util.cuh"
+
+#include <mutex>
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int kDecWarps = 4, kMaxValueTilesPerWarp = 32, kMaxHeadsPerKv = 64;
+
+int roundUp(int v, int m) { return (v + m - 1) / m * m; }
+
+struct DecodeMmaShape {
+    int HP, KP, LD, VP, LDV, mTiles, groups, tilesPerWarp;
+    bool separateV;
+    std::size_t smem;
+};
+
+DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
+{
+    DecodeMmaShape s{};
+    s.HP = roundUp(a.headsPerKv, 16);
+    s.KP = roundUp(a.keyDim, 16);
+    s.LD = s.KP + 8;
+    s.separateV = a.values != a.keys || a.valueLd != a.keyLd || a.valueHeadStride != a.keyHeadStride;
+    s.VP = roundUp(a.valueDim, 16);
+    s.LDV = s.separateV ? s.VP + 8 : s.LD;
+    s.mTiles = s.HP / 16;
+    s.groups = kDecWarps / s.mTiles;
+    s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
+    s.smem = (static_cast<std::size_t>(kDecodeChunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(kDecodeChunk) * s.LDV : 0)) * 2;
+    return s;
+}
+
+// rows × cols (cols a multiple of 8) of a bf16 matrix into smem (zero outside rows / valid cols).
+// Row skipRow is left out (the caller loads it later with loadRow).
+__device__ __forceinline__ void loadRows(bf16* dst, int ldDst, const bf16* src, long long ldSrc, int rows, int validRows,
+                                         int cols, int validCols, int skipRow = -1)
+{
+    const int chunks = cols / 8;
+    for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
+        const int r = c / chunks, d = (c % chunks) * 8;
+        if (r == skipRow)
+            continue;
+        const bool valid = r < validRows && d < validCols;
+        copyAsync16(dst + r * ldDst + d, valid ? src + static_cast<long long>(r) * ldSrc + d : src, valid);
+    }
+}
+
+__device__ __forceinline__ void loadRow(bf16* dst, int ldDst, const bf16* src, long long ldSrc, int r, int cols, int validCols)
+{
+    for (int d = threadIdx.x * 8; d < cols; d += blockDim.x * 8)
+        copyAsync16(dst + r * ldDst + d, d < validCols ? src + static_cast<long long>(r) * ldSrc + d : src, d < validCols);
+}
+
+// The cache rows a decode step reads are old except the newest (context − 1), which the kernel
+// before writes: a block copies the old rows of its split before gridDependencyWait() and the
+// newest row and the queries after it. The length itself is written at the end of the previous
+// step, so it can be read early too. Returns the newest row's index within the split, or −1.
+__device__ __forceinline__ int newestRow(int context, int j0, int count)
+{
+    const int r = context - 1 - j0;
+    return r < count ? r : -1;
+}
+
+// With a.counters: the block that finishes a kv head's last split merges the partials of that kv
+// head's query heads (saving the combine launch); it resets the counter for the next launch.
+__device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int context, int kvh, unsigned char* smem)
+{
+    if (!a.counters)
+        return;
+    __shared__ bool last;
+    __shared__ float scratch[33];
+    __threadfence();
+    __syncthreads();
+    const int used = (context + kDecodeChunk - 1) / kDecodeChunk;
+    if (threadIdx.x == 0)
+        last = atomicAdd(a.counters + kvh, 1) == used - 1;
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    float* weights = reinterpret_cast<float*>(smem);  // the tiles are no longer needed
+    for (int local = 0; local < a.headsPerKv; ++local) {
+        const int h = kvh * a.headsPerKv + local;
+        if (a.outType == DType::F32)
+            combineHeadPartials<float>(a, splits, used, h, weights, scratch);
+        else
+            combineHeadPartials<bf16>(a, splits, used, h, weights, scratch);
+    }
+    if (threadIdx.x == 0)
+        a.counters[kvh] = 0;
+}
+
+__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
+                                              const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane);
+
+__global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
+{
+    extern __shared__ __align__(16) unsigned char smemRaw[];
+    bf16* ks = reinterpret_cast<bf16*>(smemRaw);
+    bf16* qs = ks + kDecodeChunk * sh.LD;
+    bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
+    const int s = blockIdx.x, kvh = blockIdx.y;
+    const int context = *a.lengthOnDevice + 1;
+    const int j0 = s * kDecodeChunk;
+    const int count = max(0, min(kDecodeChunk, context - j0));
+    const int fresh = newestRow(context, j0, count);
+    const int h0 = kvh * a.headsPerKv;
+    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
+    const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
+    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
+    if (count > 0) {
+        loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim, fresh);
+        if (sh.separateV)
+            loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
+    }
+    gridDependencyWait();
+    allowDependentLaunch();
+    if (count == 0)
+        return;
+    loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+    if (fresh >= 0) {
+        loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
+        if (sh.separateV)
+            loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
+    }
+    copyAsyncCommit();
+    copyAsyncWaitAll();
+    __syncthreads();
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (warp < sh.mTiles * sh.groups)
+        decodeMmaWarp(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
+    mergeWhenLast(a, splits, context, kvh, smemRaw);
+}
+
+// The score, soft-max and value work of one warp of decodeMmaKernel.
+__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
+                                              const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane)
+{
+    const int mt = warp % sh.mTiles, group = warp / sh.mTiles;
+    float sc[kDecodeChunk / 8][4];
+#pragma unroll
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
+        sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+    for (int kk = 0; kk < sh.KP / 16; ++kk) {
+        unsigned qa[4];
+        ldsm4(qa, qs + (mt * 16 + (lane & 15)) * sh.LD + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int nj = 0; nj < kDecodeChunk / 16; ++nj) {
+            unsigned r[4];
+            ldsm4(r, ks + (nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + kk * 16 + ((lane >> 3) & 1) * 8);
+            mma(sc[2 * nj], qa, r[0], r[1]);
+            mma(sc[2 * nj + 1], qa, r[2], r[3]);
+        }
+    }
+    // Soft-max within the split, natural-log scale (the combine pass works with expf).
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int key = j * 8 + (lane & 3) * 2 + (e & 1);
+            sc[j][e] = key < count ? sc[j][e] * a.scale : -INFINITY;
+            mx[e >> 1] = fmaxf(mx[e >> 1], sc[j][e]);
+        }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+#pragma unroll
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const float p = __expf(sc[j][e] - mx[e >> 1]);
+            sc[j][e] = p;
+            sum[e >> 1] += p;
+        }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+        sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+    }
+    // P·V over this warp's value columns.
+    float acc[kMaxValueTilesPerWarp][4];
+#pragma unroll
+    for (int j = 0; j < kMaxValueTilesPerWarp; ++j)
+        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    const int tile0 = group * sh.tilesPerWarp;
+    const int tiles = min(sh.tilesPerWarp, a.valueDim / 8 - tile0);
+#pragma unroll
+    for (int kk = 0; kk < kDecodeChunk / 16; ++kk) {
+        const unsigned pa[4] = {pack(sc[2 * kk][0], sc[2 * kk][1]), pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+        for (int dj = 0; dj < kMaxValueTilesPerWarp / 2; ++dj) {
+            if (2 * dj >= tiles)
+                break;
+            unsigned r[4];
+            const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+            ldsm4t(r, vs + key * sh.LDV + (tile0 + 2 * dj) * 8 + (lane >> 4) * 8);
+            mma(acc[2 * dj], pa, r[0], r[1]);
+            if (2 * dj + 1 < tiles)
+                mma(acc[2 * dj + 1], pa, r[2], r[3]);
+        }
+    }
+    const int valueStride = a.valueDim + 2;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int local = mt * 16 + (lane >> 2) + r * 8;
+        if (local >= a.headsPerKv)
+            continue;
+        float* part = a.workspace + (static_cast<long long>(h0 + local) * splits + s) * valueStride;
+        if (group == 0 && (lane & 3) == 0) {
+            part[0] = mx[r];
+            part[1] = sum[r];
+        }
+#pragma unroll
+        for (int j = 0; j < kMaxValueTilesPerWarp; ++j) {
+            if (j >= tiles)
+                break;
+            const int d = (tile0 + j) * 8 + (lane & 3) * 2;
+            *reinterpret_cast<float2*>(part + 2 + d) = make_float2(acc[j][2 * r], acc[j][2 * r + 1]);
+        }
+    }
+}
+
+// Latent rows shared by every head (MLA's absorbed decode): keys and values are the same rows, so
+// a block reads its 64 positions once and 8 warps split each phase. Scores: warp (g, half) takes
+// keys [16g, 16g + 16) over one half of the key dimensions, for every head; the two halves meet
+// in shared memory. Soft-max: one warp per head row at a time. P·V: warps split the value
+// columns. Partials have the layout of the kernels above.
+constexpr int kLatWarps = 8, kLatKeys = kDecodeChunk, kLatMaxMTiles = 4, kLatMaxTilesPerWarp = 8;
+static_assert(kLatKeys == 64, "the soft-max gives each lane two keys of a split");
+
+struct LatentShape {
+    int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, halfSteps;
+    std::size_t smem;
+};
+
+LatentShape latentShape(const DecodeAttentionArgs& a)
+{
+    LatentShape s{};
+    s.HP = roundUp(a.headsPerKv, 16);
+    s.KP = roundUp(a.keyDim, 32);  // two halves of whole 16-column steps
+    s.LD = s.KP + 8;
+    s.PLD = kLatKeys + 8;
+    s.mTiles = s.HP / 16;
+    s.valueTiles = a.valueDim / 8;
+    s.tilesPerWarp = (s.valueTiles + kLatWarps - 1) / kLatWarps;
+    s.tilesPerWarp += s.tilesPerWarp % 2;  // value tiles go in pairs (one ldmatrix.x4.trans)
+    s.halfSteps = s.KP / 32;
+    s.smem = static_cast<std::size_t>(kLatKeys + s.HP) * s.LD * 2 + static_cast<std::size_t>(s.HP) * s.PLD * 2 +
+             static_cast<std::size_t>(2 * s.HP * kLatKeys + 2 * s.HP) * sizeof(float);
+    return s;
+}
+
+bool latentSupported(const DecodeAttentionArgs& a, const LatentShape& sh)
+{
+    const bool shared = a.values == a.keys && a.valueLd == a.keyLd && a.valueHeadStride == a.keyHeadStride;
+    return shared && a.headsPerKv >= 16 && sh.mTiles <= kLatMaxMTiles && sh.tilesPerWarp <= kLatMaxTilesPerWarp &&
+           a.valueDim <= a.keyDim && sh.smem <= 200 * 1024;
+}
+
+__global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAttentionArgs a, int splits, LatentShape sh)
+{
+    extern __shared__ __align__(16) unsigned char smemRaw[];
+    bf16* ks = reinterpret_cast<bf16*>(smemRaw);
+    bf16* qs = ks + kLatKeys * sh.LD;
+    bf16* ps = qs + sh.HP * sh.LD;
+    float* scores = reinterpret_cast<float*>(ps + sh.HP * sh.PLD);  // [2 halves][HP][keys]
+    float* rowMax = scores + 2 * sh.HP * kLatKeys;
+    float* rowSum = rowMax + sh.HP;
+    const int s = blockIdx.x, kvh = blockIdx.y;
+    const int context = *a.lengthOnDevice + 1;  // see newestRow()
+    const int j0 = s * kLatKeys;
+    const int count = max(0, min(kLatKeys, context - j0));
+    const int fresh = newestRow(context, j0, count);
+    const int h0 = kvh * a.headsPerKv;
+    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
+    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
+    if (count > 0)
+        loadRows(ks, sh.LD, K, a.keyLd, kLatKeys, count, sh.KP, a.keyDim, fresh);
+    gridDependencyWait();
+    allowDependentLaunch();
+    if (count == 0)
+        return;
+    loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+    if (fresh >= 0)
+        loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
+    copyAsyncCommit();
+    copyAsyncWaitAll();
+    __syncthreads();
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    {
+        const int g = warp & 3, half = warp >> 2;
+        float sc[kLatMaxMTiles][2][4];
+#pragma unroll
+        for (int m = 0; m < kLatMaxMTiles; ++m)
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+                sc[m][n][0] = sc[m][n][1] = sc[m][n][2] = sc[m][n][3] = 0.f;
+        for (int step = 0; step < sh.halfSteps; ++step) {
+            const int col = (half * sh.halfSteps + step) * 16;
+            unsigned kb[4];
+            ldsm4(kb, ks + (g * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + col + ((lane >> 3) & 1) * 8);
+#pragma unroll
+            for (int m = 0; m < kLatMaxMTiles; ++m) {
+                if (m >= sh.mTiles)
+                    break;
+                unsigned qa[4];
+                ldsm4(qa, qs + (m * 16 + (lane & 15)) * sh.LD + col + (lane >> 4) * 8);
+                mma(sc[m][0], qa, kb[0], kb[1]);
+                mma(sc[m][1], qa, kb[2], kb[3]);
+            }
+        }
+        float* out = scores + half * sh.HP * kLatKeys;
+#pragma unroll
+        for (int m = 0; m < kLatMaxMTiles; ++m) {
+            if (m >= sh.mTiles)
+                break;
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int row = m * 16 + (lane >> 2) + (e >> 1) * 8;
+                    const int key = g * 16 + n * 8 + (lane & 3) * 2 + (e & 1);
+                    out[row * kLatKeys + key] = sc[m][n][e];
+                }
+        }
+    }
+    __syncthreads();
+    // Soft-max within the split (natural-log scale, as the combine pass expects).
+    for (int row = warp; row < sh.HP; row += kLatWarps) {
+        const float* s0 = scores + row * kLatKeys;
+        const float* s1 = s0 + sh.HP * kLatKeys;
+        const float v0 = lane < count ? (s0[lane] + s1[lane]) * a.scale : -INFINITY;
+        const float v1 = lane + 32 < count ? (s0[lane + 32] + s1[lane + 32]) * a.scale : -INFINITY;
+        const float mx = warpMax(fmaxf(v0, v1));
+        const float p0 = __expf(v0 - mx), p1 = __expf(v1 - mx);
+        const float sum = warpSum(p0 + p1);
+        ps[row * sh.PLD + lane] = __float2bfloat16_rn(p0);
+        ps[row * sh.PLD + lane + 32] = __float2bfloat16_rn(p1);
+        if (lane == 0) {
+            rowMax[row] = mx;
+            rowSum[row] = sum;
+        }
+    }
+    __syncthreads();
+    // P·V over this warp's value tiles; the values are the first valueDim columns of the rows.
+    float acc[kLatMaxMTiles][kLatMaxTilesPerWarp][4];
+#pragma unroll
+    for (int m = 0; m < kLatMaxMTiles; ++m)
+#pragma unroll
+        for (int j = 0; j < kLatMaxTilesPerWarp; ++j)
+            acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
+    const int tile0 = warp * sh.tilesPerWarp;
+    const int tiles = max(0, min(sh.tilesPerWarp, sh.valueTiles - tile0));
+#pragma unroll
+    for (int kk = 0; kk < kLatKeys / 16; ++kk) {
+        unsigned pa[kLatMaxMTiles][4];
+#pragma unroll
+        for (int m = 0; m < kLatMaxMTiles; ++m)
+            if (m < sh.mTiles)
+                ldsm4(pa[m], ps + (m * 16 + (lane & 15)) * sh.PLD + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int dj = 0; dj < kLatMaxTilesPerWarp / 2; ++dj) {
+            if (2 * dj >= tiles)
+                break;
+            unsigned r[4];
+            const int key = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+            ldsm4t(r, ks + key * sh.LD + (tile0 + 2 * dj) * 8 + (lane >> 4) * 8);
+#pragma unroll
+            for (int m = 0; m < kLatMaxMTiles; ++m) {
+                if (m >= sh.mTiles)
+                    break;
+                mma(acc[m][2 * dj], pa[m], r[0], r[1]);
+                if (2 * dj + 1 < tiles)
+                    mma(acc[m][2 * dj + 1], pa[m], r[2], r[3]);
+            }
+        }
+    }
+    const int valueStride = a.valueDim + 2;
+#pragma unroll
+    for (int m = 0; m < kLatMaxMTiles; ++m) {
+        if (m >= sh.mTiles)
+            break;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int local = m * 16 + (lane >> 2) + r * 8;
+            if (local >= a.headsPerKv)
+                continue;
+            float* part = a.workspace + (static_cast<long long>(h0 + local) * splits + s) * valueStride;
+            if (warp == 0 && (lane & 3) == 0) {
+                part[0] = rowMax[local];
+                part[1] = rowSum[local];
+            }
+#pragma unroll
+            for (int j = 0; j < kLatMaxTilesPerWarp; ++j) {
+                if (j >= tiles)
+                    break;
+                const int d = (tile0 + j) * 8 + (lane & 3) * 2;
+                *reinterpret_cast<float2*>(part + 2 + d) = make_float2(acc[m][j][2 * r], acc[m][j][2 * r + 1]);
+            }
+        }
+    }
+}
+
+}  // namespace
+
+bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
+{
+    if (a.qType != DType::BF16 || a.cacheType != DType::BF16 || a.headsPerKv <= 0 || a.headsPerKv > kMaxHeadsPerKv ||
+        a.heads % a.headsPerKv || a.valueDim % 8 || a.keyDim % 8 || a.keyLd % 8 || a.valueLd % 8 || a.keyHeadStride % 8 ||
+        a.valueHeadStride % 8 || a.qHeadStride % 8)
+        return false;
+    const DecodeMmaShape sh = decodeMmaShape(a);
+    if (!sh.separateV && a.valueDim > a.keyDim)
+        return false;
+    return sh.groups >= 1 && sh.tilesPerWarp <= kMaxValueTilesPerWarp && sh.smem <= 200 * 1024;
+}
+
+Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int splits, cudaStream_t stream, bool& combined)
+{
+    combined = false;
+    DecodeAttentionArgs a = args;
+    static std::once_flag once;
+    static cudaError_t attr = cudaSuccess;
+    std::call_once(once, [] {
+        attr = cudaFuncSetAttribute(decodeMmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+        if (attr == cudaSuccess)
+            attr = cudaFuncSetAttribute(decodeLatentKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    });
+    if (attr != cudaSuccess)
+        return cudaStatus(attr, "decode attention (tensor cores): cudaFuncSetAttribute");
+    const LatentShape lat = latentShape(a);
+    if (latentSupported(a, lat)) {
+        const dim3 grid(splits, a.heads / a.headsPerKv);
+        return launchOverlapped("decode attention (latent rows)", decodeLatentKernel, grid, kLatWarps * 32, lat.smem, stream, a,
+                                splits, lat);
+    }
+    const DecodeMmaShape sh = decodeMmaShape(a);
+    if (sh.smem < (static_cast<std::size_t>(splits) + 8) * sizeof(float))
+        a.counters = nullptr;  // too little shared memory to merge in the kernel
+    combined = a.counters != nullptr;
+    const dim3 grid(splits, a.heads / a.headsPerKv);
+    return launchOverlapped("decode attention (tensor cores)", decodeMmaKernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
+}
+
+}  // namespace tessera::kernels
