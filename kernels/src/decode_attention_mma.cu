@@ -6,7 +6,6 @@
 #include "attention_internal.cuh"
 #include "mma_util.cuh"
 
-#include <mutex>
 
 namespace tessera::kernels {
 
@@ -434,15 +433,10 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int splits, cudaS
 {
     combined = false;
     DecodeAttentionArgs a = args;
-    static std::once_flag once;
-    static cudaError_t attr = cudaSuccess;
-    std::call_once(once, [] {
-        attr = cudaFuncSetAttribute(decodeMmaKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-        if (attr == cudaSuccess)
-            attr = cudaFuncSetAttribute(decodeLatentKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
-    });
-    if (attr != cudaSuccess)
-        return cudaStatus(attr, "decode attention (tensor cores): cudaFuncSetAttribute");
+    static const Status attribute =
+        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel, decodeLatentKernel);
+    if (!attribute.ok())
+        return attribute;
     const LatentShape lat = latentShape(a);
     if (latentSupported(a, lat)) {
         const dim3 grid(splits, a.heads / a.headsPerKv);

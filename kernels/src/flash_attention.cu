@@ -13,7 +13,6 @@
 #include "mma_util.cuh"
 
 #include <cmath>
-#include <mutex>
 
 namespace tessera::kernels {
 
@@ -284,13 +283,9 @@ template <int DK, int DV, int WARPS, int MT, int MINB>
 Status launch(const FlashAttentionArgs& a, cudaStream_t s)
 {
     using T = Tiles<DK, DV, WARPS, MT>;
-    static std::once_flag once;
-    static cudaError_t attr = cudaSuccess;
-    std::call_once(once, [] {
-        attr = cudaFuncSetAttribute(flashKernel<DK, DV, WARPS, MT, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::bytes);
-    });
-    if (attr != cudaSuccess)
-        return cudaStatus(attr, "flash attention: cudaFuncSetAttribute");
+    static const Status attribute = allowSharedMemory("flash attention", T::bytes, flashKernel<DK, DV, WARPS, MT, MINB>);
+    if (!attribute.ok())
+        return attribute;
     const dim3 grid((a.queries + T::rows - 1) / T::rows, a.heads, a.batch);
     flashKernel<DK, DV, WARPS, MT, MINB><<<grid, WARPS * 32, T::bytes, s>>>(a);
     return launchStatus("flash attention");

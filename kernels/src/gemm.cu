@@ -73,19 +73,6 @@ struct FfmaParams {
     int groups;
 };
 
-__device__ __forceinline__ int findGroup(const int* tileOffsets, int groups, int tile)
-{
-    int lo = 0, hi = groups;  // tileOffsets[lo] <= tile < tileOffsets[hi]
-    while (hi - lo > 1) {
-        const int mid = (lo + hi) >> 1;
-        if (tileOffsets[mid] <= tile)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 template <typename TA, typename TB, typename TC, bool kKN>
 __global__ __launch_bounds__(256) void ffmaGemmKernel(FfmaParams p)
 {
@@ -103,7 +90,7 @@ __global__ __launch_bounds__(256) void ffmaGemmKernel(FfmaParams p)
         const int tile = blockIdx.y;
         if (tile >= p.tileOffsets[p.groups])
             return;
-        const int g = findGroup(p.tileOffsets, p.groups, tile);
+        const int g = groupOfTile(p.tileOffsets, p.groups, tile);
         rowBase = p.offsets[g] + static_cast<long long>(tile - p.tileOffsets[g]) * kBM;
         rowEnd = p.offsets[g + 1];
         B += g * p.strideB;

@@ -6,7 +6,6 @@
 #include "gemm_internal.cuh"
 #include "launch_util.cuh"
 
-#include <mutex>
 
 namespace tessera::kernels {
 
@@ -180,15 +179,9 @@ __global__ __launch_bounds__(256) void groupedMmaKernel(MmaParams p)
 
 Status launchGroupedMma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t stream)
 {
-    static std::once_flag once;
-    static cudaError_t attrError = cudaSuccess;
-    std::call_once(once, [] {
-        attrError = cudaFuncSetAttribute(groupedMmaKernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-        if (attrError == cudaSuccess)
-            attrError = cudaFuncSetAttribute(groupedMmaKernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
-    });
-    if (attrError != cudaSuccess)
-        return cudaStatus(attrError, "grouped gemm: cudaFuncSetAttribute");
+    static const Status attribute = allowSharedMemory("grouped gemm", kSmemBytes, groupedMmaKernel<float>, groupedMmaKernel<bf16>);
+    if (!attribute.ok())
+        return attribute;
     if (maxTiles > 65535)
         return Status::failure("grouped gemm: too many row tiles");
     MmaParams p{a.N, a.K, a.groups, static_cast<const bf16*>(a.A), a.lda, static_cast<const bf16*>(a.B), a.ldb, a.strideB,

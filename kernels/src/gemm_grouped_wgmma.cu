@@ -12,7 +12,6 @@
 #include <cudaTypedefs.h>
 
 #include <cstdint>
-#include <mutex>
 
 namespace tessera::kernels {
 
@@ -270,15 +269,10 @@ bool encodeMaps(const GroupedGemmArgs& g, CUtensorMap& a, CUtensorMap& b)
 Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t stream, bool& launched)
 {
     launched = false;
-    static std::once_flag once;
-    static cudaError_t attrError = cudaSuccess;
-    std::call_once(once, [] {
-        attrError = cudaFuncSetAttribute(groupedTmaKernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, kTmaSmemBytes);
-        if (attrError == cudaSuccess)
-            attrError = cudaFuncSetAttribute(groupedTmaKernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kTmaSmemBytes);
-    });
-    if (attrError != cudaSuccess)
-        return cudaStatus(attrError, "grouped gemm: cudaFuncSetAttribute");
+    static const Status attribute =
+        allowSharedMemory("grouped gemm", kTmaSmemBytes, groupedTmaKernel<float>, groupedTmaKernel<bf16>);
+    if (!attribute.ok())
+        return attribute;
     if (maxTiles > 65535)
         return Status::failure("grouped gemm: too many row tiles");
     CUtensorMap mapA, mapB;

@@ -45,6 +45,27 @@ __device__ __forceinline__ float dot8(const uint4& w, const float (&x)[8])
 
 __device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
 
+// The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
+// fixed entries (the shared experts) fixedBase + b − fixedFrom without reading the list.
+__device__ __forceinline__ long long matrixOf(const GemvParams& p, int b)
+{
+    if (!p.batchIndex)
+        return b;
+    return b >= p.fixedFrom ? p.fixedBase + b - p.fixedFrom : p.batchIndex[b];
+}
+
+// Output row r from its reduced dot products: silu(gate) · up when gated, + bias, + beta · y.
+template <typename TY, bool kGated>
+__device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, float g, float u)
+{
+    float o = kGated ? silu(g) * u : g;
+    if (p.bias)
+        o += p.bias[r];
+    if (p.beta != 0.f)
+        o += p.beta * toFloat(y[r]);
+    y[r] = fromFloat<TY>(o);
+}
+
 // Weight tiles through shared memory: a block owns `rows` consecutive output rows (and, kGated,
 // the matching up rows) of one batch entry and copies their weights into shared memory with
 // cp.async, all at once, so that a block keeps its whole share of the matrix in flight. When the
@@ -94,6 +115,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
             copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
         }
     };
+    // matrixOf(p, b), split at the wait: a fixed entry's matrix does not come from an earlier kernel.
     const bool early = !p.batchIndex || b >= p.fixedFrom;
     if (early)
         issue(p.batchIndex ? p.fixedBase + b - p.fixedFrom : b);
@@ -137,15 +159,8 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
         }
         const float gs = warpSum(g0 + g1);
         const float us = kGated ? warpSum(u0 + u1) : 0.f;
-        if (lane == 0) {
-            const int r = r0 + lr;
-            float o = kGated ? silu(gs) * us : gs;
-            if (p.bias)
-                o += p.bias[r];
-            if (p.beta != 0.f)
-                o += p.beta * toFloat(y[r]);
-            y[r] = fromFloat<TY>(o);
-        }
+        if (lane == 0)
+            storeRow<TY, kGated>(p, y, r0 + lr, gs, us);
     }
 }
 
@@ -160,7 +175,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvScalarKernel(GemvParams p)
     const int r = blockIdx.x * kWarps + warp;
     if (r >= p.N)
         return;
-    const long long w = p.batchIndex ? p.batchIndex[b] : b;
+    const long long w = matrixOf(p, b);
     const bf16* W0 = p.W + w * p.strideW + static_cast<long long>(r) * p.ldw;
     const bf16* W1 = W0 + static_cast<long long>(p.N) * p.ldw;  // up row (kGated)
     const TX* x = static_cast<const TX*>(p.x) + b * p.strideX;
@@ -173,15 +188,8 @@ __global__ __launch_bounds__(kWarps * 32) void gemvScalarKernel(GemvParams p)
     }
     const float g = warpSum(g0);
     const float u = kGated ? warpSum(u0) : 0.f;
-    if (lane == 0) {
-        TY* y = static_cast<TY*>(p.y) + b * p.strideY;
-        float o = kGated ? silu(g) * u : g;
-        if (p.bias)
-            o += p.bias[r];
-        if (p.beta != 0.f)
-            o += p.beta * toFloat(y[r]);
-        y[r] = fromFloat<TY>(o);
-    }
+    if (lane == 0)
+        storeRow<TY, kGated>(p, static_cast<TY*>(p.y) + b * p.strideY, r, g, u);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15u) == 0; }
@@ -190,9 +198,9 @@ template <typename TX, typename TY, bool kGated>
 Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, cudaStream_t s)
 {
     auto kernel = gemvTileKernel<TX, TY, kGated>;
-    static const cudaError_t attribute = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmem);
-    if (attribute != cudaSuccess)
-        return cudaStatus(attribute, "gemv: cudaFuncSetAttribute");
+    static const Status attribute = allowSharedMemory("gemv", kMaxSmem, kernel);
+    if (!attribute.ok())
+        return attribute;
     return launchOverlapped("gemv", kernel, grid, kWarps * 32, smem, s, p, rows);
 }
 

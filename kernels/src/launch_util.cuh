@@ -112,6 +112,17 @@ __device__ __forceinline__ void allowDependentLaunch()
 #endif
 }
 
+// Lets the kernels use `bytes` of dynamic shared memory (above the default 48 KB). Callers keep the
+// result in a function-local static, so that it runs once:
+//     static const Status attribute = allowSharedMemory("op", bytes, kernelA, kernelB);
+template <typename... Kernels>
+Status allowSharedMemory(const char* op, int bytes, Kernels... kernels)
+{
+    cudaError_t err = cudaSuccess;
+    ((err = err == cudaSuccess ? cudaFuncSetAttribute(kernels, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) : err), ...);
+    return cudaStatus(err, (std::string(op) + ": cudaFuncSetAttribute").c_str());
+}
+
 // Whether launchOverlapped() asks for the overlap (TESSERA_OVERLAP_LAUNCHES=0 turns it off, to
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();

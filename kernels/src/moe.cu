@@ -350,10 +350,9 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
     const std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts) * sizeof(float);
     Status r;
     TESSERA_DISPATCH_DTYPE(d.xType, TX, {
-        static const cudaError_t attribute =
-            cudaFuncSetAttribute(routeDecodeKernel<TX>, cudaFuncAttributeMaxDynamicSharedMemorySize, 80 * 1024);
-        if (attribute != cudaSuccess)
-            return cudaStatus(attribute, "moe router: cudaFuncSetAttribute");
+        static const Status attribute = allowSharedMemory("moe router", 80 * 1024, routeDecodeKernel<TX>);
+        if (!attribute.ok())
+            return attribute;
         r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX>, blocks, kRouteWarps * 32, smem, cuStream(stream), a, d);
     });
     return r;

@@ -371,6 +371,7 @@ private slots:
         QTest::addRow("over the tile 64x20000") << 64 << 20000 << 1 << false << false << true << false << -1;
         QTest::addRow("tiny experts gated 896x1280, 2 shared") << 896 << 1280 << 8 << true << true << true << false << 6;
         QTest::addRow("base experts down 2560x1536, 2 shared") << 2560 << 1536 << 8 << true << false << true << false << 6;
+        QTest::addRow("odd experts gated 45x99, 2 shared") << 45 << 99 << 8 << true << true << false << false << 6;
     }
     void gemvSweep()
     {
