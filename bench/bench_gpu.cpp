@@ -152,6 +152,7 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
         (whole - msPerToken(LM::kStageRouter | LM::kStageExpertsGateUp | LM::kStageExpertsDown)) * 1e3;
     be.setDecodeOmissions(0);
     out["stage_cost_us"] = costs;
+    out["fused_moe_decode"] = be.fusedMoeDecode();
     return out;
 }
 
@@ -275,6 +276,7 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["peak_over_weights_bytes"] = static_cast<double>(peak - baseline) - static_cast<double>(be.memoryPlan().weights);
     out["kv_cache_context"] = config.language.maxPositionEmbeddings;
     out["description"] = be.description();
+    out["fused_moe_decode"] = be.fusedMoeDecode();
     return out;
 }
 

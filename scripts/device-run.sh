@@ -3,8 +3,8 @@
 # on the golden cases (scripts/device-cli-check.py), tessera-bench, and a compute-sanitizer
 # memcheck and racecheck on short golden runs. Logs go to $OUT (tests.txt, cli.txt, bench.json,
 # bench.err, memcheck.txt, racecheck.txt, gpu.txt); a summary ends the output. Every step has a
-# time limit so that the call ends inside the device's 10 minutes (SKIP_CLI, SKIP_BENCH and
-# SKIP_SANITIZER=1 leave steps out).
+# time limit so that the call ends inside the device's 10 minutes (SKIP_FUSED, SKIP_CLI, SKIP_BENCH
+# and SKIP_SANITIZER=1 leave steps out).
 set -uo pipefail
 repo=$(pwd)
 stage="$(cd "$(dirname "$0")" && pwd)"
@@ -36,6 +36,18 @@ tests_rc=$?
 echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
 grep -E "^(FAIL|XPASS)|Totals|figure|QWARN|Loc:" "$out/tests.txt" | head -150
 
+if [ "${SKIP_FUSED:-0}" != 1 ]; then
+  # The golden tests again with every decode MoE layer as one cooperative kernel (fusedMoeDecode
+  # above compares the two paths directly; this ties the fused one to the reference).
+  echo "== GPU golden tests with TESSERA_FUSED_MOE=1 (limit ${tests_limit}s)"
+  TESSERA_FUSED_MOE=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
+    -o "$out/tests-fused.txt,txt" -o -,txt > "$out/tests-fused.console" 2>&1
+  fused_rc=$?
+  echo "fused tests exit $fused_rc"
+  grep -E "^(FAIL|XPASS)|Totals|Loc:" "$out/tests-fused.txt" | head -40
+  [ "$tests_rc" = 0 ] && tests_rc=$fused_rc
+fi
+
 if [ "${SKIP_CLI:-0}" != 1 ]; then
   echo "== tessera-cli generate on the GPU, every staged golden case (limit ${CLI_LIMIT:-150}s)"
   timeout "${CLI_LIMIT:-150}" python3 "$repo/scripts/device-cli-check.py" --cli "$work/bin/tessera-cli" --golden "$work/golden" \
@@ -54,12 +66,12 @@ fi
 
 if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   echo "== compute-sanitizer memcheck (limit ${sanitizer_limit}s)"
-  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep}"
+  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedMoeDecode:mini-mha/fp32 fusedMoeDecode:mini-mla/bf16}"
   timeout "$sanitizer_limit" compute-sanitizer --tool memcheck --error-exitcode 9 "$test_bin" $cases > "$out/memcheck.txt" 2>&1
   echo "memcheck exit $?"
   grep -E "ERROR SUMMARY|Totals|FAIL" "$out/memcheck.txt" | head -20
   echo "== compute-sanitizer racecheck (limit ${sanitizer_limit}s)"
-  timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text flashAttentionSweep > "$out/racecheck.txt" 2>&1
+  timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text flashAttentionSweep fusedMoeDecode:mini-mla/fp32 > "$out/racecheck.txt" 2>&1
   echo "racecheck exit $?"
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Totals|FAIL" "$out/racecheck.txt" | head -20
 fi

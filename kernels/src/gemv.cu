@@ -5,6 +5,7 @@
 // was routed to.
 #include "tessera_kernels/gemm.h"
 
+#include "dot_util.cuh"
 #include "launch_util.cuh"
 
 #include <algorithm>
@@ -29,21 +30,6 @@ struct GemvParams {
     bool gated;
     int fixedFrom, fixedBase;  // batch entries b >= fixedFrom read matrix fixedBase + b − fixedFrom
 };
-
-__device__ __forceinline__ float dot8(const uint4& w, const float (&x)[8])
-{
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&w);
-    float s = 0.f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 f = __bfloat1622float2(h[i]);
-        s = fmaf(f.x, x[2 * i], s);
-        s = fmaf(f.y, x[2 * i + 1], s);
-    }
-    return s;
-}
-
-__device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
 // fixed entries (the shared experts) fixedBase + b − fixedFrom without reading the list.
@@ -76,26 +62,6 @@ __device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, floa
 // Tiles of about 16 KB: many blocks per SM keep enough bytes in flight, and fine blocks keep the
 // last wave short. A row may take up to 64 KB alone.
 constexpr int kTileBytes = 16 * 1024, kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024;
-
-__device__ __forceinline__ void loadShared8(const float* x, float (&v)[8])
-{
-    const float4 a = *reinterpret_cast<const float4*>(x);
-    const float4 b = *reinterpret_cast<const float4*>(x + 4);
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-}
-
-__device__ __forceinline__ void loadShared8(const bf16* x, float (&v)[8])
-{
-    const uint4 u = *reinterpret_cast<const uint4*>(x);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const float2 f = __bfloat1622float2(h[i]);
-        v[2 * i] = f.x;
-        v[2 * i + 1] = f.y;
-    }
-}
 
 template <typename TX, typename TY, bool kGated>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)

@@ -149,6 +149,30 @@ Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, di
     return launchStatus(op);
 }
 
+// A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
+// so that the blocks may wait for each other (grid_sync.cuh). Not overlapped with the kernel before.
+template <typename... Params, typename... Args>
+Status launchCooperative(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                         Args&&... args)
+{
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeCooperative;
+    attribute[0].val.cooperative = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        return Status::failure(std::string(op) + " kernel launch (cooperative): " + cudaGetErrorString(err));
+    }
+    return launchStatus(op);
+}
+
 // Asks for the 128-byte line at p in L2 (no registers, no wait): for weights a kernel will read
 // after gridDependencyWait().
 __device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }

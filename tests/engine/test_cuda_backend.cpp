@@ -1132,6 +1132,106 @@ private slots:
         figures()[tag + "cases"] += 1;
     }
 
+    // ---- the fused MoE decode layer against the separate kernels -------------------------------
+
+    // Greedy decode of `steps` tokens after `prompt`; the logits after each decode step.
+    static std::vector<std::vector<float>> greedyDecodeLogits(cuda::CudaBackend& be, const std::vector<std::int32_t>& prompt,
+                                                             int steps, std::vector<std::int32_t>& ids)
+    {
+        const int V = be.vocabSize();
+        auto seq = be.createSequence(static_cast<int>(prompt.size()) + steps + 1);
+        const std::vector<PromptSegment> segs{{std::span<const std::int32_t>(prompt), nullptr, 0}};
+        if (!be.append(*seq, segs, nullptr))
+            throw Error("prompt not appended");
+        std::vector<std::vector<float>> out;
+        std::vector<float> l(V);
+        be.lastLogits(*seq, l);
+        for (int s = 0; s < steps; ++s) {
+            const std::int32_t one[1] = {argmax(l)};
+            ids.push_back(one[0]);
+            const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
+            if (!be.append(*seq, std::span<const PromptSegment>(&seg, 1), nullptr))
+                throw Error("token not appended");
+            be.lastLogits(*seq, l);
+            out.push_back(l);
+        }
+        return out;
+    }
+
+    void fusedMoeDecode_data()
+    {
+        QTest::addColumn<QString>("model");  // a golden mini model, or a config of tests/data/configs (random weights)
+        QTest::addColumn<bool>("exact");
+        for (const char* m : kModels) {
+            QTest::addRow("%s/fp32", m) << QString(m) << true;
+            QTest::addRow("%s/bf16", m) << QString(m) << false;
+        }
+        for (const char* c : {"deepseek-vl2-tiny", "deepseek-vl2-small", "deepseek-vl2"})
+            QTest::addRow("%s/fp32-random", c) << QString(c) << true;
+        QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny") << false;
+    }
+    void fusedMoeDecode()
+    {
+        REQUIRE_GPU();
+        QFETCH(QString, model);
+        QFETCH(bool, exact);
+        const std::string name = model.toStdString();
+        std::unique_ptr<cuda::CudaBackend> own;
+        cuda::CudaBackend* be = nullptr;
+        std::vector<std::int32_t> prompt;
+        if (name.rfind("mini-", 0) == 0) {
+            TESSERA_REQUIRE_GOLDEN();
+            LoadedModel* lm = this->model(name);
+            if (!lm)
+                QSKIP("this golden model was not staged on this machine");
+            be = exact ? lm->exact.get() : lm->fast.get();
+            prompt = lm->processor->process(goldenConversation(name, "a_text")).inputIds;
+        } else {
+            std::filesystem::path source = test::sourceDir();
+            if (const char* env = std::getenv("TESSERA_SOURCE_DIR"); env && *env)
+                source = env;
+            const ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
+            cuda::CudaBackendOptions o;
+            o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
+            o.planContext = 256;
+            own = std::make_unique<cuda::CudaBackend>(config, 7, ProcessorConfig{}, o);
+            be = own.get();
+            for (int i = 0; i < 40; ++i)
+                prompt.push_back((1 + i * 7919) % be->vocabSize());
+        }
+        const bool before = be->fusedMoeDecode();
+        const int steps = 8;
+        std::vector<std::int32_t> plainIds, fusedIds;
+        be->setFusedMoeDecode(false);
+        const auto plain = greedyDecodeLogits(*be, prompt, steps, plainIds);
+        be->setFusedMoeDecode(true);
+        const bool fused = be->fusedMoeDecode();
+        const auto withFused = greedyDecodeLogits(*be, prompt, steps, fusedIds);
+        be->setFusedMoeDecode(before);
+        QVERIFY2(fused, "the fused MoE layer does not take this shape");
+        const std::string tag = name + (exact ? " fp32" : " bf16");
+        if (exact) {
+            // Same arithmetic in other summation orders: the same tokens, logits within float noise.
+            QCOMPARE(fusedIds, plainIds);
+            for (int s = 0; s < steps; ++s) {
+                double scale = 0;
+                for (float v : plain[s])
+                    scale = std::max(scale, double(std::abs(v)));
+                const Diff d = compare(withFused[s].data(), plain[s].data(), plain[s].size(), 1e-5 + 1e-4 * scale, 0);
+                recordMax("fused moe decode: |fused - separate| / max|logit| " + tag, d.maxAbs / std::max(scale, 1e-30));
+                QVERIFY2(d.failures == 0, qPrintable(QString("step %1: logits differ by %2 (max |logit| %3)").arg(s).arg(d.maxAbs).arg(scale)));
+            }
+        } else {
+            // bf16: roundings in other places may route a token differently (see goldenParity's
+            // bounds); the first decode step follows the same prefix in both.
+            const Stats st = stats(withFused[0].data(), plain[0].data(), plain[0].size());
+            recordMin("fused moe decode: cosine of the first step's logits " + tag, st.cosine);
+            QVERIFY2(st.cosine > 0.9, qPrintable(QString("first decode step: cosine %1").arg(st.cosine)));
+            for (float v : withFused.back())
+                QVERIFY(std::isfinite(v));
+        }
+    }
+
     // ---- sampling and the runtime on the GPU ---------------------------------------------------
 
     void samplingMatchesHost()

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 namespace tessera::cuda {
@@ -129,6 +130,7 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
         weights_ = weights ? DeviceWeights::upload(config, *weights, stream_, progress) : DeviceWeights::random(config, seed, stream_);
         language_ = std::make_unique<CudaLanguageModel>(config, *weights_, options_.math, stream_, gemm_, options_.prefillChunk,
                                                         config.language.maxPositionEmbeddings);
+        language_->setFusedMoeDecode(options_.fusedMoeDecode);
         vision_ = std::make_unique<CudaVision>(config, *weights_, processor.imageMean, processor.imageStd, options_.math, stream_,
                                                gemm_, maxTilesPerImage(config, processor));
         workspace_ = DeviceBuffer(std::max(language_->workspaceBytes(), vision_->workspaceBytes()), "the workspace");
@@ -172,6 +174,12 @@ CudaBackend::~CudaBackend()
     vision_.reset();
     k::gemmContextDestroy(gemm_);
     k::streamDestroy(stream_);
+}
+
+bool fusedMoeDecodeByDefault()
+{
+    const char* v = std::getenv("TESSERA_FUSED_MOE");
+    return v && std::strcmp(v, "1") == 0;
 }
 
 std::string CudaBackend::description() const

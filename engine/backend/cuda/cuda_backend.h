@@ -18,6 +18,10 @@
 
 namespace tessera::cuda {
 
+// TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel (being measured
+// against the separate kernels; off otherwise).
+bool fusedMoeDecodeByDefault();
+
 struct CudaBackendOptions {
     k::MathMode math = k::MathMode::FastBf16;
     int device = 0;
@@ -26,6 +30,7 @@ struct CudaBackendOptions {
     // of a step are what the workspace holds, within 1 GiB over the weights for every model.
     int prefillChunk = 2048;
     int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
+    bool fusedMoeDecode = fusedMoeDecodeByDefault();  // see CudaLanguageModel::setFusedMoeDecode
 };
 
 // What the model needs on the GPU, checked against free memory before anything large is allocated.
@@ -52,6 +57,8 @@ public:
     std::string name() const override { return "cuda"; }
     // Measurement only (tessera-bench --stage-costs): see CudaLanguageModel::setDecodeOmissions.
     void setDecodeOmissions(unsigned mask) { language_->setDecodeOmissions(mask); }
+    bool fusedMoeDecode() const { return language_->fusedMoeDecode(); }
+    void setFusedMoeDecode(bool on) { language_->setFusedMoeDecode(on); }  // for sequences created afterwards
     std::string description() const override;
     int vocabSize() const override;
     int maxContext() const override;

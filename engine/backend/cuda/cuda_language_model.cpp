@@ -109,11 +109,18 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
     layout(measure);
     workspaceBytes_ = measure.used();
 
-    const std::size_t counters = 1 + static_cast<std::size_t>(std::max(1, kvHeads_));
+    const std::size_t counters = 1 + static_cast<std::size_t>(std::max(1, kvHeads_)) + 4 + k::kMoeDecodeMaxBlocks;
     counters_ = DeviceBuffer(counters * sizeof(int), "the decode counters");
     check(k::fillZero(counters_.get(), counters * sizeof(int), stream_), "decode counters");
     routeCounter_ = counters_.as<int>();
     attentionCounters_ = routeCounter_ + 1;
+    moeSync_ = reinterpret_cast<unsigned*>(attentionCounters_ + std::max(1, kvHeads_));
+    moePartials_ = reinterpret_cast<float*>(moeSync_ + 4);
+}
+
+void CudaLanguageModel::setFusedMoeDecode(bool on)
+{
+    fusedMoe_ = on && experts_ > 0 && k::moeDecodeSupports(experts_, topK_, sharedExperts_, hidden_, moeInter_);
 }
 
 void CudaLanguageModel::layout(Carver& c)
@@ -795,6 +802,28 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
     r.sharedExperts = S;
     r.idx = idx_;
     r.weight = weight_;
+    if (decode && fusedMoe_) {
+        k::MoeDecodeArgs f;
+        f.route = r;
+        f.residual = h_;
+        f.postNorm = lw.postNorm.data;
+        f.nextNorm = nextNorm;
+        f.eps = static_cast<float>(config_.rmsNormEps);
+        f.hidden = H;
+        f.inter = I;
+        f.routerWeight = lw.router.data;
+        f.gateUp = lw.expertsGateUp.data;
+        f.down = lw.expertsDown.data;
+        f.normOut = x_;
+        f.xType = act_;
+        f.logits = router_;
+        f.act = eact_;
+        f.partials = moePartials_;
+        f.sync = moeSync_;
+        if (runs(kStageRouter, decode))
+            check(k::moeDecode(f, stream_), "moe layer (fused decode)");
+        return;  // decode steps keep no trace
+    }
     if (decode) {
         k::RouteDecodeArgs rd;
         rd.residual = h_;

@@ -92,6 +92,11 @@ public:
     {
         omit_ = mask & kStageRouter ? mask | kStageExpertsGateUp | kStageExpertsDown : mask;
     }
+    // Decode runs each MoE layer as one cooperative kernel (k::moeDecode) instead of router,
+    // gate/up, down and combine, where the shape allows. Takes effect in sequences created
+    // afterwards. With it the router stage stands for the whole MoE layer in setDecodeOmissions.
+    void setFusedMoeDecode(bool on);
+    bool fusedMoeDecode() const { return fusedMoe_; }
 
 private:
     void layout(Carver& c);
@@ -151,12 +156,15 @@ private:
     float* eout_ = nullptr;
     float* attnWorkspace_ = nullptr;
     std::int32_t* ids_ = nullptr;
-    // Counters of the kernels whose last block finishes the work (router, attention merge): zero
-    // between launches, outside the workspace that the vision encoder shares.
+    // Counters of the kernels whose last block finishes the work (router, attention merge, fused
+    // MoE layer): zero between launches, outside the workspace that the vision encoder shares.
     unsigned omit_ = 0;
     DeviceBuffer counters_;
     int* routeCounter_ = nullptr;
     int* attentionCounters_ = nullptr;
+    bool fusedMoe_ = false;
+    unsigned* moeSync_ = nullptr;     // the fused MoE kernel's barrier state
+    float* moePartials_ = nullptr;    // its per-block sums of squares
 };
 
 }  // namespace tessera::cuda

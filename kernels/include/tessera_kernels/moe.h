@@ -49,6 +49,38 @@ struct RouteDecodeArgs {
 };
 Status routeDecode(const RouteArgs& args, const RouteDecodeArgs& decode, Stream stream);
 
+// A whole MoE layer of one decode token in one cooperative launch, in place of routeDecode, the two
+// expert products and combineExperts (same results, other summation orders):
+//   x = xType(postNorm · RMSNorm(residual)); routing of routerWeight · x as routeTokens (also
+//   written to route.idx / route.weight row 0); per expert e of the k routed and the shared ones
+//   act_e = xType(silu(gate_e · x) · (up_e · x)); residual += Σ weight_e · down_e · act_e; and, with
+//   nextNorm, normOut = xType(nextNorm · RMSNorm(residual)).
+// Weights bf16: routerWeight [experts, hidden]; gateUp [experts + shared][2·inter, hidden] (gate
+// rows, then up rows); down [experts + shared][hidden, inter]. Scratch: logits [experts] floats,
+// act [(k + shared)·inter] of xType, partials [kMoeDecodeMaxBlocks] floats, sync: three unsigned
+// that are zero before the first launch (the kernel leaves them ready for the next).
+constexpr int kMoeDecodeMaxBlocks = 1024;
+struct MoeDecodeArgs {
+    RouteArgs route;  // n = 1; scores unused
+    float* residual = nullptr;
+    const float* postNorm = nullptr;
+    const float* nextNorm = nullptr;  // optional
+    float eps = 1e-6f;
+    int hidden = 0, inter = 0;
+    const std::uint16_t* routerWeight = nullptr;
+    const std::uint16_t* gateUp = nullptr;
+    const std::uint16_t* down = nullptr;
+    void* normOut = nullptr;
+    DType xType = DType::F32;
+    float* logits = nullptr;
+    void* act = nullptr;
+    float* partials = nullptr;
+    unsigned* sync = nullptr;
+};
+// Whether moeDecode takes this shape (else use the separate kernels).
+bool moeDecodeSupports(int experts, int k, int sharedExperts, int hidden, int inter);
+Status moeDecode(const MoeDecodeArgs& args, Stream stream);
+
 // Groups the n·k (token, expert) pairs by expert: counts / offsets / tileOffsets per expert (for
 // groupedGemm with tiles of tileRows rows), pairRows[t, i] = row of pair (t, i) in the grouped order,
 // and gathered[row] = x[t] (xType rows of width `width`).

@@ -1,0 +1,167 @@
+#pragma once
+// The one-warp routing of a token from its router logits, shared by the router kernels (moe.cu)
+// and the fused decode layer (moe_decode.cu).
+#include "tessera_kernels/moe.h"
+
+#include "launch_util.cuh"
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int kMaxExperts = 256;
+constexpr int kPerLane = kMaxExperts / 32;
+constexpr int kMaxK = 16;
+
+// Warp-wide argmax of (v, index); ties → lower index. Every lane gets the result.
+__device__ __forceinline__ void warpArgmax(float& v, int& i)
+{
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) {
+            v = ov;
+            i = oi;
+        }
+    }
+}
+
+// Routing of token t from its router logits `row` (one warp): row t of a.idx / a.weight (global
+// or shared memory), the k routed experts then the shared ones.
+__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
+{
+    const int E = a.experts;
+    float s[kPerLane], choice[kPerLane];
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int e = lane + 32 * j;
+        s[j] = e < E ? row[e] : -INFINITY;
+    }
+    if (a.scoring == Scoring::Softmax) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            mx = fmaxf(mx, s[j]);
+        mx = warpMax(mx);
+        double sum = 0.0;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const int e = lane + 32 * j;
+            s[j] = e < E ? expf(s[j] - mx) : 0.f;
+            sum += s[j];
+        }
+        sum = warpSumD(sum);
+        const float inv = static_cast<float>(1.0 / sum);
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            s[j] *= inv;
+    } else {
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            s[j] = 1.f / (1.f + expf(-s[j]));
+    }
+#pragma unroll
+    for (int j = 0; j < kPerLane; ++j) {
+        const int e = lane + 32 * j;
+        choice[j] = e < E ? s[j] + (a.routing == Routing::NoAuxTc ? a.bias[e] : 0.f) : -INFINITY;
+    }
+    if (a.routing == Routing::NoAuxTc && a.topkGroups < a.groups) {
+        const int per = E / a.groups;
+        float groupScore[32];
+        for (int g = 0; g < a.groups && g < 32; ++g) {
+            float best = -INFINITY;
+            int bi = 1 << 30;
+#pragma unroll
+            for (int j = 0; j < kPerLane; ++j) {
+                const int e = lane + 32 * j;
+                if (e < E && e / per == g && choice[j] > best) {
+                    best = choice[j];
+                    bi = e;
+                }
+            }
+            warpArgmax(best, bi);
+            float second = -INFINITY;
+            int si = 1 << 30;
+#pragma unroll
+            for (int j = 0; j < kPerLane; ++j) {
+                const int e = lane + 32 * j;
+                if (e < E && e / per == g && e != bi && choice[j] > second) {
+                    second = choice[j];
+                    si = e;
+                }
+            }
+            warpArgmax(second, si);
+            groupScore[g] = best + second;
+        }
+        unsigned kept = 0;
+        for (int r = 0; r < a.topkGroups; ++r) {
+            int bg = -1;
+            for (int g = 0; g < a.groups && g < 32; ++g)
+                if (!(kept & (1u << g)) && (bg < 0 || groupScore[g] > groupScore[bg]))
+                    bg = g;
+            kept |= 1u << bg;
+        }
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const int e = lane + 32 * j;
+            if (e < E && !(kept & (1u << (e / per))))
+                choice[j] = 0.f;  // the reference masks with 0.0, not −inf
+        }
+    }
+    int chosen[kMaxK];
+    for (int r = 0; r < a.k; ++r) {
+        float best = -INFINITY;
+        int bi = 1 << 30;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const int e = lane + 32 * j;
+            if (e < E && choice[j] > best) {
+                best = choice[j];
+                bi = e;
+            }
+        }
+        warpArgmax(best, bi);
+        chosen[r] = bi;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j)
+            if (lane + 32 * j == bi)
+                choice[j] = -INFINITY;
+    }
+    // Weights: the unbiased scores of the chosen experts, in increasing expert order.
+    for (int i = 1; i < a.k; ++i)
+        for (int m = i; m > 0 && chosen[m - 1] > chosen[m]; --m) {
+            const int tmp = chosen[m];
+            chosen[m] = chosen[m - 1];
+            chosen[m - 1] = tmp;
+        }
+    float w[kMaxK];
+    float sum = 0.f;
+    for (int i = 0; i < a.k; ++i) {
+        const int e = chosen[i];
+        float v = 0.f;
+#pragma unroll
+        for (int j = 0; j < kPerLane; ++j) {
+            const float x = __shfl_sync(0xffffffffu, s[j], e & 31);
+            if (j == e / 32)
+                v = x;
+        }
+        w[i] = v;
+        sum += v;
+    }
+    if (lane == 0) {
+        const bool renormalize = a.k > 1 && a.normalize;
+        const int width = a.k + a.sharedExperts;
+        for (int i = 0; i < a.k; ++i) {
+            a.idx[static_cast<long long>(t) * width + i] = chosen[i];
+            a.weight[static_cast<long long>(t) * width + i] = renormalize ? w[i] / (sum + 1e-20f) * a.scaling : w[i] * a.scaling;
+        }
+        for (int i = 0; i < a.sharedExperts; ++i) {
+            a.idx[static_cast<long long>(t) * width + a.k + i] = E + i;
+            a.weight[static_cast<long long>(t) * width + a.k + i] = 1.f;
+        }
+    }
+}
+
+}  // namespace
+
+}  // namespace tessera::kernels
