@@ -547,6 +547,44 @@ nlohmann::json kernelBench()
     }
     prefillKernels(time, w.get(), x.as<float>(), y.get(), s);
 
+    // The next-token choice over a 129,280-entry vocabulary: greedy; a draw that the candidates near
+    // the maximum decide (peaked logits, as a trained model gives); the draw over the sorted
+    // vocabulary (what flat logits, such as random weights give, fall back to).
+    {
+        const int V = 129280;
+        std::vector<float> peaked(V);
+        std::mt19937 gen(3);
+        std::uniform_real_distribution<float> noise(-50.f, -40.f);
+        for (auto& v : peaked)
+            v = noise(gen);
+        for (int j = 0; j < 40; ++j)
+            peaked[(j * 3251 + 17) % V] = 2.f - 0.125f * j;
+        cuda::DeviceBuffer logits(V * sizeof(float), "bench logits"), ws(k::samplingWorkspaceBytes(V), "sampling workspace"),
+            token(8, "token");
+        cuda::check(k::copyToDevice(logits.get(), peaked.data(), V * sizeof(float), s), "upload");
+        cuda::check(k::streamSynchronize(s), "upload");
+        k::SampleArgs a;
+        a.logits = logits.as<float>();
+        a.vocab = V;
+        a.temperature = 0.1f;
+        a.topP = 0.9f;
+        a.workspace = ws.get();
+        a.workspaceBytes = ws.bytes();
+        a.token = token.as<std::int32_t>();
+        a.needsSort = token.as<std::int32_t>() + 1;
+        time("sampling: greedy argmax", V * 4.0, [&](int) {
+            cuda::check(k::argmaxToken(a.logits, V, a.token, ws.get(), s), "argmax");
+        });
+        time("sampling: t 0.1, top-p 0.9, candidates (peaked logits)", V * 4.0, [&](int i) {
+            a.uniform = (i % 97) / 97.0;
+            cuda::check(k::sampleToken(a, s), "sample");
+        });
+        time("sampling: t 0.1, top-p 0.9, sorted vocabulary", V * 4.0, [&](int i) {
+            a.uniform = (i % 97) / 97.0;
+            cuda::check(k::sampleTokenSorted(a, s), "sample");
+        });
+    }
+
     // Chains of dependent launches replayed as one graph, with overlapped launches on and off: the
     // cost of one kernel inside a decode step (launch gap, ramp-up, tail) next to its bytes.
     {
@@ -584,6 +622,30 @@ nlohmann::json kernelBench()
             }
             k::setOverlappedLaunches(true);
         };
+        // The fused MoE layer's grid barrier (one block of 512 threads per SM), and a cooperative
+        // launch inside a graph.
+        {
+            cuda::DeviceBuffer sync(16, "barrier state");
+            cuda::check(k::fillZero(sync.get(), 16, s), "fill");
+            auto barrierUs = [&](int barriers) {
+                std::vector<double> per;
+                for (int r = 0; r < 7; ++r) {
+                    cuda::check(k::eventRecord(e0, s), "event");
+                    cuda::check(k::gridBarriers(sync.as<unsigned>(), barriers, 512, s), "grid barriers");
+                    cuda::check(k::eventRecord(e1, s), "event");
+                    float ms = 0;
+                    cuda::check(k::eventElapsedMs(e0, e1, ms), "event");
+                    per.push_back(ms * 1e3);
+                }
+                return median(per);
+            };
+            barrierUs(10);
+            const double few = barrierUs(1), many = barrierUs(2001);
+            out["grid barrier, one 512-thread block per SM"] = {{"us_per_barrier", (many - few) / 2000}};
+            chain("cooperative launch, one barrier", 0, [&](int) {
+                cuda::check(k::gridBarriers(sync.as<unsigned>(), 1, 512, s), "grid barriers");
+            });
+        }
         chain("rms_norm 1280", 0, [&](int i) {
             float* in = (i % 2 ? b : a).as<float>();
             cuda::check(k::rmsNorm(in, 1280, 1, 1280, normW.as<float>(), 1e-6f, (i % 2 ? a : b).get(), k::DType::F32, 1280, s), "norm");

@@ -37,10 +37,11 @@ echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
 grep -E "^(FAIL|XPASS)|Totals|figure|QWARN|Loc:" "$out/tests.txt" | head -150
 
 if [ "${SKIP_FUSED:-0}" != 1 ]; then
-  # The golden tests again with every decode MoE layer as one cooperative kernel (fusedMoeDecode
-  # above compares the two paths directly; this ties the fused one to the reference).
-  echo "== GPU golden tests with TESSERA_FUSED_MOE=1 (limit ${tests_limit}s)"
-  TESSERA_FUSED_MOE=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
+  # The golden and sampling tests again with the paths that are not yet the default: every decode
+  # MoE layer as one cooperative kernel, draws from the candidates (fusedMoeDecode and
+  # samplingCandidates above compare the kernels directly; this ties them to the reference).
+  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_SAMPLE_CANDIDATES=1 (limit ${tests_limit}s)"
+  TESSERA_FUSED_MOE=1 TESSERA_SAMPLE_CANDIDATES=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
     -o "$out/tests-fused.txt,txt" -o -,txt > "$out/tests-fused.console" 2>&1
   fused_rc=$?
   echo "fused tests exit $fused_rc"

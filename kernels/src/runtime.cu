@@ -1,5 +1,6 @@
 #include "tessera_kernels/runtime.h"
 
+#include "grid_sync.cuh"
 #include "launch_util.cuh"
 
 #include <cuda_profiler_api.h>
@@ -21,6 +22,12 @@ __global__ void addIntKernel(int* dst, int delta)
 }
 
 cudaStream_t s(Stream stream) { return static_cast<cudaStream_t>(stream); }
+
+__global__ void gridBarrierKernel(unsigned* sync, int barriers)
+{
+    for (int i = 0; i < barriers; ++i)
+        gridSync(sync);
+}
 
 }  // namespace
 
@@ -111,6 +118,17 @@ Status setInt(int* dst, int value, Stream stream)
 Status addInt(int* dst, int delta, Stream stream)
 {
     return launchOverlapped("add_int", addIntKernel, 1, 1, 0, s(stream), dst, delta);
+}
+
+Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream)
+{
+    int device = 0, sms = 0;
+    Status r = cudaStatus(cudaGetDevice(&device), "grid barriers: cudaGetDevice");
+    if (r.ok())
+        r = cudaStatus(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "grid barriers: SM count");
+    if (!r.ok())
+        return r;
+    return launchCooperative("grid barriers", gridBarrierKernel, sms, threads, 0, s(stream), sync, barriers);
 }
 
 Status streamCreate(Stream* stream)

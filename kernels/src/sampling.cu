@@ -1,6 +1,12 @@
-// Sampling kernels. Greedy is one block-wide argmax. Stochastic sampling sorts the whole
-// vocabulary once (CUB radix sort, stable, so equal logits keep index order like the host
-// sampler) and then one block computes top-k / top-p / the draw over the sorted list.
+// Sampling kernels. Greedy is one block-wide argmax. A draw with top-p or top-k needs the most
+// likely tokens in order, but only down to the cut: the vocabulary's maximum and its soft-max
+// denominator come from passes over every logit, which also gather the candidates within a fixed
+// temperature-scaled distance of the maximum (a handful at the usual settings); one block sorts
+// those and draws. The sorted prefix of the whole vocabulary and the candidates agree wherever the
+// draw looks, so the token is the one a full sort gives; when the cut may lie past the candidates
+// (or they overflow), the caller sorts the whole vocabulary (CUB radix sort, stable, so equal
+// logits keep index order like the host sampler). Plain temperature sampling draws in index order
+// over the whole vocabulary, as the host does.
 #include "tessera_kernels/sampling.h"
 
 #include "launch_util.cuh"
@@ -176,6 +182,248 @@ __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const 
     }
 }
 
+// Candidates: tokens whose temperature-scaled logit lies within kCandidateRange of the maximum
+// (relative weight ≥ e^-30: whatever lies beyond weighs less than 1e-8 of the maximum's weight,
+// summed over the whole vocabulary).
+constexpr float kCandidateRange = 30.f;
+constexpr int kCandidateCapacity = 4096;
+
+// Sum of the weights exp((logit − max)·invT) over the vocabulary (per block, in double, as the
+// host sums them), and the candidates appended to keys / ids (count: zero before the launch).
+__global__ void candidatesKernel(const float* logits, int vocab, float invT, const float* blockMax, int blocks, double* blockSums,
+                                 float* keys, int* ids, int* count)
+{
+    __shared__ double scratch[32];
+    __shared__ float maxShared;
+    if (threadIdx.x < 32) {
+        float m = -INFINITY;
+        for (int i = threadIdx.x; i < blocks; i += 32)
+            m = fmaxf(m, blockMax[i]);
+        m = warpMax(m);
+        if (threadIdx.x == 0)
+            maxShared = m;
+    }
+    __syncthreads();
+    const float maxLogit = maxShared;
+    double sum = 0.0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < vocab; i += gridDim.x * blockDim.x) {
+        const float z = (logits[i] - maxLogit) * invT;
+        sum += exp(static_cast<double>(z));
+        if (z >= -kCandidateRange) {
+            const int slot = atomicAdd(count, 1);
+            if (slot < kCandidateCapacity) {
+                keys[slot] = logits[i];
+                ids[slot] = i;
+            }
+        }
+    }
+    sum = blockSumD(sum, scratch);
+    if (threadIdx.x == 0)
+        blockSums[blockIdx.x] = sum;
+}
+
+// (key, id) pairs in descending key order, ties by ascending id: a before b.
+__device__ __forceinline__ bool before(float ka, int ia, float kb, int ib) { return ka > kb || (ka == kb && ia < ib); }
+
+// The candidates sorted (bitonic, in shared memory), then top-k, top-p and the draw as drawKernel.
+// needsSort = 1 (and no token) when the candidates cannot decide the draw.
+__global__ __launch_bounds__(kThreads) void drawCandidatesKernel(const float* candKeys, const int* candIds, const int* count,
+                                                                 const double* blockSums, int blocks, int vocab, float invT,
+                                                                 float topP, int topK, double u, int* token, int* needsSort)
+{
+    __shared__ float keys[kCandidateCapacity];
+    __shared__ int ids[kCandidateCapacity];
+    __shared__ double seg[kThreads];
+    __shared__ double scratch[32];
+    __shared__ double totalShared;
+    __shared__ int keepShared, cutShared, pickShared, failShared;
+    const int found = *count;
+    if (found < 1 || found > kCandidateCapacity) {  // none: no finite maximum
+        if (threadIdx.x == 0)
+            *needsSort = 1;
+        return;
+    }
+    const int n = found;
+    int size = 1;
+    while (size < n)
+        size <<= 1;
+    for (int i = threadIdx.x; i < size; i += kThreads) {
+        keys[i] = i < n ? candKeys[i] : -INFINITY;
+        ids[i] = i < n ? candIds[i] : 0x7fffffff;
+    }
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int b = 0; b < blocks; ++b)
+            t += blockSums[b];
+        totalShared = t;
+        failShared = 0;
+        pickShared = 0x7fffffff;
+    }
+    __syncthreads();
+    for (int k = 2; k <= size; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = threadIdx.x; i < size; i += kThreads) {
+                const int l = i ^ j;
+                if (l > i) {
+                    // Runs of k alternate in direction; the last merge (k = size) is one run in order.
+                    const bool reversed = (i & k) != 0;
+                    const bool swap = reversed ? before(keys[i], ids[i], keys[l], ids[l]) : before(keys[l], ids[l], keys[i], ids[i]);
+                    if (swap) {
+                        const float tk = keys[i];
+                        keys[i] = keys[l];
+                        keys[l] = tk;
+                        const int ti = ids[i];
+                        ids[i] = ids[l];
+                        ids[l] = ti;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    if (threadIdx.x == 0) {
+        int keep = n;
+        if (topK > 0) {
+            if (topK >= n && n < vocab) {
+                failShared = 1;  // top-k reaches past the candidates
+            } else {
+                keep = min(topK, n);
+                while (keep < n && keys[keep] == keys[keep - 1])
+                    ++keep;  // ties with the k-th logit survive (all of them are candidates)
+            }
+        }
+        keepShared = keep;
+        cutShared = keep;
+    }
+    __syncthreads();
+    if (failShared) {
+        if (threadIdx.x == 0)
+            *needsSort = 1;
+        return;
+    }
+    const int keep = keepShared;
+    const float maxLogit = keys[0];
+    const int per = (keep + kThreads - 1) / kThreads;
+    const int b = min(keep, threadIdx.x * per), e = min(keep, b + per);
+    auto prob = [&](int i) { return exp(static_cast<double>((keys[i] - maxLogit) * invT)); };
+    double mine = 0.0;
+    for (int i = b; i < e; ++i)
+        mine += prob(i);
+    seg[threadIdx.x] = mine;
+    const double keptSum = blockSumD(mine, scratch);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double run = 0.0;
+        for (int t = 0; t < kThreads; ++t) {
+            const double v = seg[t];
+            seg[t] = run;
+            run += v;
+        }
+    }
+    __syncthreads();
+    // Top-k: the kept mass is the base; else the whole vocabulary's.
+    const double base = topK > 0 ? keptSum : totalShared;
+    if (topP < 1.f) {
+        // cut = first i ≥ 1 whose tail mass (everything from i on) is ≤ 1 − topP of the base.
+        const double limit = 1.0 - static_cast<double>(topP);
+        double beforeI = seg[threadIdx.x];
+        for (int i = b; i < e; ++i) {
+            if (i >= 1 && (base - beforeI) / base <= limit) {
+                atomicMin(&cutShared, i);
+                break;
+            }
+            beforeI += prob(i);
+        }
+        __syncthreads();
+        if (threadIdx.x == 0 && cutShared == keep && keep == n && n < vocab) {
+            // The first position past the candidates: the cut if the candidates hold enough mass,
+            // else it lies further on and only a full sort finds it.
+            if (!(n >= 1 && (base - keptSum) / base <= limit))
+                failShared = 1;
+        }
+        __syncthreads();
+        if (failShared) {
+            if (threadIdx.x == 0)
+                *needsSort = 1;
+            return;
+        }
+    }
+    const int cut = cutShared;
+    double beforeI = seg[threadIdx.x];
+    double kept = 0.0;
+    for (int i = b; i < min(e, cut); ++i)
+        kept += prob(i);
+    const double total = blockSumD(kept, scratch);
+    const double r = u * total;
+    for (int i = b; i < min(e, cut); ++i) {
+        beforeI += prob(i);
+        if (beforeI > r) {
+            atomicMin(&pickShared, i);
+            break;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const int pick = pickShared == 0x7fffffff ? cut - 1 : pickShared;
+        *token = ids[pick];
+        *needsSort = 0;
+    }
+}
+
+// Plain temperature sampling: the first index whose running weight (in index order) passes
+// u · total, as the host draws.
+__global__ __launch_bounds__(kThreads) void drawInOrderKernel(const float* logits, int vocab, float invT, const float* blockMax,
+                                                              int blocks, double u, int* token, int* needsSort)
+{
+    __shared__ double seg[kThreads];
+    __shared__ double scratch[32];
+    __shared__ float maxShared;
+    __shared__ int pickShared;
+    if (threadIdx.x < 32) {
+        float m = -INFINITY;
+        for (int i = threadIdx.x; i < blocks; i += 32)
+            m = fmaxf(m, blockMax[i]);
+        m = warpMax(m);
+        if (threadIdx.x == 0) {
+            maxShared = m;
+            pickShared = 0x7fffffff;
+        }
+    }
+    __syncthreads();
+    const float maxLogit = maxShared;
+    const int per = (vocab + kThreads - 1) / kThreads;
+    const int b = min(vocab, threadIdx.x * per), e = min(vocab, b + per);
+    auto prob = [&](int i) { return exp(static_cast<double>((logits[i] - maxLogit) * invT)); };
+    double mine = 0.0;
+    for (int i = b; i < e; ++i)
+        mine += prob(i);
+    seg[threadIdx.x] = mine;
+    const double total = blockSumD(mine, scratch);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double run = 0.0;
+        for (int t = 0; t < kThreads; ++t) {
+            const double v = seg[t];
+            seg[t] = run;
+            run += v;
+        }
+    }
+    __syncthreads();
+    const double r = u * total;
+    double beforeI = seg[threadIdx.x];
+    for (int i = b; i < e; ++i) {
+        beforeI += prob(i);
+        if (beforeI > r) {
+            atomicMin(&pickShared, i);
+            break;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        *token = pickShared == 0x7fffffff ? vocab - 1 : pickShared;
+        *needsSort = 0;
+    }
+}
+
 struct SortBuffers {
     float* keys;
     int* idsIn;
@@ -236,12 +484,78 @@ Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* wo
     return launchStatus("greedy argmax");
 }
 
+namespace {
+
+// The candidate path's scratch: per-block maxima (and their indices), per-block sums, the count,
+// the candidates.
+struct CandidateBuffers {
+    float* blockMax;
+    int* blockArg;
+    double* blockSums;
+    int* count;
+    float* keys;
+    int* ids;
+};
+
+std::size_t candidateBytes()
+{
+    return align256(kArgmaxBlocks * (sizeof(float) + sizeof(int))) + align256(kArgmaxBlocks * sizeof(double)) + align256(sizeof(int)) +
+           align256(kCandidateCapacity * sizeof(float)) + align256(kCandidateCapacity * sizeof(int));
+}
+
+CandidateBuffers carveCandidates(void* workspace)
+{
+    auto* base = static_cast<unsigned char*>(workspace);
+    CandidateBuffers c{};
+    c.blockMax = reinterpret_cast<float*>(base);
+    c.blockArg = reinterpret_cast<int*>(c.blockMax + kArgmaxBlocks);
+    base += align256(kArgmaxBlocks * (sizeof(float) + sizeof(int)));
+    c.blockSums = reinterpret_cast<double*>(base);
+    base += align256(kArgmaxBlocks * sizeof(double));
+    c.count = reinterpret_cast<int*>(base);
+    base += align256(sizeof(int));
+    c.keys = reinterpret_cast<float*>(base);
+    base += align256(kCandidateCapacity * sizeof(float));
+    c.ids = reinterpret_cast<int*>(base);
+    return c;
+}
+
+}  // namespace
+
 std::size_t samplingWorkspaceBytes(int vocab)
 {
-    return align256(sizeof(float) * vocab) + 2 * align256(sizeof(int) * vocab) + align256(cubTempBytes(vocab));
+    const std::size_t sorted =
+        align256(sizeof(float) * vocab) + 2 * align256(sizeof(int) * vocab) + align256(cubTempBytes(vocab));
+    return std::max(sorted, candidateBytes());
 }
 
 Status sampleToken(const SampleArgs& a, Stream stream)
+{
+    if (!(a.temperature > 0.f))
+        return Status::failure("sampling: temperature must be positive (0 is greedy)");
+    if (a.workspaceBytes < samplingWorkspaceBytes(a.vocab))
+        return Status::failure("sampling: workspace too small");
+    if (!a.needsSort)
+        return Status::failure("sampling: needsSort must point to a device int");
+    cudaStream_t s = cuStream(stream);
+    const CandidateBuffers c = carveCandidates(a.workspace);
+    const float invT = 1.f / a.temperature;
+    argmaxPartialKernel<<<kArgmaxBlocks, 256, 0, s>>>(a.logits, a.vocab, c.blockMax, c.blockArg);
+    if (a.topK <= 0 && a.topP >= 1.f) {
+        drawInOrderKernel<<<1, kThreads, 0, s>>>(a.logits, a.vocab, invT, c.blockMax, kArgmaxBlocks, a.uniform, a.token, a.needsSort);
+        return launchStatus("sampling draw");
+    }
+    Status r = cudaStatus(cudaMemsetAsync(c.count, 0, sizeof(int), s), "sampling: cudaMemsetAsync");
+    if (!r.ok())
+        return r;
+    candidatesKernel<<<kArgmaxBlocks, 256, 0, s>>>(a.logits, a.vocab, invT, c.blockMax, kArgmaxBlocks, c.blockSums, c.keys, c.ids,
+                                                   c.count);
+    drawCandidatesKernel<<<1, kThreads, 0, s>>>(c.keys, c.ids, c.count, c.blockSums, kArgmaxBlocks, a.vocab, invT, a.topP, a.topK,
+                                                a.uniform, a.token, a.needsSort);
+    return launchStatus("sampling draw");
+}
+
+Status sampleTokenSorted(const SampleArgs& a, Stream stream)
 {
     if (!(a.temperature > 0.f))
         return Status::failure("sampling: temperature must be positive (0 is greedy)");

@@ -26,6 +26,7 @@
 #include "tessera_kernels/moe.h"
 #include "tessera_kernels/norm.h"
 #include "tessera_kernels/runtime.h"
+#include "tessera_kernels/sampling.h"
 #endif
 
 #include "golden.h"
@@ -1255,10 +1256,16 @@ private slots:
             float t, p, pen;
             int k;
         };
-        const Setting settings[] = {{0.f, 1.f, 1.1f, 0}, {0.1f, 0.9f, 1.1f, 0}, {1.f, 0.9f, 1.f, 0},
-                                    {1.f, 1.f, 1.3f, 50}, {0.7f, 0.5f, 1.1f, 20}, {2.f, 0.95f, 1.f, 0}};
+        const Setting settings[] = {{0.f, 1.f, 1.1f, 0},   {0.1f, 0.9f, 1.1f, 0}, {1.f, 0.9f, 1.f, 0},  {1.f, 1.f, 1.3f, 50},
+                                    {0.7f, 0.5f, 1.1f, 20}, {2.f, 0.95f, 1.f, 0},  {0.8f, 1.f, 1.f, 0},  {0.02f, 0.9f, 1.f, 0},
+                                    {0.05f, 1.f, 1.f, 3}};
+        const std::size_t sortedBefore = lm->exact->sortedDraws();
         int agree = 0, draws = 0;
         for (const auto& s : settings) {
+            // Plain temperature sampling: the sorted path draws in sorted order, the host (and the
+            // candidate path) in index order: same distribution, other tokens for the same number.
+            if (s.k == 0 && s.p >= 1.f && s.t > 0.f && !lm->exact->candidateSampling())
+                continue;
             SamplingParams p;
             p.temperature = s.t;
             p.topP = s.p;
@@ -1274,7 +1281,89 @@ private slots:
             }
         }
         recordMin("sampling: GPU draws equal to the host sampler's (same seed)", double(agree) / draws);
+        recordMax("sampling: draws that needed the whole vocabulary sorted", double(lm->exact->sortedDraws() - sortedBefore));
         QVERIFY2(agree >= draws * 97 / 100, qPrintable(QString("%1 of %2 draws agree").arg(agree).arg(draws)));
+    }
+
+    // The draw from the candidates near the maximum against the draw over the sorted vocabulary
+    // (which samplingMatchesHost ties to the host sampler), on synthetic logits: peaked ones, where
+    // the candidates must decide, and flat ones, where they may hand over to the sort.
+    void samplingCandidates()
+    {
+        REQUIRE_GPU();
+        const int V = 129280;
+        std::mt19937 rng(5);
+        std::uniform_real_distribution<float> noise(-1.f, 1.f);
+        std::vector<float> flat(V), peaked(V);
+        for (int i = 0; i < V; ++i) {
+            flat[i] = noise(rng);
+            peaked[i] = noise(rng) * 5.f - 45.f;  // 42 or more below the head: outside the candidates up to t = 1
+        }
+        for (int j = 0; j < 40; ++j)
+            peaked[(j * 3251 + 17) % V] = 2.f - 0.125f * j;  // a head of 40, with ties (0.125 steps, same values twice)
+        peaked[999] = peaked[(3 * 3251 + 17) % V];  // one more tie inside the head
+        DeviceBuffer ws(k::samplingWorkspaceBytes(V), "sampling workspace"), out(2 * sizeof(std::int32_t), "token");
+        struct Setting {
+            float t, p;
+            int k;
+        };
+        const Setting settings[] = {{0.1f, 0.9f, 0}, {1.f, 0.9f, 0}, {0.7f, 1.f, 20}, {0.5f, 0.5f, 5}, {1.f, 1.f, 0},
+                                    {2.f, 0.95f, 0}, {1.f, 0.99f, 3}, {0.3f, 1.f, 40}};
+        for (const bool isPeaked : {true, false}) {
+            const std::vector<float>& logits = isPeaked ? peaked : flat;
+            DeviceBuffer d = upload(logits);
+            int decided = 0, draws = 0;
+            for (const auto& st : settings) {
+                for (int i = 0; i < 48; ++i) {
+                    k::SampleArgs a;
+                    a.logits = d.as<float>();
+                    a.vocab = V;
+                    a.temperature = st.t;
+                    a.topP = st.p;
+                    a.topK = st.k;
+                    a.uniform = (i + 0.5) / 48.0;
+                    a.workspace = ws.get();
+                    a.workspaceBytes = ws.bytes();
+                    a.token = out.as<std::int32_t>();
+                    a.needsSort = out.as<std::int32_t>() + 1;
+                    cuda::check(k::sampleToken(a, nullptr), "sampleToken");
+                    const auto fast = download<std::int32_t>(out, 2);
+                    ++draws;
+                    std::int32_t want = -1;
+                    if (st.k <= 0 && st.p >= 1.f) {
+                        // Index order over the whole vocabulary, as the host draws.
+                        const float mx = *std::max_element(logits.begin(), logits.end());
+                        std::vector<double> w(V);
+                        double total = 0;
+                        for (int j = 0; j < V; ++j)
+                            total += w[j] = std::exp(double((logits[j] - mx) * (1.f / st.t)));
+                        double r = a.uniform * total;
+                        want = V - 1;
+                        for (int j = 0; j < V; ++j)
+                            if ((r -= w[j]) < 0) {
+                                want = j;
+                                break;
+                            }
+                        QCOMPARE(fast[1], 0);
+                    } else {
+                        cuda::check(k::sampleTokenSorted(a, nullptr), "sampleTokenSorted");
+                        want = download<std::int32_t>(out, 1)[0];
+                    }
+                    if (fast[1] == 0) {
+                        ++decided;
+                        QVERIFY2(fast[0] == want, qPrintable(QString("%1 logits, t %2 top-p %3 top-k %4, u %5: %6 against %7")
+                                                                  .arg(isPeaked ? "peaked" : "flat").arg(st.t).arg(st.p).arg(st.k)
+                                                                  .arg(a.uniform).arg(fast[0]).arg(want)));
+                    } else {
+                        // Only a head wider than the candidates may hand over.
+                        QVERIFY2(!isPeaked || st.t > 1.f, qPrintable(QString("peaked logits, t %1 top-p %2 top-k %3 needed the sort")
+                                                                         .arg(st.t).arg(st.p).arg(st.k)));
+                    }
+                }
+            }
+            recordMin(std::string("sampling: draws the candidates decided, ") + (isPeaked ? "peaked" : "flat") + " logits",
+                      double(decided) / draws);
+        }
     }
 
     void sessionsOnGpu()

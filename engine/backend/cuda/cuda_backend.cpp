@@ -142,16 +142,16 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
         Carver measure;
         measure.take<float>(V);
         measure.take<int>(V);
-        measure.take<std::int32_t>(1);
+        measure.take<std::int32_t>(2);
         measure.takeBytes(sortBytes_);
         sampling_ = DeviceBuffer(measure.used(), "sampling");
         Carver c(sampling_.get());
         scratchLogits_ = c.take<float>(V);
         stamps_ = c.take<int>(V);
-        sampled_ = c.take<std::int32_t>(1);
+        sampled_ = c.take<std::int32_t>(2);  // the token, and whether the draw needs the sorted vocabulary
         sortWorkspace_ = c.takeBytes(sortBytes_);
         check(k::fillZero(stamps_, sizeof(int) * V, stream_), "sampling");
-        pinnedToken_ = PinnedBuffer(sizeof(std::int32_t));
+        pinnedToken_ = PinnedBuffer(2 * sizeof(std::int32_t));
         synchronize();
     } catch (...) {
         // Members free their device memory; the handle and stream are freed here.
@@ -176,11 +176,16 @@ CudaBackend::~CudaBackend()
     k::streamDestroy(stream_);
 }
 
-bool fusedMoeDecodeByDefault()
+namespace {
+bool environmentSays(const char* name)
 {
-    const char* v = std::getenv("TESSERA_FUSED_MOE");
+    const char* v = std::getenv(name);
     return v && std::strcmp(v, "1") == 0;
 }
+}  // namespace
+
+bool fusedMoeDecodeByDefault() { return environmentSays("TESSERA_FUSED_MOE"); }
+bool candidateSamplingByDefault() { return environmentSays("TESSERA_SAMPLE_CANDIDATES"); }
 
 std::string CudaBackend::description() const
 {
@@ -431,7 +436,17 @@ std::int32_t CudaBackend::sampleNext(const Sequence& sequence, std::span<const s
         s.workspace = sortWorkspace_;
         s.workspaceBytes = sortBytes_;
         s.token = sampled_;
-        check(k::sampleToken(s, stream_), "sampling");
+        s.needsSort = sampled_ + 1;
+        if (options_.candidateSampling) {
+            check(k::sampleToken(s, stream_), "sampling");
+            check(k::copyToHost(pinnedToken_.as<std::int32_t>(), sampled_, 2 * sizeof(std::int32_t), stream_), "sampled token");
+            synchronize();
+            if (pinnedToken_.as<std::int32_t>()[1] == 0)
+                return pinnedToken_.as<std::int32_t>()[0];
+        }
+        // The candidates near the maximum could not decide (a flat distribution): sort everything.
+        ++sortedDraws_;
+        check(k::sampleTokenSorted(s, stream_), "sampling (whole vocabulary sorted)");
     }
     check(k::copyToHost(pinnedToken_.as<std::int32_t>(), sampled_, sizeof(std::int32_t), stream_), "sampled token");
     synchronize();

@@ -18,9 +18,12 @@
 
 namespace tessera::cuda {
 
-// TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel (being measured
-// against the separate kernels; off otherwise).
+// Paths being verified and measured on the GPU before they become the default: the environment
+// turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel.
+// TESSERA_SAMPLE_CANDIDATES=1: draws come from the candidates near the maximum, the sorted
+// vocabulary only when they cannot decide (kernels::sampleToken).
 bool fusedMoeDecodeByDefault();
+bool candidateSamplingByDefault();
 
 struct CudaBackendOptions {
     k::MathMode math = k::MathMode::FastBf16;
@@ -31,6 +34,7 @@ struct CudaBackendOptions {
     int prefillChunk = 2048;
     int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
     bool fusedMoeDecode = fusedMoeDecodeByDefault();  // see CudaLanguageModel::setFusedMoeDecode
+    bool candidateSampling = candidateSamplingByDefault();
 };
 
 // What the model needs on the GPU, checked against free memory before anything large is allocated.
@@ -79,6 +83,9 @@ public:
     // append() through the prefill path, recording per-layer hidden states and routing.
     void appendTraced(Sequence& sequence, std::span<const PromptSegment> segments, LanguageTrace& trace);
     void synchronize();
+    // Draws so far that needed the whole vocabulary sorted (all of them without candidateSampling).
+    std::size_t sortedDraws() const { return sortedDraws_; }
+    bool candidateSampling() const { return options_.candidateSampling; }
 
     static MemoryPlan planMemory(const ModelConfig& config, const ProcessorConfig& processor, const CudaBackendOptions& options);
 
@@ -108,6 +115,7 @@ private:
     void* sortWorkspace_ = nullptr;
     std::size_t sortBytes_ = 0;
     int stamp_ = 0;
+    std::size_t sortedDraws_ = 0;
     PinnedBuffer pinnedToken_;
     std::vector<std::int32_t> idsHost_;
     std::string gpuName_;

@@ -46,6 +46,10 @@ void graphDestroy(GraphExec exec);
 // this is off; TESSERA_OVERLAP_LAUNCHES=0 sets the default to off. Applies to launches after the call.
 void setOverlappedLaunches(bool enabled);
 
+// Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
+// barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
+Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
+
 // Brackets the region an external profiler (ncu --profile-from-start off) records.
 Status profilerStart();
 Status profilerStop();

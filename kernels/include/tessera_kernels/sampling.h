@@ -18,6 +18,7 @@ Status repetitionPenalty(const float* logits, float* out, int vocab, const std::
 std::size_t argmaxWorkspaceBytes();
 Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* workspace, Stream stream);
 
+// workspace: samplingWorkspaceBytes(vocab) bytes of device memory, for either call.
 std::size_t samplingWorkspaceBytes(int vocab);
 struct SampleArgs {
     const float* logits = nullptr;
@@ -29,7 +30,13 @@ struct SampleArgs {
     void* workspace = nullptr;
     std::size_t workspaceBytes = 0;
     std::int32_t* token = nullptr;
+    std::int32_t* needsSort = nullptr;  // sampleToken: a device int, 1 when sampleTokenSorted must decide
 };
+// Without sorting the vocabulary: the candidates near the maximum decide the draw, or *needsSort
+// becomes 1 (top-p or top-k reaching past them, or too many of them; *token is then not written)
+// and sampleTokenSorted gives the token. Plain temperature sampling always decides here.
 Status sampleToken(const SampleArgs& args, Stream stream);
+// The whole vocabulary sorted once; always decides.
+Status sampleTokenSorted(const SampleArgs& args, Stream stream);
 
 }  // namespace tessera::kernels
