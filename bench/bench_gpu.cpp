@@ -153,6 +153,8 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
     be.setDecodeOmissions(0);
     out["stage_cost_us"] = costs;
     out["fused_moe_decode"] = be.fusedMoeDecode();
+    out["fused_attention_decode"] = be.fusedAttentionDecode();
+    out["fused_attention_decode"] = be.fusedAttentionDecode();
     return out;
 }
 
@@ -277,6 +279,7 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["kv_cache_context"] = config.language.maxPositionEmbeddings;
     out["description"] = be.description();
     out["fused_moe_decode"] = be.fusedMoeDecode();
+    out["fused_attention_decode"] = be.fusedAttentionDecode();
     return out;
 }
 

@@ -37,11 +37,11 @@ echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
 grep -E "^(FAIL|XPASS)|Totals|figure|QWARN|Loc:" "$out/tests.txt" | head -150
 
 if [ "${SKIP_FUSED:-0}" != 1 ]; then
-  # The golden and sampling tests again with the paths that are not yet the default: every decode
-  # MoE layer as one cooperative kernel, draws from the candidates (fusedMoeDecode and
-  # samplingCandidates above compare the kernels directly; this ties them to the reference).
-  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_SAMPLE_CANDIDATES=1 (limit ${tests_limit}s)"
-  TESSERA_FUSED_MOE=1 TESSERA_SAMPLE_CANDIDATES=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
+  # The golden and sampling tests again with the paths that are not yet the default: the
+  # cooperative decode kernels, draws from the candidates (fusedDecode and samplingCandidates above
+  # compare the kernels directly; this ties them to the reference).
+  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_SAMPLE_CANDIDATES=1 (limit ${tests_limit}s)"
+  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_SAMPLE_CANDIDATES=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
     -o "$out/tests-fused.txt,txt" -o -,txt > "$out/tests-fused.console" 2>&1
   fused_rc=$?
   echo "fused tests exit $fused_rc"
@@ -67,12 +67,12 @@ fi
 
 if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   echo "== compute-sanitizer memcheck (limit ${sanitizer_limit}s)"
-  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedMoeDecode:mini-mha/fp32 fusedMoeDecode:mini-mla/bf16}"
+  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedDecode:mini-mha/fp32 fusedDecode:mini-mla/bf16}"
   timeout "$sanitizer_limit" compute-sanitizer --tool memcheck --error-exitcode 9 "$test_bin" $cases > "$out/memcheck.txt" 2>&1
   echo "memcheck exit $?"
   grep -E "ERROR SUMMARY|Totals|FAIL" "$out/memcheck.txt" | head -20
   echo "== compute-sanitizer racecheck (limit ${sanitizer_limit}s)"
-  timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text flashAttentionSweep fusedMoeDecode:mini-mla/fp32 > "$out/racecheck.txt" 2>&1
+  timeout "$sanitizer_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text flashAttentionSweep fusedDecode:mini-mha/bf16 > "$out/racecheck.txt" 2>&1
   echo "racecheck exit $?"
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Totals|FAIL" "$out/racecheck.txt" | head -20
 fi

@@ -1159,7 +1159,10 @@ private slots:
         return out;
     }
 
-    void fusedMoeDecode_data()
+    // Each cooperative decode kernel (the MoE layer; the attention half of MHA layers) and both
+    // together against the separate kernels, on the golden mini models and on random weights at the
+    // real shapes.
+    void fusedDecode_data()
     {
         QTest::addColumn<QString>("model");  // a golden mini model, or a config of tests/data/configs (random weights)
         QTest::addColumn<bool>("exact");
@@ -1171,7 +1174,7 @@ private slots:
             QTest::addRow("%s/fp32-random", c) << QString(c) << true;
         QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny") << false;
     }
-    void fusedMoeDecode()
+    void fusedDecode()
     {
         REQUIRE_GPU();
         QFETCH(QString, model);
@@ -1180,6 +1183,7 @@ private slots:
         std::unique_ptr<cuda::CudaBackend> own;
         cuda::CudaBackend* be = nullptr;
         std::vector<std::int32_t> prompt;
+        bool mla = false;
         if (name.rfind("mini-", 0) == 0) {
             TESSERA_REQUIRE_GOLDEN();
             LoadedModel* lm = this->model(name);
@@ -1187,11 +1191,13 @@ private slots:
                 QSKIP("this golden model was not staged on this machine");
             be = exact ? lm->exact.get() : lm->fast.get();
             prompt = lm->processor->process(goldenConversation(name, "a_text")).inputIds;
+            mla = lm->config.language.useMla;
         } else {
             std::filesystem::path source = test::sourceDir();
             if (const char* env = std::getenv("TESSERA_SOURCE_DIR"); env && *env)
                 source = env;
             const ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
+            mla = config.language.useMla;
             cuda::CudaBackendOptions o;
             o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
             o.planContext = 256;
@@ -1200,36 +1206,58 @@ private slots:
             for (int i = 0; i < 40; ++i)
                 prompt.push_back((1 + i * 7919) % be->vocabSize());
         }
-        const bool before = be->fusedMoeDecode();
-        const int steps = 8;
-        std::vector<std::int32_t> plainIds, fusedIds;
-        be->setFusedMoeDecode(false);
-        const auto plain = greedyDecodeLogits(*be, prompt, steps, plainIds);
-        be->setFusedMoeDecode(true);
-        const bool fused = be->fusedMoeDecode();
-        const auto withFused = greedyDecodeLogits(*be, prompt, steps, fusedIds);
-        be->setFusedMoeDecode(before);
-        QVERIFY2(fused, "the fused MoE layer does not take this shape");
-        const std::string tag = name + (exact ? " fp32" : " bf16");
-        if (exact) {
-            // Same arithmetic in other summation orders: the same tokens, logits within float noise.
-            QCOMPARE(fusedIds, plainIds);
-            for (int s = 0; s < steps; ++s) {
-                double scale = 0;
-                for (float v : plain[s])
-                    scale = std::max(scale, double(std::abs(v)));
-                const Diff d = compare(withFused[s].data(), plain[s].data(), plain[s].size(), 1e-5 + 1e-4 * scale, 0);
-                recordMax("fused moe decode: |fused - separate| / max|logit| " + tag, d.maxAbs / std::max(scale, 1e-30));
-                QVERIFY2(d.failures == 0, qPrintable(QString("step %1: logits differ by %2 (max |logit| %3)").arg(s).arg(d.maxAbs).arg(scale)));
+        // The golden models' backends are shared with other tests: put their switches back.
+        struct Restore {
+            cuda::CudaBackend* be;
+            bool moe, attention;
+            ~Restore()
+            {
+                be->setFusedMoeDecode(moe);
+                be->setFusedAttentionDecode(attention);
             }
-        } else {
-            // bf16: roundings in other places may route a token differently (see goldenParity's
-            // bounds); the first decode step follows the same prefix in both.
-            const Stats st = stats(withFused[0].data(), plain[0].data(), plain[0].size());
-            recordMin("fused moe decode: cosine of the first step's logits " + tag, st.cosine);
-            QVERIFY2(st.cosine > 0.9, qPrintable(QString("first decode step: cosine %1").arg(st.cosine)));
-            for (float v : withFused.back())
-                QVERIFY(std::isfinite(v));
+        } restore{be, be->fusedMoeDecode(), be->fusedAttentionDecode()};
+        const int steps = 8;
+        auto run = [&](bool moe, bool attention, std::vector<std::int32_t>& ids) {
+            be->setFusedMoeDecode(moe);
+            be->setFusedAttentionDecode(attention);
+            if (be->fusedMoeDecode() != moe || be->fusedAttentionDecode() != attention)
+                throw Error("a cooperative decode kernel does not take this shape");
+            return greedyDecodeLogits(*be, prompt, steps, ids);
+        };
+        struct Variant {
+            const char* what;
+            bool moe, attention;
+        };
+        std::vector<Variant> variants{{"moe layer", true, false}};
+        if (!mla)
+            variants.insert(variants.end(), {{"attention half", false, true}, {"both", true, true}});
+        std::vector<std::int32_t> plainIds;
+        const auto plain = run(false, false, plainIds);
+        for (const Variant& v : variants) {
+            std::vector<std::int32_t> ids;
+            const auto got = run(v.moe, v.attention, ids);
+            const std::string tag = name + (exact ? " fp32 " : " bf16 ") + v.what;
+            if (exact) {
+                // Same arithmetic in other summation orders: the same tokens, logits within float noise.
+                QVERIFY2(ids == plainIds, qPrintable(QString::fromStdString(tag + ": other tokens")));
+                for (int s = 0; s < steps; ++s) {
+                    double scale = 0;
+                    for (float x : plain[s])
+                        scale = std::max(scale, double(std::abs(x)));
+                    const Diff d = compare(got[s].data(), plain[s].data(), plain[s].size(), 1e-5 + 1e-4 * scale, 0);
+                    recordMax("fused decode: |fused - separate| / max|logit|, " + tag, d.maxAbs / std::max(scale, 1e-30));
+                    QVERIFY2(d.failures == 0, qPrintable(QString("%1, step %2: logits differ by %3 (max |logit| %4)")
+                                                              .arg(QString::fromStdString(tag)).arg(s).arg(d.maxAbs).arg(scale)));
+                }
+            } else {
+                // bf16: roundings in other places may route a token differently (see goldenParity's
+                // bounds); the first decode step follows the same prefix in both.
+                const Stats st = stats(got[0].data(), plain[0].data(), plain[0].size());
+                recordMin("fused decode: cosine of the first step's logits, " + tag, st.cosine);
+                QVERIFY2(st.cosine > 0.9, qPrintable(QString("%1, first decode step: cosine %2").arg(QString::fromStdString(tag)).arg(st.cosine)));
+                for (float x : got.back())
+                    QVERIFY(std::isfinite(x));
+            }
         }
     }
 

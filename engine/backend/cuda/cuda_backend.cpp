@@ -131,6 +131,7 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
         language_ = std::make_unique<CudaLanguageModel>(config, *weights_, options_.math, stream_, gemm_, options_.prefillChunk,
                                                         config.language.maxPositionEmbeddings);
         language_->setFusedMoeDecode(options_.fusedMoeDecode);
+        language_->setFusedAttentionDecode(options_.fusedAttentionDecode);
         vision_ = std::make_unique<CudaVision>(config, *weights_, processor.imageMean, processor.imageStd, options_.math, stream_,
                                                gemm_, maxTilesPerImage(config, processor));
         workspace_ = DeviceBuffer(std::max(language_->workspaceBytes(), vision_->workspaceBytes()), "the workspace");
@@ -185,6 +186,7 @@ bool environmentSays(const char* name)
 }  // namespace
 
 bool fusedMoeDecodeByDefault() { return environmentSays("TESSERA_FUSED_MOE"); }
+bool fusedAttentionDecodeByDefault() { return environmentSays("TESSERA_FUSED_ATTENTION"); }
 bool candidateSamplingByDefault() { return environmentSays("TESSERA_SAMPLE_CANDIDATES"); }
 
 std::string CudaBackend::description() const

@@ -19,10 +19,12 @@
 namespace tessera::cuda {
 
 // Paths being verified and measured on the GPU before they become the default: the environment
-// turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel.
+// turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel;
+// TESSERA_FUSED_ATTENTION=1: and the attention half of each MHA layer.
 // TESSERA_SAMPLE_CANDIDATES=1: draws come from the candidates near the maximum, the sorted
 // vocabulary only when they cannot decide (kernels::sampleToken).
 bool fusedMoeDecodeByDefault();
+bool fusedAttentionDecodeByDefault();
 bool candidateSamplingByDefault();
 
 struct CudaBackendOptions {
@@ -34,6 +36,7 @@ struct CudaBackendOptions {
     int prefillChunk = 2048;
     int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
     bool fusedMoeDecode = fusedMoeDecodeByDefault();  // see CudaLanguageModel::setFusedMoeDecode
+    bool fusedAttentionDecode = fusedAttentionDecodeByDefault();
     bool candidateSampling = candidateSamplingByDefault();
 };
 
@@ -63,6 +66,8 @@ public:
     void setDecodeOmissions(unsigned mask) { language_->setDecodeOmissions(mask); }
     bool fusedMoeDecode() const { return language_->fusedMoeDecode(); }
     void setFusedMoeDecode(bool on) { language_->setFusedMoeDecode(on); }  // for sequences created afterwards
+    bool fusedAttentionDecode() const { return language_->fusedAttentionDecode(); }
+    void setFusedAttentionDecode(bool on) { language_->setFusedAttentionDecode(on); }
     std::string description() const override;
     int vocabSize() const override;
     int maxContext() const override;

@@ -109,13 +109,21 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
     layout(measure);
     workspaceBytes_ = measure.used();
 
-    const std::size_t counters = 1 + static_cast<std::size_t>(std::max(1, kvHeads_)) + 4 + k::kMoeDecodeMaxBlocks;
+    const std::size_t mhaPartials = c.useMla ? 0 : k::mhaDecodePartialFloats(heads_, headDim_);
+    const std::size_t counters = 1 + static_cast<std::size_t>(std::max(1, kvHeads_)) + 4 + k::kMoeDecodeMaxBlocks + mhaPartials;
     counters_ = DeviceBuffer(counters * sizeof(int), "the decode counters");
     check(k::fillZero(counters_.get(), counters * sizeof(int), stream_), "decode counters");
     routeCounter_ = counters_.as<int>();
     attentionCounters_ = routeCounter_ + 1;
     moeSync_ = reinterpret_cast<unsigned*>(attentionCounters_ + std::max(1, kvHeads_));
     moePartials_ = reinterpret_cast<float*>(moeSync_ + 4);
+    mhaPartials_ = c.useMla ? nullptr : moePartials_ + k::kMoeDecodeMaxBlocks;
+}
+
+void CudaLanguageModel::setFusedAttentionDecode(bool on)
+{
+    fusedAttention_ = on && !config_.useMla && k::mhaDecodeSupports(hidden_, heads_, kvHeads_, headDim_) &&
+                      rotary_.get() != nullptr;
 }
 
 void CudaLanguageModel::setFusedMoeDecode(bool on)
@@ -376,6 +384,31 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const std::size_t a = k::dtypeBytes(act_);
     const int hd = headDim_, qs = heads_ * hd, kvw = kvHeads_ * hd, group = heads_ / kvHeads_;
+    if (decode && fusedAttention_) {
+        k::MhaDecodeArgs f;
+        f.x = x_;
+        f.type = act_;
+        f.hidden = hidden_;
+        f.heads = heads_;
+        f.kvHeads = kvHeads_;
+        f.headDim = hd;
+        f.qkvWeight = lw.attnIn.data;
+        f.cos = cos_;
+        f.sin = sin_;
+        f.keys = seq.keys[layer];
+        f.values = seq.values[layer];
+        f.capacity = seq.capacity;
+        f.lengthOnDevice = seq.lengthOnDevice;
+        f.q = q_;
+        f.partials = mhaPartials_;
+        f.outWeight = lw.attnOut.data;
+        f.residual = h_;
+        f.scale = attentionScale_;
+        f.sync = moeSync_;
+        if (runs(kStageAttention, decode))
+            check(k::mhaDecode(f, stream_), "attention (fused decode)");
+        return;
+    }
     if (runs(kStageAttentionInput, decode))
         linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
     k::MhaPrepareArgs prep;

@@ -56,6 +56,39 @@ struct DecodeAttentionArgs {
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity);
 Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);
 
+// The attention half of an MHA layer for one decode token in one cooperative launch, in place of
+// the q/k/v product, mhaPrepare, decodeAttention and o_proj (same results, other summation orders):
+//   row = type(qkvWeight · x) (q | k | v, heads·headDim | kvHeads·headDim | kvHeads·headDim);
+//   q and k rotated (pairs i, i + headDim/2) at position *lengthOnDevice, k and v stored at that
+//   position of the cache ([capacity, kvHeads·headDim] each); attention of q over positions
+//   0 .. *lengthOnDevice; residual += outWeight · type(attention).
+// Weights bf16: qkvWeight [(heads + 2·kvHeads)·headDim, hidden], outWeight [hidden, heads·headDim].
+// x, the caches and q (scratch, heads·headDim) are of `type`; cos / sin: [positions, headDim/2];
+// partials: mhaDecodePartialFloats() floats; sync: three unsigned, zero before the first launch
+// (left ready for the next; may be shared with moeDecode).
+constexpr int kMhaDecodeMaxSplits = 64;
+struct MhaDecodeArgs {
+    const void* x = nullptr;
+    DType type = DType::F32;
+    int hidden = 0, heads = 0, kvHeads = 0, headDim = 0;
+    const std::uint16_t* qkvWeight = nullptr;
+    const float* cos = nullptr;
+    const float* sin = nullptr;
+    void* keys = nullptr;
+    void* values = nullptr;
+    int capacity = 0;
+    const int* lengthOnDevice = nullptr;
+    void* q = nullptr;
+    float* partials = nullptr;
+    const std::uint16_t* outWeight = nullptr;
+    float* residual = nullptr;
+    float scale = 1.f;
+    unsigned* sync = nullptr;
+};
+bool mhaDecodeSupports(int hidden, int heads, int kvHeads, int headDim);
+std::size_t mhaDecodePartialFloats(int heads, int headDim);
+Status mhaDecode(const MhaDecodeArgs& args, Stream stream);
+
 }  // namespace tessera::kernels
 
 namespace tessera::kernels {
