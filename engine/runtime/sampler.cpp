@@ -111,6 +111,9 @@ std::int32_t sampleToken(std::span<float> logits, std::span<const std::int32_t> 
             for (std::size_t i = keep; i < V; ++i)
                 if (logits[order[i]] == kth)
                     std::swap(order[extra++], order[i]);
+            // partial_sort leaves the rest in no set order: the ties follow in index order, as
+            // byLogit orders the head (and as the GPU's stable sort does).
+            std::sort(order.begin() + static_cast<std::ptrdiff_t>(keep), order.begin() + static_cast<std::ptrdiff_t>(extra));
             keep = extra;
         }
         double mass = 0;

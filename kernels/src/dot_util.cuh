@@ -1,6 +1,7 @@
 #pragma once
-// Pieces of the one-row products (gemv.cu, moe_decode.cu): eight bf16 weights against eight
-// floats, eight activations from shared memory, SiLU.
+// Pieces of the one-row products (gemv.cu and the cooperative decode kernels): eight bf16 weights
+// against eight floats, eight activations from shared memory, SiLU, loads through L2, and a warp's
+// dot products of several weight rows against vectors in shared memory.
 #include "launch_util.cuh"
 
 namespace tessera::kernels {
@@ -40,6 +41,65 @@ __device__ __forceinline__ void loadShared8(const bf16* x, float (&v)[8])
         v[2 * i] = f.x;
         v[2 * i + 1] = f.y;
     }
+}
+
+
+__device__ __forceinline__ float loadL2(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ float loadL2(const bf16* p)
+{
+    return __bfloat162float(__ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short*>(p))));
+}
+
+__device__ __forceinline__ float2 loadPairL2(const float* p) { return __ldcg(reinterpret_cast<const float2*>(p)); }
+__device__ __forceinline__ float2 loadPairL2(const bf16* p)
+{
+    const unsigned u = __ldcg(reinterpret_cast<const unsigned*>(p));
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u));
+}
+
+// out[r] = Σ_k rows[r][k] · xs[r][k] over k < n (xs in shared memory), reduced over the warp: every
+// lane gets every sum. A lane reads 16-byte chunks lane, lane + 32, ... of each row, up to kUnroll
+// chunks of each of the kRows rows in flight before it multiplies.
+template <int kRows, int kUnroll>
+__device__ __forceinline__ void warpDots(const bf16* const (&rows)[kRows], const float* const (&xs)[kRows], int n, bool vec,
+                                         float (&out)[kRows])
+{
+    const int lane = threadIdx.x & 31;
+    float acc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        acc[r] = 0.f;
+    if (vec) {
+        const int chunks = n / 8;
+        for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
+            uint4 w[kRows][kUnroll];
+#pragma unroll
+            for (int j = 0; j < kUnroll; ++j)
+#pragma unroll
+                for (int r = 0; r < kRows; ++r)
+                    w[r][j] = c0 + 32 * j < chunks ? __ldg(reinterpret_cast<const uint4*>(rows[r]) + c0 + 32 * j) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int j = 0; j < kUnroll; ++j) {
+                const int c = c0 + 32 * j;
+                if (c < chunks) {
+#pragma unroll
+                    for (int r = 0; r < kRows; ++r) {
+                        float x[8];
+                        loadShared8(xs[r] + c * 8, x);
+                        acc[r] += dot8(w[r][j], x);
+                    }
+                }
+            }
+        }
+    } else {
+        for (int k = lane; k < n; k += 32)
+#pragma unroll
+            for (int r = 0; r < kRows; ++r)
+                acc[r] = fmaf(__bfloat162float(rows[r][k]), xs[r][k], acc[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        out[r] = warpSum(acc[r]);
 }
 
 }  // namespace

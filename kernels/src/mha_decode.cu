@@ -9,7 +9,7 @@
 //   3. every block merges the partials of every head into the attention output (in shared memory)
 //      and adds its slice of o_proj rows to the residual.
 // Numbers are rounded where the separate kernels store them (the q/k/v row, q, the cache, the
-// attention output), so the two paths differ only in summation order.
+// attention output); in fp32 the two paths differ only in summation order.
 #include "tessera_kernels/attention.h"
 
 #include "dot_util.cuh"
@@ -32,61 +32,6 @@ struct Params {
     int maxChunk;  // positions of the longest slice (at full capacity)
     bool vec;      // 16-byte weight loads
 };
-
-__device__ __forceinline__ float loadL2(const float* p) { return __ldcg(p); }
-__device__ __forceinline__ float loadL2(const bf16* p)
-{
-    return __bfloat162float(__ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short*>(p))));
-}
-
-__device__ __forceinline__ float2 loadPairL2(const float* p) { return __ldcg(reinterpret_cast<const float2*>(p)); }
-__device__ __forceinline__ float2 loadPairL2(const bf16* p)
-{
-    const unsigned u = __ldcg(reinterpret_cast<const unsigned*>(p));
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u));
-}
-
-// Σ_k rows[r][k] · xs[k] (xs floats in shared memory), reduced over the warp.
-template <int kRows>
-__device__ __forceinline__ void warpDots(const bf16* const (&rows)[kRows], const float* xs, int n, bool vec, float (&out)[kRows])
-{
-    constexpr int kUnroll = 8;
-    const int lane = threadIdx.x & 31;
-    float acc[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        acc[r] = 0.f;
-    if (vec) {
-        const int chunks = n / 8;
-        for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
-            uint4 w[kRows][kUnroll];
-#pragma unroll
-            for (int j = 0; j < kUnroll; ++j)
-#pragma unroll
-                for (int r = 0; r < kRows; ++r)
-                    w[r][j] = c0 + 32 * j < chunks ? __ldg(reinterpret_cast<const uint4*>(rows[r]) + c0 + 32 * j) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-            for (int j = 0; j < kUnroll; ++j) {
-                const int c = c0 + 32 * j;
-                if (c < chunks) {
-                    float x[8];
-                    loadShared8(xs + c * 8, x);
-#pragma unroll
-                    for (int r = 0; r < kRows; ++r)
-                        acc[r] += dot8(w[r][j], x);
-                }
-            }
-        }
-    } else {
-        for (int k = lane; k < n; k += 32)
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-                acc[r] = fmaf(__bfloat162float(rows[r][k]), xs[k], acc[r]);
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        out[r] = warpSum(acc[r]);
-}
 
 template <typename T>
 __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
@@ -131,8 +76,9 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
             const int head = static_cast<int>(u / half), i = static_cast<int>(u % half);
             const bf16* r0 = Wqkv + (static_cast<long long>(head) * hd + i) * H;
             const bf16* const rows[2] = {r0, r0 + static_cast<long long>(half) * H};
+            const float* const xr[2] = {xs, xs};
             float d[2];
-            warpDots<2>(rows, xs, H, p.vec, d);
+            warpDots<2, 8>(rows, xr, H, p.vec, d);
             if (lane == 0) {
                 const float x0 = toFloat(fromFloat<T>(d[0])), x1 = toFloat(fromFloat<T>(d[1]));  // the stored q/k/v row
                 if (head < a.heads + a.kvHeads) {
@@ -244,8 +190,7 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     for (int i = threadIdx.x; i < a.heads * p.splits; i += kThreads)
         weights[i] = __ldcg(a.partials + static_cast<long long>(i) * stride);  // the slice maxima, for now
     __syncthreads();
-    if (threadIdx.x < a.heads) {
-        const int h = threadIdx.x;
+    for (int h = threadIdx.x; h < a.heads; h += kThreads) {
         float m = -INFINITY;
         for (int sp = 0; sp < p.splits; ++sp)
             m = fmaxf(m, weights[h * p.splits + sp]);
@@ -270,8 +215,9 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     for (int r = 2 * warp; r < rows; r += 2 * kWarps) {
         const int r1 = min(r + 1, rows - 1);
         const bf16* const w[2] = {Wo + static_cast<long long>(j0 + r) * qw, Wo + static_cast<long long>(j0 + r1) * qw};
+        const float* const xr[2] = {ctx, ctx};
         float d[2];
-        warpDots<2>(w, ctx, qw, p.vec, d);
+        warpDots<2, 8>(w, xr, qw, p.vec, d);
         if (lane == 0) {
             a.residual[j0 + r] += d[0];
             if (r1 != r)
@@ -284,17 +230,23 @@ bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) 
 
 }  // namespace
 
-bool mhaDecodeSupports(int hidden, int heads, int kvHeads, int headDim)
+bool mhaDecodeSupports(int hidden, int heads, int kvHeads, int headDim, int capacity)
 {
+    // Shared memory of one block per SM on the smallest grid (one slice per head): the whole
+    // context's scores in one slice.
+    const long long groups = std::max(1, kThreads / std::max(headDim, 1));
+    const long long phase2 = headDim + static_cast<long long>(capacity) + groups * headDim;
+    const long long phase3 = static_cast<long long>(heads) * headDim + 2ll * heads;
     return hidden > 0 && heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && headDim > 0 && headDim % 2 == 0 &&
-           headDim <= kThreads && static_cast<long long>(heads) * headDim <= 16384 && hidden <= 16384;
+           headDim <= kThreads && static_cast<long long>(heads) * headDim <= 16384 && hidden <= 16384 && capacity > 0 &&
+           std::max({static_cast<long long>(hidden), phase2, phase3}) * 4 <= kMaxSmem;
 }
 
 std::size_t mhaDecodePartialFloats(int heads, int headDim) { return static_cast<std::size_t>(heads) * kMhaDecodeMaxSplits * (headDim + 2); }
 
 Status mhaDecode(const MhaDecodeArgs& a, Stream stream)
 {
-    if (!mhaDecodeSupports(a.hidden, a.heads, a.kvHeads, a.headDim))
+    if (!mhaDecodeSupports(a.hidden, a.heads, a.kvHeads, a.headDim, a.capacity))
         return Status::failure("attention (fused decode): unsupported shape");
     int device = 0, sms = 0;
     Status st = cudaStatus(cudaGetDevice(&device), "attention (fused decode): cudaGetDevice");
@@ -318,18 +270,24 @@ Status mhaDecode(const MhaDecodeArgs& a, Stream stream)
         static const Status attribute = allowSharedMemory("attention (fused decode)", kMaxSmem, kernel);
         if (!attribute.ok())
             return attribute;
-        int perSm = 0;
-        Params probe = p;
-        st = cudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kThreads, plan(sms, probe)),
-                        "attention (fused decode): occupancy");
-        if (!st.ok())
-            return st;
-        if (perSm < 1)
+        // Two blocks per SM when two fit with the shared memory of that grid, else one.
+        int blocks = 0;
+        std::size_t smem = 0;
+        for (const int perSm : {2, 1}) {
+            Params probe = p;
+            const std::size_t bytes = plan(sms * perSm, probe);
+            int fit = 0;
+            st = cudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, bytes), "attention (fused decode): occupancy");
+            if (!st.ok())
+                return st;
+            if (fit >= perSm && bytes <= static_cast<std::size_t>(kMaxSmem)) {
+                blocks = sms * perSm;
+                smem = plan(blocks, p);
+                break;
+            }
+        }
+        if (blocks == 0)
             return Status::failure("attention (fused decode): a block does not fit on a multiprocessor");
-        const int blocks = sms * std::min(perSm, 2);
-        const std::size_t smem = plan(blocks, p);
-        if (smem > static_cast<std::size_t>(kMaxSmem))
-            return Status::failure("attention (fused decode): the context is too long for the shared memory");
         st = launchCooperative("attention (fused decode)", kernel, blocks, kThreads, smem, cuStream(stream), p);
     });
     return st;

@@ -48,57 +48,6 @@ struct Params {
     bool vec;  // 16-byte loads: H and I multiples of 8, weights 16-byte aligned
 };
 
-__device__ __forceinline__ float loadL2(const float* p) { return __ldcg(p); }
-__device__ __forceinline__ float loadL2(const bf16* p)
-{
-    return __bfloat162float(__ushort_as_bfloat16(__ldcg(reinterpret_cast<const unsigned short*>(p))));
-}
-
-// out[r] = Σ_k rows[r][k] · xs[r][k] over k < n (xs in shared memory), reduced over the warp: every
-// lane gets every sum. A lane reads 16-byte chunks lane, lane + 32, ... of each row, up to kUnroll
-// chunks of each of the kRows rows in flight before it multiplies.
-template <int kRows, int kUnroll>
-__device__ __forceinline__ void warpDots(const bf16* const (&rows)[kRows], const float* const (&xs)[kRows], int n, bool vec,
-                                         float (&out)[kRows])
-{
-    const int lane = threadIdx.x & 31;
-    float acc[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        acc[r] = 0.f;
-    if (vec) {
-        const int chunks = n / 8;
-        for (int c0 = lane; c0 < chunks; c0 += 32 * kUnroll) {
-            uint4 w[kRows][kUnroll];
-#pragma unroll
-            for (int j = 0; j < kUnroll; ++j)
-#pragma unroll
-                for (int r = 0; r < kRows; ++r)
-                    w[r][j] = c0 + 32 * j < chunks ? __ldg(reinterpret_cast<const uint4*>(rows[r]) + c0 + 32 * j) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-            for (int j = 0; j < kUnroll; ++j) {
-                const int c = c0 + 32 * j;
-                if (c < chunks) {
-#pragma unroll
-                    for (int r = 0; r < kRows; ++r) {
-                        float x[8];
-                        loadShared8(xs[r] + c * 8, x);
-                        acc[r] += dot8(w[r][j], x);
-                    }
-                }
-            }
-        }
-    } else {
-        for (int k = lane; k < n; k += 32)
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-                acc[r] = fmaf(__bfloat162float(rows[r][k]), xs[r][k], acc[r]);
-    }
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        out[r] = warpSum(acc[r]);
-}
-
 // Gate/up rows of the slots [slot0, slot0 + slots): units (slot, row i) split evenly over the
 // blocks, warps taking their block's units in turn. act[slot·I + i] = silu(gate · x) · (up · x).
 template <typename TX>

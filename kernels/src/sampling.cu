@@ -127,10 +127,10 @@ __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const 
     }
     __syncthreads();
     const int keep = keepShared;
-    const float maxLogit = keys[0] * invT;
+    const float maxLogit = keys[0];
     const int per = (keep + kThreads - 1) / kThreads;
     const int b = min(keep, threadIdx.x * per), e = min(keep, b + per);
-    auto prob = [&](int i) { return exp(static_cast<double>(keys[i] * invT - maxLogit)); };
+    auto prob = [&](int i) { return exp(static_cast<double>((keys[i] - maxLogit) * invT)); };  // as the host rounds
     double mine = 0.0;
     for (int i = b; i < e; ++i)
         mine += prob(i);
@@ -206,13 +206,26 @@ __global__ void candidatesKernel(const float* logits, int vocab, float invT, con
     __syncthreads();
     const float maxLogit = maxShared;
     double sum = 0.0;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < vocab; i += gridDim.x * blockDim.x) {
-        const float z = (logits[i] - maxLogit) * invT;
-        sum += exp(static_cast<double>(z));
-        if (z >= -kCandidateRange) {
-            const int slot = atomicAdd(count, 1);
+    const int lane = threadIdx.x & 31;
+    // Whole warps step through the vocabulary together, so that one atomic per warp reserves the
+    // slots of all its candidates (a flat distribution makes most tokens candidates).
+    const int stride = gridDim.x * blockDim.x;
+    for (int base = blockIdx.x * blockDim.x + (threadIdx.x & ~31); base < vocab; base += stride) {
+        const int i = base + lane;
+        const float l = i < vocab ? logits[i] : -INFINITY;
+        const float z = (l - maxLogit) * invT;
+        if (i < vocab)
+            sum += exp(static_cast<double>(z));
+        const bool candidate = i < vocab && z >= -kCandidateRange;
+        const unsigned mask = __ballot_sync(0xffffffffu, candidate);
+        int first = 0;
+        if (lane == 0 && mask)
+            first = atomicAdd(count, __popc(mask));
+        first = __shfl_sync(0xffffffffu, first, 0);
+        if (candidate) {
+            const int slot = first + __popc(mask & ((1u << lane) - 1u));
             if (slot < kCandidateCapacity) {
-                keys[slot] = logits[i];
+                keys[slot] = l;
                 ids[slot] = i;
             }
         }
@@ -283,7 +296,7 @@ __global__ __launch_bounds__(kThreads) void drawCandidatesKernel(const float* ca
     if (threadIdx.x == 0) {
         int keep = n;
         if (topK > 0) {
-            if (topK >= n && n < vocab) {
+            if (topK > n && n < vocab) {
                 failShared = 1;  // top-k reaches past the candidates
             } else {
                 keep = min(topK, n);

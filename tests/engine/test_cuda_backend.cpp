@@ -1159,26 +1159,30 @@ private slots:
         return out;
     }
 
-    // Each cooperative decode kernel (the MoE layer; the attention half of MHA layers) and both
+    // Each cooperative decode kernel (the MoE layer; the attention half, MHA or MLA) and both
     // together against the separate kernels, on the golden mini models and on random weights at the
     // real shapes.
     void fusedDecode_data()
     {
         QTest::addColumn<QString>("model");  // a golden mini model, or a config of tests/data/configs (random weights)
         QTest::addColumn<bool>("exact");
+        QTest::addColumn<bool>("odd");  // widths that are not multiples of 8: the kernels' element-wise paths
         for (const char* m : kModels) {
-            QTest::addRow("%s/fp32", m) << QString(m) << true;
-            QTest::addRow("%s/bf16", m) << QString(m) << false;
+            QTest::addRow("%s/fp32", m) << QString(m) << true << false;
+            QTest::addRow("%s/bf16", m) << QString(m) << false << false;
         }
         for (const char* c : {"deepseek-vl2-tiny", "deepseek-vl2-small", "deepseek-vl2"})
-            QTest::addRow("%s/fp32-random", c) << QString(c) << true;
-        QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny") << false;
+            QTest::addRow("%s/fp32-random", c) << QString(c) << true << false;
+        QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny") << false << false;
+        QTest::addRow("deepseek-vl2-tiny/fp32-random-odd") << QString("deepseek-vl2-tiny") << true << true;
+        QTest::addRow("deepseek-vl2-small/fp32-random-odd") << QString("deepseek-vl2-small") << true << true;
     }
     void fusedDecode()
     {
         REQUIRE_GPU();
         QFETCH(QString, model);
         QFETCH(bool, exact);
+        QFETCH(bool, odd);
         const std::string name = model.toStdString();
         std::unique_ptr<cuda::CudaBackend> own;
         cuda::CudaBackend* be = nullptr;
@@ -1196,7 +1200,12 @@ private slots:
             std::filesystem::path source = test::sourceDir();
             if (const char* env = std::getenv("TESSERA_SOURCE_DIR"); env && *env)
                 source = env;
-            const ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
+            ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
+            if (odd) {
+                config.language.hiddenSize -= 4;
+                config.language.moeIntermediateSize -= 4;
+                config.language.kvLoraRank -= 4;
+            }
             mla = config.language.useMla;
             cuda::CudaBackendOptions o;
             o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
@@ -1228,9 +1237,8 @@ private slots:
             const char* what;
             bool moe, attention;
         };
-        std::vector<Variant> variants{{"moe layer", true, false}};
-        if (!mla)
-            variants.insert(variants.end(), {{"attention half", false, true}, {"both", true, true}});
+        const std::vector<Variant> variants{{"moe layer", true, false}, {mla ? "mla attention half" : "mha attention half", false, true},
+                                            {"both", true, true}};
         std::vector<std::int32_t> plainIds;
         const auto plain = run(false, false, plainIds);
         for (const Variant& v : variants) {
@@ -1328,15 +1336,17 @@ private slots:
             peaked[i] = noise(rng) * 5.f - 45.f;  // 42 or more below the head: outside the candidates up to t = 1
         }
         for (int j = 0; j < 40; ++j)
-            peaked[(j * 3251 + 17) % V] = 2.f - 0.125f * j;  // a head of 40, with ties (0.125 steps, same values twice)
-        peaked[999] = peaked[(3 * 3251 + 17) % V];  // one more tie inside the head
+            peaked[(j * 3251 + 17) % V] = 2.f - 0.125f * j;  // a head of 40 distinct values
+        peaked[999] = peaked[(3 * 3251 + 17) % V];  // and a tie at the 4th and 5th place: 41 candidates
         DeviceBuffer ws(k::samplingWorkspaceBytes(V), "sampling workspace"), out(2 * sizeof(std::int32_t), "token");
         struct Setting {
             float t, p;
             int k;
         };
-        const Setting settings[] = {{0.1f, 0.9f, 0}, {1.f, 0.9f, 0}, {0.7f, 1.f, 20}, {0.5f, 0.5f, 5}, {1.f, 1.f, 0},
-                                    {2.f, 0.95f, 0}, {1.f, 0.99f, 3}, {0.3f, 1.f, 40}};
+        // {0.5, 1, 4}: the tie straddles the top-k cut (5 kept); {1, 0.9, 50}: top-k past the 41
+        // candidates, which must hand over; t 2: the noise joins the candidates, which overflow.
+        const Setting settings[] = {{0.1f, 0.9f, 0}, {1.f, 0.9f, 0},  {0.7f, 1.f, 20},   {0.5f, 0.5f, 5}, {1.f, 1.f, 0},
+                                    {2.f, 0.95f, 0}, {1.f, 0.99f, 3}, {0.3f, 1.f, 40},   {0.5f, 1.f, 4},  {1.f, 0.9f, 50}};
         for (const bool isPeaked : {true, false}) {
             const std::vector<float>& logits = isPeaked ? peaked : flat;
             DeviceBuffer d = upload(logits);
@@ -1384,9 +1394,11 @@ private slots:
                                                                   .arg(a.uniform).arg(fast[0]).arg(want)));
                     } else {
                         // Only a head wider than the candidates may hand over.
-                        QVERIFY2(!isPeaked || st.t > 1.f, qPrintable(QString("peaked logits, t %1 top-p %2 top-k %3 needed the sort")
-                                                                         .arg(st.t).arg(st.p).arg(st.k)));
+                        QVERIFY2(!isPeaked || st.t > 1.f || st.k > 41,
+                                 qPrintable(QString("peaked logits, t %1 top-p %2 top-k %3 needed the sort").arg(st.t).arg(st.p).arg(st.k)));
                     }
+                    if (isPeaked && st.k > 41)
+                        QVERIFY2(fast[1] == 1, "top-k past the candidates was decided without them");
                 }
             }
             recordMin(std::string("sampling: draws the candidates decided, ") + (isPeaked ? "peaked" : "flat") + " logits",

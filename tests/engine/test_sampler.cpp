@@ -87,6 +87,34 @@ private slots:
         QCOMPARE(f[2], 0.0);
         QVERIFY(std::abs(f[1] - 0.375) < 0.02);
     }
+    void topKTiesFollowInIndexOrder()
+    {
+        // Ties with the k-th logit straddle the top-k cut: the kept tokens are 13, then every 1.0
+        // in index order (1 … 12, 14 … 19), and the draw walks them in that order.
+        std::vector<float> logits = {0.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f, 2.f, 1.f, 1.f, 1.f, 1.f, 1.f, 1.f};
+        std::vector<std::int32_t> order = {13};
+        for (std::int32_t i = 1; i < 20; ++i)
+            if (i != 13)
+                order.push_back(i);
+        SamplingParams p;
+        p.temperature = 1;
+        p.topK = 2;
+        p.topP = 1;
+        p.repetitionPenalty = 1;
+        const double tie = std::exp(-1.0), total = 1.0 + tie * 18;
+        int inTies = 0;
+        for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+            Rng peek(seed), rng(seed);
+            double r = peek.uniform() * total;
+            std::size_t expected = 0;
+            while (expected + 1 < order.size() && (r -= (expected == 0 ? 1.0 : tie)) >= 0)
+                ++expected;
+            auto l = logits;
+            QCOMPARE(sampleToken(l, {}, p, rng), order[expected]);
+            inTies += expected > 0 ? 1 : 0;
+        }
+        QVERIFY(inTies > 50);  // the draws reached the ties
+    }
     void seedsReproduce()
     {
         std::vector<float> logits(1000);

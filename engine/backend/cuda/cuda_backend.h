@@ -20,7 +20,7 @@ namespace tessera::cuda {
 
 // Paths being verified and measured on the GPU before they become the default: the environment
 // turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel;
-// TESSERA_FUSED_ATTENTION=1: and the attention half of each MHA layer.
+// TESSERA_FUSED_ATTENTION=1: and the attention half of each layer (MHA or MLA).
 // TESSERA_SAMPLE_CANDIDATES=1: draws come from the candidates near the maximum, the sorted
 // vocabulary only when they cannot decide (kernels::sampleToken).
 bool fusedMoeDecodeByDefault();

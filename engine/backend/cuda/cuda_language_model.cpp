@@ -109,7 +109,7 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
     layout(measure);
     workspaceBytes_ = measure.used();
 
-    const std::size_t mhaPartials = c.useMla ? 0 : k::mhaDecodePartialFloats(heads_, headDim_);
+    const std::size_t mhaPartials = c.useMla ? k::mlaDecodePartialFloats(heads_, rank_) : k::mhaDecodePartialFloats(heads_, headDim_);
     const std::size_t counters = 1 + static_cast<std::size_t>(std::max(1, kvHeads_)) + 4 + k::kMoeDecodeMaxBlocks + mhaPartials;
     counters_ = DeviceBuffer(counters * sizeof(int), "the decode counters");
     check(k::fillZero(counters_.get(), counters * sizeof(int), stream_), "decode counters");
@@ -117,18 +117,21 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
     attentionCounters_ = routeCounter_ + 1;
     moeSync_ = reinterpret_cast<unsigned*>(attentionCounters_ + std::max(1, kvHeads_));
     moePartials_ = reinterpret_cast<float*>(moeSync_ + 4);
-    mhaPartials_ = c.useMla ? nullptr : moePartials_ + k::kMoeDecodeMaxBlocks;
+    attentionPartials_ = moePartials_ + k::kMoeDecodeMaxBlocks;
 }
 
 void CudaLanguageModel::setFusedAttentionDecode(bool on)
 {
-    fusedAttention_ = on && !config_.useMla && k::mhaDecodeSupports(hidden_, heads_, kvHeads_, headDim_) &&
-                      rotary_.get() != nullptr;
+    // Checked at the largest cache, so that every sequence's capacity fits.
+    const bool shape = config_.useMla ? k::mlaDecodeSupports(hidden_, heads_, nope_, rope_, rank_, vDim_, maxContext_)
+                                      : k::mhaDecodeSupports(hidden_, heads_, kvHeads_, headDim_, maxContext_);
+    fusedAttention_ = on && shape && rotary_.get() != nullptr;
 }
 
 void CudaLanguageModel::setFusedMoeDecode(bool on)
 {
-    fusedMoe_ = on && experts_ > 0 && k::moeDecodeSupports(experts_, topK_, sharedExperts_, hidden_, moeInter_);
+    const bool groups = config_.topkMethod != TopkMethod::NoAuxTc || (config_.nGroup > 0 && config_.nGroup <= 32 && experts_ % config_.nGroup == 0);
+    fusedMoe_ = on && experts_ > 0 && groups && k::moeDecodeSupports(experts_, topK_, sharedExperts_, hidden_, moeInter_);
 }
 
 void CudaLanguageModel::layout(Carver& c)
@@ -400,7 +403,7 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
         f.capacity = seq.capacity;
         f.lengthOnDevice = seq.lengthOnDevice;
         f.q = q_;
-        f.partials = mhaPartials_;
+        f.partials = attentionPartials_;
         f.outWeight = lw.attnOut.data;
         f.residual = h_;
         f.scale = attentionScale_;
@@ -550,6 +553,38 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const std::size_t a = k::dtypeBytes(act_);
     const int width = rank_ + rope_, qhd = nope_ + rope_;
+    if (decode && fusedAttention_) {
+        k::MlaDecodeArgs f;
+        f.x = x_;
+        f.type = act_;
+        f.hidden = hidden_;
+        f.heads = heads_;
+        f.nope = nope_;
+        f.rope = rope_;
+        f.rank = rank_;
+        f.vDim = vDim_;
+        f.inWeight = lw.attnIn.data;
+        f.kvNorm = lw.kvNorm.data;
+        f.kvEps = 1e-6f;  // kv_a_layernorm is built with the RMSNorm default, not rms_norm_eps
+        f.cos = cos_;
+        f.sin = sin_;
+        f.cache = seq.keys[layer];
+        f.capacity = seq.capacity;
+        f.lengthOnDevice = seq.lengthOnDevice;
+        f.proj = proj_;
+        f.qcat = q_;
+        f.wUkT = lw.wUkT.data;
+        f.wUv = lw.wUv.data;
+        f.ctx = ctx_;
+        f.partials = attentionPartials_;
+        f.outWeight = lw.attnOut.data;
+        f.residual = h_;
+        f.scale = attentionScale_;
+        f.sync = moeSync_;
+        if (runs(kStageAttention, decode))
+            check(k::mlaDecode(f, stream_), "mla attention (fused decode)");
+        return;
+    }
     if (runs(kStageAttentionInput, decode))
         linear(x_, hidden_, n, lw.attnIn, proj_, act_, projWidth_);
     k::MlaPrepareArgs prep;

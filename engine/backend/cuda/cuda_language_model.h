@@ -97,8 +97,9 @@ public:
     // afterwards. With it the router stage stands for the whole MoE layer in setDecodeOmissions.
     void setFusedMoeDecode(bool on);
     bool fusedMoeDecode() const { return fusedMoe_; }
-    // Likewise the attention half of an MHA layer (k::mhaDecode): q/k/v, rotary, cache write,
-    // attention and o_proj in one cooperative kernel; the attention stage stands for all of it.
+    // Likewise the attention half of a layer (k::mhaDecode, k::mlaDecode): projections, rotary,
+    // cache write, attention and o_proj in one cooperative kernel; the attention stage stands for
+    // all of it.
     void setFusedAttentionDecode(bool on);
     bool fusedAttentionDecode() const { return fusedAttention_; }
 
@@ -169,7 +170,7 @@ private:
     bool fusedMoe_ = false, fusedAttention_ = false;
     unsigned* moeSync_ = nullptr;     // the barrier state of the cooperative decode kernels
     float* moePartials_ = nullptr;    // the fused MoE kernel's per-block sums of squares
-    float* mhaPartials_ = nullptr;    // the fused attention kernel's partials (MHA models)
+    float* attentionPartials_ = nullptr;  // the fused attention kernel's partials
 };
 
 }  // namespace tessera::cuda

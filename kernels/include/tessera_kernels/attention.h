@@ -57,7 +57,9 @@ std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity
 Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);
 
 // The attention half of an MHA layer for one decode token in one cooperative launch, in place of
-// the q/k/v product, mhaPrepare, decodeAttention and o_proj (same results, other summation orders):
+// the q/k/v product, mhaPrepare, decodeAttention and o_proj. It rounds where they store, so in fp32
+// only summation orders differ; in bf16 decodeAttention's tensor-core kernel also rounds the
+// probabilities to bf16, which this CUDA-core attention does not:
 //   row = type(qkvWeight · x) (q | k | v, heads·headDim | kvHeads·headDim | kvHeads·headDim);
 //   q and k rotated (pairs i, i + headDim/2) at position *lengthOnDevice, k and v stored at that
 //   position of the cache ([capacity, kvHeads·headDim] each); attention of q over positions
@@ -85,9 +87,47 @@ struct MhaDecodeArgs {
     float scale = 1.f;
     unsigned* sync = nullptr;
 };
-bool mhaDecodeSupports(int hidden, int heads, int kvHeads, int headDim);
+// Whether mhaDecode takes this shape with a cache of `capacity` positions.
+bool mhaDecodeSupports(int hidden, int heads, int kvHeads, int headDim, int capacity);
 std::size_t mhaDecodePartialFloats(int heads, int headDim);
 Status mhaDecode(const MhaDecodeArgs& args, Stream stream);
+
+// The attention half of an MLA layer for one decode token in one cooperative launch, in place of
+// the q_proj | kv_a product, mlaPrepare, the query absorption, decodeAttention over the latent
+// cache, the value expansion and o_proj (rounding as mhaDecode does). Layouts as those
+// steps use them: inWeight [heads·(nope + rope) + rank + rope, hidden] (q_proj rows, then
+// kv_a_proj_with_mqa rows; rotary pairs interleaved); cache [capacity, rank + rope] (normalised
+// latent | rotated k_pe); wUkT [heads·rank, nope]; wUv [heads·vDim, rank]; outWeight
+// [hidden, heads·vDim]. Scratch of `type`: proj [heads·(nope + rope) + rank + rope], qcat
+// [heads, rank + rope], ctx [heads·vDim]; partials: mlaDecodePartialFloats() floats; sync as for
+// mhaDecode.
+constexpr int kMlaDecodeMaxSplits = 64;
+struct MlaDecodeArgs {
+    const void* x = nullptr;
+    DType type = DType::F32;
+    int hidden = 0, heads = 0, nope = 0, rope = 0, rank = 0, vDim = 0;
+    const std::uint16_t* inWeight = nullptr;
+    const float* kvNorm = nullptr;
+    float kvEps = 1e-6f;
+    const float* cos = nullptr;  // [positions, rope/2]
+    const float* sin = nullptr;
+    void* cache = nullptr;
+    int capacity = 0;
+    const int* lengthOnDevice = nullptr;
+    void* proj = nullptr;
+    void* qcat = nullptr;
+    const std::uint16_t* wUkT = nullptr;
+    const std::uint16_t* wUv = nullptr;
+    void* ctx = nullptr;
+    float* partials = nullptr;
+    const std::uint16_t* outWeight = nullptr;
+    float* residual = nullptr;
+    float scale = 1.f;
+    unsigned* sync = nullptr;
+};
+bool mlaDecodeSupports(int hidden, int heads, int nope, int rope, int rank, int vDim, int capacity);
+std::size_t mlaDecodePartialFloats(int heads, int rank);
+Status mlaDecode(const MlaDecodeArgs& args, Stream stream);
 
 }  // namespace tessera::kernels
 
