@@ -102,6 +102,26 @@ __device__ __forceinline__ void warpDots(const bf16* const (&rows)[kRows], const
         out[r] = warpSum(acc[r]);
 }
 
+// residual[j] += W[j] · xs for the rows j in [j0, j1) (W bf16 rows of `cols`, xs floats in shared
+// memory); the block's warps take pairs of rows in turn.
+__device__ __forceinline__ void addRowProducts(const bf16* W, int cols, const float* xs, int j0, int j1, float* residual, bool vec)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    const int rows = j1 - j0;
+    for (int r = 2 * warp; r < rows; r += 2 * warps) {
+        const int r1 = min(r + 1, rows - 1);
+        const bf16* const w[2] = {W + static_cast<long long>(j0 + r) * cols, W + static_cast<long long>(j0 + r1) * cols};
+        const float* const xr[2] = {xs, xs};
+        float d[2];
+        warpDots<2, 8>(w, xr, cols, vec, d);
+        if (lane == 0) {
+            residual[j0 + r] += d[0];
+            if (r1 != r)
+                residual[j0 + r1] += d[1];
+        }
+    }
+}
+
 }  // namespace
 
 }  // namespace tessera::kernels

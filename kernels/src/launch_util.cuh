@@ -127,20 +127,18 @@ Status allowSharedMemory(const char* op, int bytes, Kernels... kernels)
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();
 
+// cudaLaunchKernelEx with at most one launch attribute (none when `attribute` is null).
 template <typename... Params, typename... Args>
-Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
-                        Args&&... args)
+Status launchWith(const char* op, const cudaLaunchAttribute* attribute, void (*kernel)(Params...), dim3 grid, dim3 block,
+                  std::size_t smem, cudaStream_t stream, Args&&... args)
 {
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute[0].val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t config = {};
     config.gridDim = grid;
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream;
-    config.attrs = attribute;
-    config.numAttrs = overlappedLaunchesEnabled() ? 1 : 0;
+    config.attrs = const_cast<cudaLaunchAttribute*>(attribute);
+    config.numAttrs = attribute ? 1 : 0;
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) {
         cudaGetLastError();
@@ -149,33 +147,92 @@ Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, di
     return launchStatus(op);
 }
 
+template <typename... Params, typename... Args>
+Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                        Args&&... args)
+{
+    cudaLaunchAttribute overlap;
+    overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    overlap.val.programmaticStreamSerializationAllowed = 1;
+    return launchWith(op, overlappedLaunchesEnabled() ? &overlap : nullptr, kernel, grid, block, smem, stream,
+                      std::forward<Args>(args)...);
+}
+
 // A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
 // so that the blocks may wait for each other (grid_sync.cuh). Not overlapped with the kernel before.
 template <typename... Params, typename... Args>
 Status launchCooperative(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
                          Args&&... args)
 {
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeCooperative;
-    attribute[0].val.cooperative = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = grid;
-    config.blockDim = block;
-    config.dynamicSmemBytes = smem;
-    config.stream = stream;
-    config.attrs = attribute;
-    config.numAttrs = 1;
-    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        return Status::failure(std::string(op) + " kernel launch (cooperative): " + cudaGetErrorString(err));
+    cudaLaunchAttribute cooperative;
+    cooperative.id = cudaLaunchAttributeCooperative;
+    cooperative.val.cooperative = 1;
+    return launchWith(op, &cooperative, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
+}
+
+// Streaming multiprocessors of the current device.
+inline Status multiprocessorCount(const char* op, int& sms)
+{
+    int device = 0;
+    Status st = cudaStatus(cudaGetDevice(&device), (std::string(op) + ": cudaGetDevice").c_str());
+    if (st.ok())
+        st = cudaStatus(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), (std::string(op) + ": SM count").c_str());
+    return st;
+}
+
+// The grid of a cooperative kernel of `threads`-thread blocks: two blocks per SM when two fit with
+// the shared memory that grid needs (smemFor(blocks)), else one. blocks = 0 when none fits.
+template <typename Kernel, typename SmemFor>
+Status cooperativeGrid(const char* op, Kernel kernel, int threads, int maxSmem, const SmemFor& smemFor, int& blocks, std::size_t& smem)
+{
+    int sms = 0;
+    Status st = multiprocessorCount(op, sms);
+    blocks = 0;
+    for (int perSm = 2; st.ok() && perSm >= 1; --perSm) {
+        const std::size_t bytes = smemFor(sms * perSm);
+        int fit = 0;
+        st = cudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, threads, bytes), (std::string(op) + ": occupancy").c_str());
+        if (st.ok() && fit >= perSm && bytes <= static_cast<std::size_t>(maxSmem)) {
+            blocks = sms * perSm;
+            smem = bytes;
+            return {};
+        }
     }
-    return launchStatus(op);
+    if (st.ok())
+        st = Status::failure(std::string(op) + ": a block does not fit on a multiprocessor");
+    return st;
+}
+
+// Launches a cooperative kernel whose shared memory depends on its grid: plan(blocks, params)
+// settles the grid-dependent parameters and returns the shared memory; the grid is chosen by
+// cooperativeGrid().
+template <typename Params, typename Plan>
+Status launchCooperativePlanned(const char* op, void (*kernel)(Params), int threads, int maxSmem, Params params, const Plan& plan,
+                                cudaStream_t stream)
+{
+    int blocks = 0;
+    std::size_t smem = 0;
+    const auto smemFor = [&](int n) {
+        Params probe = params;
+        return plan(n, probe);
+    };
+    const Status st = cooperativeGrid(op, kernel, threads, maxSmem, smemFor, blocks, smem);
+    if (!st.ok())
+        return st;
+    plan(blocks, params);
+    return launchCooperative(op, kernel, blocks, threads, smem, stream, params);
 }
 
 // Asks for the 128-byte line at p in L2 (no registers, no wait): for weights a kernel will read
 // after gridDependencyWait().
 __device__ __forceinline__ void prefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
+// The block asks for `bytes` from p in L2, a line per thread in turn.
+__device__ __forceinline__ void prefetchBytesL2(const void* p, long long bytes)
+{
+    for (long long o = threadIdx.x * 128ll; o < bytes; o += blockDim.x * 128ll)
+        prefetchL2(static_cast<const char*>(p) + o);
+}
 
 // 16-byte asynchronous copy global → shared (L2 only); `valid` false writes zeros.
 __device__ __forceinline__ void copyAsync16(void* smem, const void* gmem, bool valid = true)

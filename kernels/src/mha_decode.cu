@@ -51,12 +51,7 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     const int j0 = static_cast<int>(static_cast<long long>(H) * b / G), j1 = static_cast<int>(static_cast<long long>(H) * (b + 1) / G);
 
     // This block's o_proj rows do not depend on anything before: into L2 now.
-    {
-        const char* rows = reinterpret_cast<const char*>(Wo + static_cast<long long>(j0) * qw);
-        const long long bytes = static_cast<long long>(j1 - j0) * qw * 2;
-        for (long long o = threadIdx.x * 128ll; o < bytes; o += kThreads * 128ll)
-            prefetchL2(rows + o);
-    }
+    prefetchBytesL2(Wo + static_cast<long long>(j0) * qw, static_cast<long long>(j1 - j0) * qw * 2);
     gridDependencyWait();
     const int pos = *a.lengthOnDevice;  // the new token's position
     const int context = pos + 1;
@@ -97,9 +92,10 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
 
     // 2. Partials per (head, slice).
     const int stride = hd + 2;
-    const int chunk = (context + p.splits - 1) / p.splits;
-    for (int unit = b; unit < a.heads * p.splits; unit += G) {
-        const int h = unit / p.splits, sp = unit % p.splits, kvh = h / (a.heads / a.kvHeads);
+    // Slices of `chunk` positions; `used` of them hold any (a short context leaves the rest out).
+    const int chunk = (context + p.splits - 1) / p.splits, used = (context + chunk - 1) / chunk;
+    for (int unit = b; unit < a.heads * used; unit += G) {
+        const int h = unit / used, sp = unit % used, kvh = h / (a.heads / a.kvHeads);
         const int t0 = min(context, sp * chunk), t1 = min(context, t0 + chunk), count = t1 - t0;
         float* qs = smem;
         float* score = qs + hd;
@@ -168,7 +164,7 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
             reduce[threadIdx.x] = acc;
         }
         __syncthreads();
-        float* part = a.partials + static_cast<long long>(unit) * stride;
+        float* part = a.partials + static_cast<long long>(h * p.splits + sp) * stride;
         for (int e = threadIdx.x; e < hd; e += kThreads) {
             float v = 0.f;
             for (int gg = 0; gg < groups; ++gg)
@@ -187,16 +183,18 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     // 3. Every head's output from its partials (in every block), then this block's o_proj rows.
     float* ctx = smem;
     float* weights = ctx + qw;  // [heads][splits]
-    for (int i = threadIdx.x; i < a.heads * p.splits; i += kThreads)
-        weights[i] = __ldcg(a.partials + static_cast<long long>(i) * stride);  // the slice maxima, for now
+    for (int i = threadIdx.x; i < a.heads * used; i += kThreads) {
+        const int at = (i / used) * p.splits + i % used;
+        weights[at] = __ldcg(a.partials + static_cast<long long>(at) * stride);  // the slice maxima, for now
+    }
     __syncthreads();
     for (int h = threadIdx.x; h < a.heads; h += kThreads) {
         float m = -INFINITY;
-        for (int sp = 0; sp < p.splits; ++sp)
+        for (int sp = 0; sp < used; ++sp)
             m = fmaxf(m, weights[h * p.splits + sp]);
         float total = 0.f;
-        for (int sp = 0; sp < p.splits; ++sp) {
-            const float w = expf(weights[h * p.splits + sp] - m);  // empty slices: exp(−inf) = 0
+        for (int sp = 0; sp < used; ++sp) {
+            const float w = expf(weights[h * p.splits + sp] - m);
             weights[h * p.splits + sp] = w;
             total += __ldcg(a.partials + static_cast<long long>(h * p.splits + sp) * stride + 1) * w;
         }
@@ -206,24 +204,12 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     for (int i = threadIdx.x; i < qw; i += kThreads) {
         const int h = i / hd, e = i % hd;
         float acc = 0.f;
-        for (int sp = 0; sp < p.splits; ++sp)
+        for (int sp = 0; sp < used; ++sp)
             acc = fmaf(__ldcg(a.partials + static_cast<long long>(h * p.splits + sp) * stride + 2 + e), weights[h * p.splits + sp], acc);
         ctx[i] = toFloat(fromFloat<T>(acc * weights[a.heads * p.splits + h]));  // the stored attention output
     }
     __syncthreads();
-    const int rows = j1 - j0;
-    for (int r = 2 * warp; r < rows; r += 2 * kWarps) {
-        const int r1 = min(r + 1, rows - 1);
-        const bf16* const w[2] = {Wo + static_cast<long long>(j0 + r) * qw, Wo + static_cast<long long>(j0 + r1) * qw};
-        const float* const xr[2] = {ctx, ctx};
-        float d[2];
-        warpDots<2, 8>(w, xr, qw, p.vec, d);
-        if (lane == 0) {
-            a.residual[j0 + r] += d[0];
-            if (r1 != r)
-                a.residual[j0 + r1] += d[1];
-        }
-    }
+    addRowProducts(Wo, qw, ctx, j0, j1, a.residual, p.vec);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15u) == 0; }
@@ -248,12 +234,6 @@ Status mhaDecode(const MhaDecodeArgs& a, Stream stream)
 {
     if (!mhaDecodeSupports(a.hidden, a.heads, a.kvHeads, a.headDim, a.capacity))
         return Status::failure("attention (fused decode): unsupported shape");
-    int device = 0, sms = 0;
-    Status st = cudaStatus(cudaGetDevice(&device), "attention (fused decode): cudaGetDevice");
-    if (st.ok())
-        st = cudaStatus(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention (fused decode): SM count");
-    if (!st.ok())
-        return st;
     const int hd = a.headDim, qw = a.heads * hd;
     auto plan = [&](int blocks, Params& p) {
         p.splits = std::clamp(blocks / a.heads, 1, kMhaDecodeMaxSplits);
@@ -265,30 +245,13 @@ Status mhaDecode(const MhaDecodeArgs& a, Stream stream)
         return std::max({phase1, phase2, phase3}) * sizeof(float);
     };
     Params p{a, 1, 1, a.hidden % 8 == 0 && qw % 8 == 0 && aligned16(a.qkvWeight) && aligned16(a.outWeight)};
+    Status st;
     TESSERA_DISPATCH_DTYPE(a.type, T, {
         auto kernel = mhaDecodeKernel<T>;
         static const Status attribute = allowSharedMemory("attention (fused decode)", kMaxSmem, kernel);
         if (!attribute.ok())
             return attribute;
-        // Two blocks per SM when two fit with the shared memory of that grid, else one.
-        int blocks = 0;
-        std::size_t smem = 0;
-        for (const int perSm : {2, 1}) {
-            Params probe = p;
-            const std::size_t bytes = plan(sms * perSm, probe);
-            int fit = 0;
-            st = cudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, bytes), "attention (fused decode): occupancy");
-            if (!st.ok())
-                return st;
-            if (fit >= perSm && bytes <= static_cast<std::size_t>(kMaxSmem)) {
-                blocks = sms * perSm;
-                smem = plan(blocks, p);
-                break;
-            }
-        }
-        if (blocks == 0)
-            return Status::failure("attention (fused decode): a block does not fit on a multiprocessor");
-        st = launchCooperative("attention (fused decode)", kernel, blocks, kThreads, smem, cuStream(stream), p);
+        st = launchCooperativePlanned("attention (fused decode)", kernel, kThreads, kMaxSmem, p, plan, cuStream(stream));
     });
     return st;
 }

@@ -63,12 +63,7 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
     const bf16* Wuv = reinterpret_cast<const bf16*>(a.wUv);
     const bf16* Wo = reinterpret_cast<const bf16*>(a.outWeight);
     const int j0 = static_cast<int>(static_cast<long long>(H) * b / G), j1 = static_cast<int>(static_cast<long long>(H) * (b + 1) / G);
-    {
-        const char* rows = reinterpret_cast<const char*>(Wo + static_cast<long long>(j0) * cw);
-        const long long bytes = static_cast<long long>(j1 - j0) * cw * 2;
-        for (long long o = threadIdx.x * 128ll; o < bytes; o += kThreads * 128ll)
-            prefetchL2(rows + o);
-    }
+    prefetchBytesL2(Wo + static_cast<long long>(j0) * cw, static_cast<long long>(j1 - j0) * cw * 2);  // this block's o_proj rows
     gridDependencyWait();
     const int pos = *a.lengthOnDevice;  // the new token's position
     const int context = pos + 1;
@@ -159,8 +154,9 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
     // 3. Partials per (slice, head group).
     const int hpg = (heads + p.groups - 1) / p.groups;
     const int stride = rank + 2;
-    const int chunk = (context + p.splits - 1) / p.splits;
-    for (int unit = b; unit < p.splits * p.groups; unit += G) {
+    // Slices of `chunk` positions; `used` of them hold any (a short context leaves the rest out).
+    const int chunk = (context + p.splits - 1) / p.splits, used = (context + chunk - 1) / chunk;
+    for (int unit = b; unit < used * p.groups; unit += G) {
         const int sp = unit / p.groups, hg = unit % p.groups;
         const int h0 = hg * hpg, nh = min(hpg, heads - h0);
         const int t0 = min(context, sp * chunk), t1 = min(context, t0 + chunk), count = t1 - t0;
@@ -182,8 +178,9 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
 #pragma unroll
                 for (int k = 0; k < kHeadsPerGroup; ++k)
                     if (k < nh) {
-                        acc[k] = fmaf(qs[k * width + 2 * cix], v.x, acc[k]);
-                        acc[k] = fmaf(qs[k * width + 2 * cix + 1], v.y, acc[k]);
+                        const float2 q2 = reinterpret_cast<const float2*>(qs + k * width)[cix];  // width is even
+                        acc[k] = fmaf(q2.x, v.x, acc[k]);
+                        acc[k] = fmaf(q2.y, v.y, acc[k]);
                     }
             }
 #pragma unroll
@@ -250,13 +247,13 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
             const int h = unit / perHead, slice = unit % perHead;
             const int v0 = vDim * slice / perHead, v1 = vDim * (slice + 1) / perHead;
             float m = -INFINITY;
-            for (int sp = threadIdx.x; sp < p.splits; sp += kThreads)
+            for (int sp = threadIdx.x; sp < used; sp += kThreads)
                 m = fmaxf(m, __ldcg(a.partials + (static_cast<long long>(sp) * heads + h) * stride));
             m = blockMax(m, scratch);
             float total = 0.f;
-            for (int sp = threadIdx.x; sp < p.splits; sp += kThreads) {
+            for (int sp = threadIdx.x; sp < used; sp += kThreads) {
                 const float* part = a.partials + (static_cast<long long>(sp) * heads + h) * stride;
-                const float w = expf(__ldcg(part) - m);  // empty slices: exp(−inf) = 0
+                const float w = expf(__ldcg(part) - m);
                 weights[sp] = w;
                 total += __ldcg(part + 1) * w;
             }
@@ -264,7 +261,7 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
             const float inv = 1.f / total;
             for (int r = threadIdx.x; r < rank; r += kThreads) {
                 float acc = 0.f;
-                for (int sp = 0; sp < p.splits; ++sp)
+                for (int sp = 0; sp < used; ++sp)
                     acc = fmaf(__ldcg(a.partials + (static_cast<long long>(sp) * heads + h) * stride + 2 + r), weights[sp], acc);
                 olat[r] = rounded<T>(acc * inv);  // the stored latent output
             }
@@ -293,19 +290,7 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
     for (int i = threadIdx.x; i < cw; i += kThreads)
         ctx[i] = loadL2(ctxOut + i);
     __syncthreads();
-    const int rows = j1 - j0;
-    for (int r = 2 * warp; r < rows; r += 2 * kWarps) {
-        const int r1 = min(r + 1, rows - 1);
-        const bf16* const w[2] = {Wo + static_cast<long long>(j0 + r) * cw, Wo + static_cast<long long>(j0 + r1) * cw};
-        const float* const xr[2] = {ctx, ctx};
-        float d[2];
-        warpDots<2, 8>(w, xr, cw, p.vec, d);
-        if (lane == 0) {
-            a.residual[j0 + r] += d[0];
-            if (r1 != r)
-                a.residual[j0 + r1] += d[1];
-        }
-    }
+    addRowProducts(Wo, cw, ctx, j0, j1, a.residual, p.vec);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15u) == 0; }
@@ -314,9 +299,14 @@ bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) 
 
 bool mlaDecodeSupports(int hidden, int heads, int nope, int rope, int rank, int vDim, int capacity)
 {
-    // Shared memory of each phase on the smallest grid (one slice per head group).
-    const long long hpg = std::min(heads, kHeadsPerGroup);
-    const long long phase3 = hpg * (rank + rope) + hpg * static_cast<long long>(capacity);
+    // Shared memory of each phase on the smallest grid mlaDecode launches (a block per SM).
+    int sms = 1;
+    if (!multiprocessorCount("mla attention (fused decode)", sms).ok())
+        return false;
+    const int groups = (heads + kHeadsPerGroup - 1) / kHeadsPerGroup;
+    const long long splits = std::clamp(sms / groups, 1, kMlaDecodeMaxSplits);
+    const long long hpg = (heads + groups - 1) / groups;
+    const long long phase3 = hpg * (rank + rope) + hpg * ((capacity + splits - 1) / splits);
     const long long largest = std::max({static_cast<long long>(hidden), static_cast<long long>(heads) * nope, phase3,
                                         static_cast<long long>(kMlaDecodeMaxSplits) + rank, static_cast<long long>(heads) * vDim});
     return hidden > 0 && heads > 0 && nope > 0 && nope % 2 == 0 && rope > 0 && rope % 2 == 0 && rank > 0 && rank % 2 == 0 &&
@@ -332,12 +322,6 @@ Status mlaDecode(const MlaDecodeArgs& a, Stream stream)
 {
     if (!mlaDecodeSupports(a.hidden, a.heads, a.nope, a.rope, a.rank, a.vDim, a.capacity))
         return Status::failure("mla attention (fused decode): unsupported shape");
-    int device = 0, sms = 0;
-    Status st = cudaStatus(cudaGetDevice(&device), "mla attention (fused decode): cudaGetDevice");
-    if (st.ok())
-        st = cudaStatus(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "mla attention (fused decode): SM count");
-    if (!st.ok())
-        return st;
     const int width = a.rank + a.rope, cw = a.heads * a.vDim;
     auto plan = [&](int blocks, Params& p) {
         p.groups = (a.heads + kHeadsPerGroup - 1) / kHeadsPerGroup;
@@ -354,31 +338,13 @@ Status mlaDecode(const MlaDecodeArgs& a, Stream stream)
     Params p{a, 1, 1, 1,
              a.hidden % 8 == 0 && a.nope % 8 == 0 && a.rank % 8 == 0 && cw % 8 == 0 && aligned16(a.inWeight) && aligned16(a.wUkT) &&
                  aligned16(a.wUv) && aligned16(a.outWeight)};
+    Status st;
     TESSERA_DISPATCH_DTYPE(a.type, T, {
         auto kernel = mlaDecodeKernel<T>;
         static const Status attribute = allowSharedMemory("mla attention (fused decode)", kMaxSmem, kernel);
         if (!attribute.ok())
             return attribute;
-        // Two blocks per SM when two fit with the shared memory of that grid, else one.
-        int blocks = 0;
-        std::size_t smem = 0;
-        for (const int perSm : {2, 1}) {
-            Params probe = p;
-            const std::size_t bytes = plan(sms * perSm, probe);
-            int fit = 0;
-            st = cudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kThreads, bytes),
-                            "mla attention (fused decode): occupancy");
-            if (!st.ok())
-                return st;
-            if (fit >= perSm && bytes <= static_cast<std::size_t>(kMaxSmem)) {
-                blocks = sms * perSm;
-                smem = plan(blocks, p);
-                break;
-            }
-        }
-        if (blocks == 0)
-            return Status::failure("mla attention (fused decode): a block does not fit on a multiprocessor");
-        st = launchCooperative("mla attention (fused decode)", kernel, blocks, kThreads, smem, cuStream(stream), p);
+        st = launchCooperativePlanned("mla attention (fused decode)", kernel, kThreads, kMaxSmem, p, plan, cuStream(stream));
     });
     return st;
 }

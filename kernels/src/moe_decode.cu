@@ -132,12 +132,8 @@ __global__ __launch_bounds__(kThreads) void moeDecodeKernel(Params p)
     }
     gateUpRows<TX>(p, 0, K, matrixOfSlot, xs);
     // The down rows this block reads after the barrier, into L2 while the others finish.
-    const long long rowBytes = static_cast<long long>(I) * 2, sliceBytes = (j1 - j0) * rowBytes;
-    for (int s = 0; s < KS; ++s) {
-        const char* slice = reinterpret_cast<const char*>(p.down + (static_cast<long long>(matrixOfSlot[s]) * H + j0) * I);
-        for (long long o = threadIdx.x * 128ll; o < sliceBytes; o += kThreads * 128ll)
-            prefetchL2(slice + o);
-    }
+    for (int s = 0; s < KS; ++s)
+        prefetchBytesL2(p.down + (static_cast<long long>(matrixOfSlot[s]) * H + j0) * I, static_cast<long long>(j1 - j0) * I * 2);
     gridSync(p.sync);
     allowDependentLaunch();
 
@@ -209,12 +205,6 @@ Status moeDecode(const MoeDecodeArgs& a, Stream stream)
         return Status::failure("moe layer (fused decode): unsupported shape");
     if (r.routing == Routing::NoAuxTc && (r.groups > 32 || r.groups <= 0 || r.experts % r.groups))
         return Status::failure("moe layer (fused decode): n_group must divide the experts into at most 32 groups");
-    int device = 0, sms = 0;
-    Status st = cudaStatus(cudaGetDevice(&device), "moe layer (fused decode): cudaGetDevice");
-    if (st.ok())
-        st = cudaStatus(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "moe layer (fused decode): SM count");
-    if (!st.ok())
-        return st;
     const int slots = r.k + r.sharedExperts;
     auto smemFor = [&](int blocks) {
         const int rows = (a.hidden + blocks - 1) / blocks;
@@ -225,23 +215,19 @@ Status moeDecode(const MoeDecodeArgs& a, Stream stream)
              reinterpret_cast<const bf16*>(a.routerWeight), reinterpret_cast<const bf16*>(a.gateUp),
              reinterpret_cast<const bf16*>(a.down), a.normOut, a.logits, a.act, a.partials, a.sync,
              a.hidden % 8 == 0 && a.inter % 8 == 0 && aligned16(a.routerWeight) && aligned16(a.gateUp) && aligned16(a.down)};
+    Status st;
     TESSERA_DISPATCH_DTYPE(a.xType, TX, {
         auto kernel = moeDecodeKernel<TX>;
         static const Status attribute = allowSharedMemory("moe layer (fused decode)", kMaxSmem, kernel);
         if (!attribute.ok())
             return attribute;
-        // Blocks resident at once: one or two per SM, as many as fit.
-        int perSm = 0;
-        st = cudaStatus(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kThreads, smemFor(sms)),
-                        "moe layer (fused decode): occupancy");
+        int blocks = 0;
+        std::size_t smem = 0;
+        st = cooperativeGrid("moe layer (fused decode)", kernel, kThreads, kMaxSmem, smemFor, blocks, smem);
         if (!st.ok())
             return st;
-        if (perSm < 1)
-            return Status::failure("moe layer (fused decode): a block does not fit on a multiprocessor");
-        const int blocks = std::min(sms * std::min(perSm, 2), kMoeDecodeMaxBlocks);
-        const std::size_t smem = smemFor(blocks);
-        if (smem > static_cast<std::size_t>(kMaxSmem))
-            return Status::failure("moe layer (fused decode): shared memory over the limit");
+        if (blocks > kMoeDecodeMaxBlocks)
+            return Status::failure("moe layer (fused decode): more blocks than the partial sums hold");
         st = launchCooperative("moe layer (fused decode)", kernel, blocks, kThreads, smem, cuStream(stream), p);
     });
     return st;

@@ -122,10 +122,8 @@ Status addInt(int* dst, int delta, Stream stream)
 
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream)
 {
-    int device = 0, sms = 0;
-    Status r = cudaStatus(cudaGetDevice(&device), "grid barriers: cudaGetDevice");
-    if (r.ok())
-        r = cudaStatus(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "grid barriers: SM count");
+    int sms = 0;
+    const Status r = multiprocessorCount("grid barriers", sms);
     if (!r.ok())
         return r;
     return launchCooperative("grid barriers", gridBarrierKernel, sms, threads, 0, s(stream), sync, barriers);

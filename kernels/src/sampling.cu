@@ -107,6 +107,39 @@ __device__ double blockSumD(double v, double* scratch)
     return warpSumD(t);
 }
 
+// The block's threads own contiguous segments of a list; with each thread's segment sum `mine`,
+// seg[t] becomes the sum of the segments before t (one thread adds them up). Returns the total.
+__device__ double segmentPrefix(double mine, double* seg /* kThreads */, double* scratch)
+{
+    seg[threadIdx.x] = mine;
+    const double total = blockSumD(mine, scratch);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double run = 0.0;
+        for (int t = 0; t < kThreads; ++t) {
+            const double v = seg[t];
+            seg[t] = run;
+            run += v;
+        }
+    }
+    __syncthreads();
+    return total;
+}
+
+// The first i of [b, e) where the running weight, from `before`, passes r: into *pick (the
+// smallest over the block wins).
+template <typename Prob>
+__device__ void firstPast(int b, int e, double before, double r, const Prob& prob, int* pick)
+{
+    for (int i = b; i < e; ++i) {
+        before += prob(i);
+        if (before > r) {
+            atomicMin(pick, i);
+            return;
+        }
+    }
+}
+
 // Sorted (descending) logits and their ids → the drawn token.
 __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const int* ids, int vocab, float invT,
                                                        float topP, int topK, double u, int* token)
@@ -134,19 +167,7 @@ __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const 
     double mine = 0.0;
     for (int i = b; i < e; ++i)
         mine += prob(i);
-    seg[threadIdx.x] = mine;
-    const double sum = blockSumD(mine, scratch);
-    __syncthreads();
-    // Exclusive prefix of the segment sums (one thread: 1024 additions).
-    if (threadIdx.x == 0) {
-        double run = 0.0;
-        for (int t = 0; t < kThreads; ++t) {
-            const double v = seg[t];
-            seg[t] = run;
-            run += v;
-        }
-    }
-    __syncthreads();
+    const double sum = segmentPrefix(mine, seg, scratch);
     if (topP < 1.f) {
         // cut = first i ≥ 1 whose tail mass (i .. keep−1) is ≤ 1 − topP.
         const double limit = 1.0 - static_cast<double>(topP);
@@ -167,14 +188,7 @@ __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const 
     for (int i = b; i < min(e, cut); ++i)
         kept += prob(i);
     const double total = blockSumD(kept, scratch);
-    const double r = u * total;
-    for (int i = b; i < min(e, cut); ++i) {
-        before += prob(i);
-        if (before > r) {
-            atomicMin(&pickShared, i);
-            break;
-        }
-    }
+    firstPast(b, min(e, cut), before, u * total, prob, &pickShared);
     __syncthreads();
     if (threadIdx.x == 0) {
         const int pick = pickShared == 0x7fffffff ? cut - 1 : pickShared;
@@ -321,18 +335,7 @@ __global__ __launch_bounds__(kThreads) void drawCandidatesKernel(const float* ca
     double mine = 0.0;
     for (int i = b; i < e; ++i)
         mine += prob(i);
-    seg[threadIdx.x] = mine;
-    const double keptSum = blockSumD(mine, scratch);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double run = 0.0;
-        for (int t = 0; t < kThreads; ++t) {
-            const double v = seg[t];
-            seg[t] = run;
-            run += v;
-        }
-    }
-    __syncthreads();
+    const double keptSum = segmentPrefix(mine, seg, scratch);
     // Top-k: the kept mass is the base; else the whole vocabulary's.
     const double base = topK > 0 ? keptSum : totalShared;
     if (topP < 1.f) {
@@ -366,14 +369,7 @@ __global__ __launch_bounds__(kThreads) void drawCandidatesKernel(const float* ca
     for (int i = b; i < min(e, cut); ++i)
         kept += prob(i);
     const double total = blockSumD(kept, scratch);
-    const double r = u * total;
-    for (int i = b; i < min(e, cut); ++i) {
-        beforeI += prob(i);
-        if (beforeI > r) {
-            atomicMin(&pickShared, i);
-            break;
-        }
-    }
+    firstPast(b, min(e, cut), beforeI, u * total, prob, &pickShared);
     __syncthreads();
     if (threadIdx.x == 0) {
         const int pick = pickShared == 0x7fffffff ? cut - 1 : pickShared;
@@ -409,27 +405,8 @@ __global__ __launch_bounds__(kThreads) void drawInOrderKernel(const float* logit
     double mine = 0.0;
     for (int i = b; i < e; ++i)
         mine += prob(i);
-    seg[threadIdx.x] = mine;
-    const double total = blockSumD(mine, scratch);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        double run = 0.0;
-        for (int t = 0; t < kThreads; ++t) {
-            const double v = seg[t];
-            seg[t] = run;
-            run += v;
-        }
-    }
-    __syncthreads();
-    const double r = u * total;
-    double beforeI = seg[threadIdx.x];
-    for (int i = b; i < e; ++i) {
-        beforeI += prob(i);
-        if (beforeI > r) {
-            atomicMin(&pickShared, i);
-            break;
-        }
-    }
+    const double total = segmentPrefix(mine, seg, scratch);
+    firstPast(b, e, seg[threadIdx.x], u * total, prob, &pickShared);
     __syncthreads();
     if (threadIdx.x == 0) {
         *token = pickShared == 0x7fffffff ? vocab - 1 : pickShared;

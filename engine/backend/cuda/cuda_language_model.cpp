@@ -382,6 +382,25 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
     }
 }
 
+// The arguments the two cooperative attention kernels (k::MhaDecodeArgs, k::MlaDecodeArgs) share.
+template <typename Args>
+void CudaLanguageModel::fillFusedAttention(Args& f, const SequenceState& seq, int layer) const
+{
+    f.x = x_;
+    f.type = act_;
+    f.hidden = hidden_;
+    f.heads = heads_;
+    f.cos = cos_;
+    f.sin = sin_;
+    f.capacity = seq.capacity;
+    f.lengthOnDevice = seq.lengthOnDevice;
+    f.partials = attentionPartials_;
+    f.outWeight = weights_.layers[layer].attnOut.data;
+    f.residual = h_;
+    f.scale = attentionScale_;
+    f.sync = moeSync_;
+}
+
 void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, int n, bool decode)
 {
     const LanguageLayerWeights& lw = weights_.layers[layer];
@@ -389,25 +408,13 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
     const int hd = headDim_, qs = heads_ * hd, kvw = kvHeads_ * hd, group = heads_ / kvHeads_;
     if (decode && fusedAttention_) {
         k::MhaDecodeArgs f;
-        f.x = x_;
-        f.type = act_;
-        f.hidden = hidden_;
-        f.heads = heads_;
+        fillFusedAttention(f, seq, layer);
         f.kvHeads = kvHeads_;
         f.headDim = hd;
         f.qkvWeight = lw.attnIn.data;
-        f.cos = cos_;
-        f.sin = sin_;
         f.keys = seq.keys[layer];
         f.values = seq.values[layer];
-        f.capacity = seq.capacity;
-        f.lengthOnDevice = seq.lengthOnDevice;
         f.q = q_;
-        f.partials = attentionPartials_;
-        f.outWeight = lw.attnOut.data;
-        f.residual = h_;
-        f.scale = attentionScale_;
-        f.sync = moeSync_;
         if (runs(kStageAttention, decode))
             check(k::mhaDecode(f, stream_), "attention (fused decode)");
         return;
@@ -555,10 +562,7 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     const int width = rank_ + rope_, qhd = nope_ + rope_;
     if (decode && fusedAttention_) {
         k::MlaDecodeArgs f;
-        f.x = x_;
-        f.type = act_;
-        f.hidden = hidden_;
-        f.heads = heads_;
+        fillFusedAttention(f, seq, layer);
         f.nope = nope_;
         f.rope = rope_;
         f.rank = rank_;
@@ -566,21 +570,12 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         f.inWeight = lw.attnIn.data;
         f.kvNorm = lw.kvNorm.data;
         f.kvEps = 1e-6f;  // kv_a_layernorm is built with the RMSNorm default, not rms_norm_eps
-        f.cos = cos_;
-        f.sin = sin_;
         f.cache = seq.keys[layer];
-        f.capacity = seq.capacity;
-        f.lengthOnDevice = seq.lengthOnDevice;
         f.proj = proj_;
         f.qcat = q_;
         f.wUkT = lw.wUkT.data;
         f.wUv = lw.wUv.data;
         f.ctx = ctx_;
-        f.partials = attentionPartials_;
-        f.outWeight = lw.attnOut.data;
-        f.residual = h_;
-        f.scale = attentionScale_;
-        f.sync = moeSync_;
         if (runs(kStageAttention, decode))
             check(k::mlaDecode(f, stream_), "mla attention (fused decode)");
         return;

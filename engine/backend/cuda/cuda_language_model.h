@@ -108,6 +108,8 @@ private:
     void forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace);
     void attentionMha(SequenceState& seq, int layer, int start, int n, bool decode);
     void attentionMla(SequenceState& seq, int layer, int start, int n, bool decode);
+    template <typename Args>
+    void fillFusedAttention(Args& f, const SequenceState& seq, int layer) const;
     void denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta);
     // Adds the layer's experts into h_; when nextNorm is given also leaves RMSNorm(h_)·nextNorm in
     // x_ (the next layer's input, or the final norm).

@@ -94,7 +94,8 @@ Status mhaDecode(const MhaDecodeArgs& args, Stream stream);
 
 // The attention half of an MLA layer for one decode token in one cooperative launch, in place of
 // the q_proj | kv_a product, mlaPrepare, the query absorption, decodeAttention over the latent
-// cache, the value expansion and o_proj (rounding as mhaDecode does). Layouts as those
+// cache, the value expansion and o_proj (rounding where they store, as mhaDecode does; in bf16
+// the separate tensor-core attention also rounds its probabilities to bf16). Layouts as those
 // steps use them: inWeight [heads·(nope + rope) + rank + rope, hidden] (q_proj rows, then
 // kv_a_proj_with_mqa rows; rotary pairs interleaved); cache [capacity, rank + rope] (normalised
 // latent | rotated k_pe); wUkT [heads·rank, nope]; wUv [heads·vDim, rank]; outWeight
