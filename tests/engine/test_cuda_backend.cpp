@@ -1137,10 +1137,10 @@ private slots:
 
     // Greedy decode of `steps` tokens after `prompt`; the logits after each decode step.
     static std::vector<std::vector<float>> greedyDecodeLogits(cuda::CudaBackend& be, const std::vector<std::int32_t>& prompt,
-                                                             int steps, std::vector<std::int32_t>& ids)
+                                                             int steps, std::vector<std::int32_t>& ids, int capacity = 0)
     {
         const int V = be.vocabSize();
-        auto seq = be.createSequence(static_cast<int>(prompt.size()) + steps + 1);
+        auto seq = be.createSequence(capacity > 0 ? capacity : static_cast<int>(prompt.size()) + steps + 1);
         const std::vector<PromptSegment> segs{{std::span<const std::int32_t>(prompt), nullptr, 0}};
         if (!be.append(*seq, segs, nullptr))
             throw Error("prompt not appended");
@@ -1167,15 +1167,19 @@ private slots:
         QTest::addColumn<QString>("model");  // a golden mini model, or a config of tests/data/configs (random weights)
         QTest::addColumn<bool>("exact");
         QTest::addColumn<bool>("odd");  // widths that are not multiples of 8: the kernels' element-wise paths
+        QTest::addColumn<int>("promptLength");  // 0: the golden case's prompt or 40 tokens; a full-size cache then
         for (const char* m : kModels) {
-            QTest::addRow("%s/fp32", m) << QString(m) << true << false;
-            QTest::addRow("%s/bf16", m) << QString(m) << false << false;
+            QTest::addRow("%s/fp32", m) << QString(m) << true << false << 0;
+            QTest::addRow("%s/bf16", m) << QString(m) << false << false << 0;
         }
         for (const char* c : {"deepseek-vl2-tiny", "deepseek-vl2-small", "deepseek-vl2"})
-            QTest::addRow("%s/fp32-random", c) << QString(c) << true << false;
-        QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny") << false << false;
-        QTest::addRow("deepseek-vl2-tiny/fp32-random-odd") << QString("deepseek-vl2-tiny") << true << true;
-        QTest::addRow("deepseek-vl2-small/fp32-random-odd") << QString("deepseek-vl2-small") << true << true;
+            QTest::addRow("%s/fp32-random", c) << QString(c) << true << false << 0;
+        QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny") << false << false << 0;
+        QTest::addRow("deepseek-vl2-tiny/fp32-random-odd") << QString("deepseek-vl2-tiny") << true << true << 0;
+        QTest::addRow("deepseek-vl2-small/fp32-random-odd") << QString("deepseek-vl2-small") << true << true << 0;
+        // A long context in a cache of the model's full length: many positions per slice.
+        QTest::addRow("deepseek-vl2-tiny/fp32-random-long") << QString("deepseek-vl2-tiny") << true << false << 3000;
+        QTest::addRow("deepseek-vl2/fp32-random-long") << QString("deepseek-vl2") << true << false << 3000;
     }
     void fusedDecode()
     {
@@ -1183,6 +1187,7 @@ private slots:
         QFETCH(QString, model);
         QFETCH(bool, exact);
         QFETCH(bool, odd);
+        QFETCH(int, promptLength);
         const std::string name = model.toStdString();
         std::unique_ptr<cuda::CudaBackend> own;
         cuda::CudaBackend* be = nullptr;
@@ -1209,10 +1214,10 @@ private slots:
             mla = config.language.useMla;
             cuda::CudaBackendOptions o;
             o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
-            o.planContext = 256;
+            o.planContext = promptLength > 0 ? 0 : 256;
             own = std::make_unique<cuda::CudaBackend>(config, 7, ProcessorConfig{}, o);
             be = own.get();
-            for (int i = 0; i < 40; ++i)
+            for (int i = 0; i < (promptLength > 0 ? promptLength : 40); ++i)
                 prompt.push_back((1 + i * 7919) % be->vocabSize());
         }
         // The golden models' backends are shared with other tests: put their switches back.
@@ -1231,7 +1236,7 @@ private slots:
             be->setFusedAttentionDecode(attention);
             if (be->fusedMoeDecode() != moe || be->fusedAttentionDecode() != attention)
                 throw Error("a cooperative decode kernel does not take this shape");
-            return greedyDecodeLogits(*be, prompt, steps, ids);
+            return greedyDecodeLogits(*be, prompt, steps, ids, promptLength > 0 ? be->maxContext() : 0);
         };
         struct Variant {
             const char* what;
