@@ -55,6 +55,19 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     gridDependencyWait();
     const int pos = *a.lengthOnDevice;  // the new token's position
     const int context = pos + 1;
+    // Slices of `chunk` positions; `used` of them hold any (a short context leaves the rest out).
+    const int chunk = (context + p.splits - 1) / p.splits, used = (context + chunk - 1) / chunk;
+    // The cache rows this block's first slice reads in phase 2 (all but the new one are there
+    // already): into L2 while the q/k/v rows are made.
+    if (b < a.heads * used) {
+        const int kvh = (b / used) / (a.heads / a.kvHeads), t0 = (b % used) * chunk, t1 = min(pos, t0 + chunk);
+        const int lines = (hd * static_cast<int>(sizeof(T)) + 127) / 128;
+        for (int i = threadIdx.x; i < max(0, t1 - t0) * lines; i += kThreads) {
+            const long long at = static_cast<long long>(t0 + i / lines) * kvw + kvh * hd + (i % lines) * (128 / static_cast<int>(sizeof(T)));
+            prefetchL2(keys + at);
+            prefetchL2(values + at);
+        }
+    }
 
     // 1. q/k/v in rotary pairs.
     float* xs = smem;
@@ -92,8 +105,6 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
 
     // 2. Partials per (head, slice).
     const int stride = hd + 2;
-    // Slices of `chunk` positions; `used` of them hold any (a short context leaves the rest out).
-    const int chunk = (context + p.splits - 1) / p.splits, used = (context + chunk - 1) / chunk;
     for (int unit = b; unit < a.heads * used; unit += G) {
         const int h = unit / used, sp = unit % used, kvh = h / (a.heads / a.kvHeads);
         const int t0 = min(context, sp * chunk), t1 = min(context, t0 + chunk), count = t1 - t0;

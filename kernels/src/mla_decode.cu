@@ -68,6 +68,14 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
     const int pos = *a.lengthOnDevice;  // the new token's position
     const int context = pos + 1;
     T* newRow = cache + static_cast<long long>(pos) * width;
+    // Slices of `chunk` positions; `used` of them hold any (a short context leaves the rest out).
+    const int chunk = (context + p.splits - 1) / p.splits, used = (context + chunk - 1) / chunk;
+    // The latent rows this block's first slice reads in phase 3 (all but the new one are there
+    // already): into L2 while phases 1 and 2 run.
+    if (b < used * p.groups) {
+        const int t0 = (b / p.groups) * chunk, t1 = min(pos, t0 + chunk);
+        prefetchBytesL2(cache + static_cast<long long>(t0) * width, static_cast<long long>(max(0, t1 - t0)) * width * sizeof(T));
+    }
 
     // 1. q_proj | kv_a rows, two adjacent rows per unit.
     {
@@ -154,8 +162,6 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
     // 3. Partials per (slice, head group).
     const int hpg = (heads + p.groups - 1) / p.groups;
     const int stride = rank + 2;
-    // Slices of `chunk` positions; `used` of them hold any (a short context leaves the rest out).
-    const int chunk = (context + p.splits - 1) / p.splits, used = (context + chunk - 1) / chunk;
     for (int unit = b; unit < used * p.groups; unit += G) {
         const int sp = unit / p.groups, hg = unit % p.groups;
         const int h0 = hg * hpg, nh = min(hpg, heads - h0);
