@@ -45,6 +45,8 @@ struct Params {
     void* act;
     float* partials;
     unsigned* sync;
+    const void* prefetchNext;
+    long long prefetchNextBytes;
     bool vec;  // 16-byte loads: H and I multiples of 8, weights 16-byte aligned
 };
 
@@ -113,6 +115,10 @@ __global__ __launch_bounds__(kThreads) void moeDecodeKernel(Params p)
             p.logits[e] = d[0];
     }
     gateUpRows<TX>(p, K, S, matrixOfSlot, xs);
+    // The shared experts' down rows this block reads in phase 3, into L2 while the routing waits.
+    const long long sliceBytes = static_cast<long long>(j1 - j0) * I * 2;
+    for (int s = K; s < KS; ++s)
+        prefetchBytesL2(p.down + (static_cast<long long>(matrixOfSlot[s]) * H + j0) * I, sliceBytes);
     gridSync(p.sync);
 
     // 2. Routing (every block alike), the routed experts' gate/up rows.
@@ -131,9 +137,10 @@ __global__ __launch_bounds__(kThreads) void moeDecodeKernel(Params p)
         p.route.weight[threadIdx.x] = weightOfSlot[threadIdx.x];
     }
     gateUpRows<TX>(p, 0, K, matrixOfSlot, xs);
-    // The down rows this block reads after the barrier, into L2 while the others finish.
-    for (int s = 0; s < KS; ++s)
-        prefetchBytesL2(p.down + (static_cast<long long>(matrixOfSlot[s]) * H + j0) * I, static_cast<long long>(j1 - j0) * I * 2);
+    // The routed experts' down rows this block reads after the barrier, into L2 while the others
+    // finish.
+    for (int s = 0; s < K; ++s)
+        prefetchBytesL2(p.down + (static_cast<long long>(matrixOfSlot[s]) * H + j0) * I, sliceBytes);
     gridSync(p.sync);
     allowDependentLaunch();
 
@@ -166,6 +173,11 @@ __global__ __launch_bounds__(kThreads) void moeDecodeKernel(Params p)
         const float v = __ldcg(p.h + j0 + jr) + acc;
         p.h[j0 + jr] = v;
         ssRows = fmaf(v, v, ssRows);
+    }
+    // This block's share of what the next kernel reads first (the next layer's input product).
+    if (p.prefetchNext) {
+        const long long share = (p.prefetchNextBytes + G - 1) / G, from = share * b;
+        prefetchBytesL2(static_cast<const char*>(p.prefetchNext) + from, max(0ll, min(share, p.prefetchNextBytes - from)));
     }
     if (!p.nextNorm)
         return;
@@ -214,6 +226,7 @@ Status moeDecode(const MoeDecodeArgs& a, Stream stream)
     Params p{r, a.residual, a.postNorm, a.nextNorm, a.eps, a.hidden, a.inter,
              reinterpret_cast<const bf16*>(a.routerWeight), reinterpret_cast<const bf16*>(a.gateUp),
              reinterpret_cast<const bf16*>(a.down), a.normOut, a.logits, a.act, a.partials, a.sync,
+             a.prefetchNext, a.prefetchNext ? static_cast<long long>(a.prefetchNextBytes) : 0ll,
              a.hidden % 8 == 0 && a.inter % 8 == 0 && aligned16(a.routerWeight) && aligned16(a.gateUp) && aligned16(a.down)};
     Status st;
     TESSERA_DISPATCH_DTYPE(a.xType, TX, {

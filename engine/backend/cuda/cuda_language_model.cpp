@@ -883,6 +883,11 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         f.act = eact_;
         f.partials = moePartials_;
         f.sync = moeSync_;
+        if (layer + 1 < layerCount()) {
+            const DeviceMatrix& next = weights_.layers[layer + 1].attnIn;
+            f.prefetchNext = next.data;
+            f.prefetchNextBytes = static_cast<std::size_t>(next.rows) * next.cols * 2;
+        }
         if (runs(kStageRouter, decode))
             check(k::moeDecode(f, stream_), "moe layer (fused decode)");
         return;  // decode steps keep no trace

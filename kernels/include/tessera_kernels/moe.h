@@ -5,6 +5,7 @@
 // experts.
 #include "tessera_kernels/common.h"
 
+#include <cstddef>
 #include <cstdint>
 
 namespace tessera::kernels {
@@ -76,6 +77,10 @@ struct MoeDecodeArgs {
     void* act = nullptr;
     float* partials = nullptr;
     unsigned* sync = nullptr;
+    // Optional: bytes the next kernel reads first (the next layer's input product), asked into L2
+    // as the blocks finish.
+    const void* prefetchNext = nullptr;
+    std::size_t prefetchNextBytes = 0;
 };
 // Whether moeDecode takes this shape (else use the separate kernels).
 bool moeDecodeSupports(int experts, int k, int sharedExperts, int hidden, int inter);
