@@ -3,14 +3,16 @@
 // dependent kernels and a few round trips to memory; here the blocks stay resident and meet at
 // two grid barriers instead:
 //   1. every block normalises the residual itself (a few KB from L2) and takes a share of the
-//      router logits and of the shared experts' gate/up rows (they do not depend on the routing);
+//      router logits and of the shared experts' gate/up rows (they do not depend on the routing),
+//      then asks L2 for the shared experts' down rows of its slice;
 //   — barrier: the logits are complete —
 //   2. every block routes from all logits alike (one warp), then takes its share of the routed
-//      experts' gate/up rows, and asks L2 for the down rows it will read next;
+//      experts' gate/up rows, and asks L2 for their down rows of its slice;
 //   — barrier: the activations are complete —
 //   3. a block owns a slice of the hidden rows: the down rows of every chosen expert against the
-//      activations, summed in slot order with the routing weights into the residual;
-//   the last block to finish makes the next layer's normalised input.
+//      activations, summed in slot order with the routing weights into the residual; it asks L2
+//      for its share of what the next kernel reads first, and the last block to finish makes the
+//      next layer's normalised input.
 // Warps read weights straight from global memory, 16 bytes per lane, several rows and chunks in
 // flight at once.
 #include "tessera_kernels/moe.h"
