@@ -215,6 +215,7 @@ __global__ __launch_bounds__(kThreads) void mhaDecodeKernel(Params p)
     for (int i = threadIdx.x; i < qw; i += kThreads) {
         const int h = i / hd, e = i % hd;
         float acc = 0.f;
+#pragma unroll 8  // independent loads in flight; the sums are in order
         for (int sp = 0; sp < used; ++sp)
             acc = fmaf(__ldcg(a.partials + static_cast<long long>(h * p.splits + sp) * stride + 2 + e), weights[h * p.splits + sp], acc);
         ctx[i] = toFloat(fromFloat<T>(acc * weights[a.heads * p.splits + h]));  // the stored attention output

@@ -222,7 +222,7 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
             for (int k = 0; k < kHeadsPerGroup; ++k)
                 acc[k] = 0.f;
             const T* col = cache + static_cast<long long>(t0) * width + r;
-#pragma unroll 4
+#pragma unroll 8
             for (int t = 0; t < count; ++t) {
                 const float v = loadL2(col + static_cast<long long>(t) * width);
 #pragma unroll
@@ -267,6 +267,7 @@ __global__ __launch_bounds__(kThreads) void mlaDecodeKernel(Params p)
             const float inv = 1.f / total;
             for (int r = threadIdx.x; r < rank; r += kThreads) {
                 float acc = 0.f;
+#pragma unroll 8  // independent loads in flight; the sums are in order
                 for (int sp = 0; sp < used; ++sp)
                     acc = fmaf(__ldcg(a.partials + (static_cast<long long>(sp) * heads + h) * stride + 2 + r), weights[sp], acc);
                 olat[r] = rounded<T>(acc * inv);  // the stored latent output
