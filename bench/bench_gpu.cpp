@@ -154,7 +154,10 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
     out["stage_cost_us"] = costs;
     out["fused_moe_decode"] = be.fusedMoeDecode();
     out["fused_attention_decode"] = be.fusedAttentionDecode();
+    out["fused_layer_decode"] = be.fusedLayerDecode();
     out["fused_attention_decode"] = be.fusedAttentionDecode();
+    out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_layer_decode"] = be.fusedLayerDecode();
     return out;
 }
 
@@ -280,6 +283,8 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["description"] = be.description();
     out["fused_moe_decode"] = be.fusedMoeDecode();
     out["fused_attention_decode"] = be.fusedAttentionDecode();
+    out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_layer_decode"] = be.fusedLayerDecode();
     return out;
 }
 

@@ -158,8 +158,6 @@ __global__ __launch_bounds__(kWarps * 32) void gemvScalarKernel(GemvParams p)
         storeRow<TY, kGated>(p, static_cast<TY*>(p.y) + b * p.strideY, r, g, u);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15u) == 0; }
-
 template <typename TX, typename TY, bool kGated>
 Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, cudaStream_t s)
 {

@@ -123,6 +123,8 @@ Status allowSharedMemory(const char* op, int bytes, Kernels... kernels)
     return cudaStatus(err, (std::string(op) + ": cudaFuncSetAttribute").c_str());
 }
 
+inline bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15u) == 0; }
+
 // Whether launchOverlapped() asks for the overlap (TESSERA_OVERLAP_LAUNCHES=0 turns it off, to
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();

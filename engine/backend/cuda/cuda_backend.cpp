@@ -132,6 +132,7 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
                                                         config.language.maxPositionEmbeddings);
         language_->setFusedMoeDecode(options_.fusedMoeDecode);
         language_->setFusedAttentionDecode(options_.fusedAttentionDecode);
+        language_->setFusedLayerDecode(options_.fusedLayerDecode);
         vision_ = std::make_unique<CudaVision>(config, *weights_, processor.imageMean, processor.imageStd, options_.math, stream_,
                                                gemm_, maxTilesPerImage(config, processor));
         workspace_ = DeviceBuffer(std::max(language_->workspaceBytes(), vision_->workspaceBytes()), "the workspace");
@@ -187,6 +188,7 @@ bool environmentSays(const char* name)
 
 bool fusedMoeDecodeByDefault() { return environmentSays("TESSERA_FUSED_MOE"); }
 bool fusedAttentionDecodeByDefault() { return environmentSays("TESSERA_FUSED_ATTENTION"); }
+bool fusedLayerDecodeByDefault() { return environmentSays("TESSERA_FUSED_LAYER"); }
 bool candidateSamplingByDefault() { return environmentSays("TESSERA_SAMPLE_CANDIDATES"); }
 
 std::string CudaBackend::description() const

@@ -20,11 +20,13 @@ namespace tessera::cuda {
 
 // Paths being verified and measured on the GPU before they become the default: the environment
 // turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel;
-// TESSERA_FUSED_ATTENTION=1: and the attention half of each layer (MHA or MLA).
+// TESSERA_FUSED_ATTENTION=1: and the attention half of each layer (MHA or MLA);
+// TESSERA_FUSED_LAYER=1 (with both): the two halves of a layer in one kernel.
 // TESSERA_SAMPLE_CANDIDATES=1: draws come from the candidates near the maximum, the sorted
 // vocabulary only when they cannot decide (kernels::sampleToken).
 bool fusedMoeDecodeByDefault();
 bool fusedAttentionDecodeByDefault();
+bool fusedLayerDecodeByDefault();
 bool candidateSamplingByDefault();
 
 struct CudaBackendOptions {
@@ -37,6 +39,7 @@ struct CudaBackendOptions {
     int planContext = 0;      // KV-cache positions the memory plan reserves (0: max_position_embeddings)
     bool fusedMoeDecode = fusedMoeDecodeByDefault();  // see CudaLanguageModel::setFusedMoeDecode
     bool fusedAttentionDecode = fusedAttentionDecodeByDefault();
+    bool fusedLayerDecode = fusedLayerDecodeByDefault();
     bool candidateSampling = candidateSamplingByDefault();
 };
 
@@ -68,6 +71,8 @@ public:
     void setFusedMoeDecode(bool on) { language_->setFusedMoeDecode(on); }  // for sequences created afterwards
     bool fusedAttentionDecode() const { return language_->fusedAttentionDecode(); }
     void setFusedAttentionDecode(bool on) { language_->setFusedAttentionDecode(on); }
+    bool fusedLayerDecode() const { return language_->fusedLayer(); }
+    void setFusedLayerDecode(bool on) { language_->setFusedLayerDecode(on); }
     std::string description() const override;
     int vocabSize() const override;
     int maxContext() const override;

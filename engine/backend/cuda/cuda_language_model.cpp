@@ -1,6 +1,7 @@
 #include "backend/cuda/cuda_language_model.h"
 
 #include "tessera_kernels/attention.h"
+#include "tessera_kernels/decode_layer.h"
 #include "tessera_kernels/elementwise.h"
 #include "tessera_kernels/mla_prefill.h"
 #include "tessera_kernels/moe.h"
@@ -119,6 +120,8 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
     moePartials_ = reinterpret_cast<float*>(moeSync_ + 4);
     attentionPartials_ = moePartials_ + k::kMoeDecodeMaxBlocks;
 }
+
+void CudaLanguageModel::setFusedLayerDecode(bool on) { fusedLayerAsked_ = on; }
 
 void CudaLanguageModel::setFusedAttentionDecode(bool on)
 {
@@ -355,6 +358,22 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
         const LanguageLayerWeights& lw = weights_.layers[i];
         if (!inputNormed)
             check(k::rmsNorm(h_, H, n, H, lw.inputNorm.data, config_.rmsNormEps, x_, act_, H, stream_), "input_layernorm");
+        if (decode && lw.moe && fusedLayer()) {
+            // Attention half, MoE half and the next norm in one cooperative launch.
+            const float* nextNorm = i + 1 < L ? weights_.layers[i + 1].inputNorm.data : weights_.finalNorm.data;
+            const k::MoeDecodeArgs moeArgs = moeDecodeArgs(i, nextNorm);
+            if (runs(kStageAttention, decode)) {
+                if (config_.useMla) {
+                    const k::MlaDecodeArgs attention = mlaDecodeArgs(seq, i);
+                    check(k::decodeLayer(nullptr, &attention, moeArgs, stream_), "decode layer (fused)");
+                } else {
+                    const k::MhaDecodeArgs attention = mhaDecodeArgs(seq, i);
+                    check(k::decodeLayer(&attention, nullptr, moeArgs, stream_), "decode layer (fused)");
+                }
+            }
+            inputNormed = true;
+            continue;
+        }
         if (config_.useMla)
             attentionMla(seq, i, start, n, decode);
         else
@@ -401,22 +420,48 @@ void CudaLanguageModel::fillFusedAttention(Args& f, const SequenceState& seq, in
     f.sync = moeSync_;
 }
 
+k::MhaDecodeArgs CudaLanguageModel::mhaDecodeArgs(const SequenceState& seq, int layer) const
+{
+    k::MhaDecodeArgs f;
+    fillFusedAttention(f, seq, layer);
+    f.kvHeads = kvHeads_;
+    f.headDim = headDim_;
+    f.qkvWeight = weights_.layers[layer].attnIn.data;
+    f.keys = seq.keys[layer];
+    f.values = seq.values[layer];
+    f.q = q_;
+    return f;
+}
+
+k::MlaDecodeArgs CudaLanguageModel::mlaDecodeArgs(const SequenceState& seq, int layer) const
+{
+    const LanguageLayerWeights& lw = weights_.layers[layer];
+    k::MlaDecodeArgs f;
+    fillFusedAttention(f, seq, layer);
+    f.nope = nope_;
+    f.rope = rope_;
+    f.rank = rank_;
+    f.vDim = vDim_;
+    f.inWeight = lw.attnIn.data;
+    f.kvNorm = lw.kvNorm.data;
+    f.kvEps = 1e-6f;  // kv_a_layernorm is built with the RMSNorm default, not rms_norm_eps
+    f.cache = seq.keys[layer];
+    f.proj = proj_;
+    f.qcat = q_;
+    f.wUkT = lw.wUkT.data;
+    f.wUv = lw.wUv.data;
+    f.ctx = ctx_;
+    return f;
+}
+
 void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, int n, bool decode)
 {
     const LanguageLayerWeights& lw = weights_.layers[layer];
     const std::size_t a = k::dtypeBytes(act_);
     const int hd = headDim_, qs = heads_ * hd, kvw = kvHeads_ * hd, group = heads_ / kvHeads_;
     if (decode && fusedAttention_) {
-        k::MhaDecodeArgs f;
-        fillFusedAttention(f, seq, layer);
-        f.kvHeads = kvHeads_;
-        f.headDim = hd;
-        f.qkvWeight = lw.attnIn.data;
-        f.keys = seq.keys[layer];
-        f.values = seq.values[layer];
-        f.q = q_;
         if (runs(kStageAttention, decode))
-            check(k::mhaDecode(f, stream_), "attention (fused decode)");
+            check(k::mhaDecode(mhaDecodeArgs(seq, layer), stream_), "attention (fused decode)");
         return;
     }
     if (runs(kStageAttentionInput, decode))
@@ -561,23 +606,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     const std::size_t a = k::dtypeBytes(act_);
     const int width = rank_ + rope_, qhd = nope_ + rope_;
     if (decode && fusedAttention_) {
-        k::MlaDecodeArgs f;
-        fillFusedAttention(f, seq, layer);
-        f.nope = nope_;
-        f.rope = rope_;
-        f.rank = rank_;
-        f.vDim = vDim_;
-        f.inWeight = lw.attnIn.data;
-        f.kvNorm = lw.kvNorm.data;
-        f.kvEps = 1e-6f;  // kv_a_layernorm is built with the RMSNorm default, not rms_norm_eps
-        f.cache = seq.keys[layer];
-        f.proj = proj_;
-        f.qcat = q_;
-        f.wUkT = lw.wUkT.data;
-        f.wUv = lw.wUv.data;
-        f.ctx = ctx_;
         if (runs(kStageAttention, decode))
-            check(k::mlaDecode(f, stream_), "mla attention (fused decode)");
+            check(k::mlaDecode(mlaDecodeArgs(seq, layer), stream_), "mla attention (fused decode)");
         return;
     }
     if (runs(kStageAttentionInput, decode))
@@ -845,16 +875,14 @@ void CudaLanguageModel::denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix&
     linear(mlpAct_, I, n, down, out, k::DType::F32, hidden_, beta);
 }
 
-void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace, const float* nextNorm)
+k::RouteArgs CudaLanguageModel::routeArgs(int layer, int n) const
 {
     const LanguageLayerWeights& lw = weights_.layers[layer];
-    const int H = hidden_, I = moeInter_, E = experts_, K = topK_, S = lw.sharedExperts;
-    const int KS = K + S;  // routed experts, then the shared ones, per token
     k::RouteArgs r;
     r.scores = router_;
     r.n = n;
-    r.experts = E;
-    r.k = K;
+    r.experts = experts_;
+    r.k = topK_;
     r.routing = config_.topkMethod == TopkMethod::NoAuxTc ? k::Routing::NoAuxTc : k::Routing::Greedy;
     r.scoring = config_.scoringFunc == ScoringFunc::Sigmoid ? k::Scoring::Sigmoid : k::Scoring::Softmax;
     r.bias = lw.routerBias.data;
@@ -862,34 +890,49 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
     r.topkGroups = config_.topkGroup;
     r.normalize = config_.normTopkProb;
     r.scaling = static_cast<float>(config_.routedScalingFactor);
-    r.sharedExperts = S;
+    r.sharedExperts = lw.sharedExperts;
     r.idx = idx_;
     r.weight = weight_;
+    return r;
+}
+
+k::MoeDecodeArgs CudaLanguageModel::moeDecodeArgs(int layer, const float* nextNorm) const
+{
+    const LanguageLayerWeights& lw = weights_.layers[layer];
+    k::MoeDecodeArgs f;
+    f.route = routeArgs(layer, 1);
+    f.residual = h_;
+    f.postNorm = lw.postNorm.data;
+    f.nextNorm = nextNorm;
+    f.eps = static_cast<float>(config_.rmsNormEps);
+    f.hidden = hidden_;
+    f.inter = moeInter_;
+    f.routerWeight = lw.router.data;
+    f.gateUp = lw.expertsGateUp.data;
+    f.down = lw.expertsDown.data;
+    f.normOut = x_;
+    f.xType = act_;
+    f.logits = router_;
+    f.act = eact_;
+    f.partials = moePartials_;
+    f.sync = moeSync_;
+    if (layer + 1 < layerCount()) {
+        const DeviceMatrix& next = weights_.layers[layer + 1].attnIn;
+        f.prefetchNext = next.data;
+        f.prefetchNextBytes = static_cast<std::size_t>(next.rows) * next.cols * 2;
+    }
+    return f;
+}
+
+void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace, const float* nextNorm)
+{
+    const LanguageLayerWeights& lw = weights_.layers[layer];
+    const int H = hidden_, I = moeInter_, E = experts_, K = topK_, S = lw.sharedExperts;
+    const int KS = K + S;  // routed experts, then the shared ones, per token
+    const k::RouteArgs r = routeArgs(layer, n);
     if (decode && fusedMoe_) {
-        k::MoeDecodeArgs f;
-        f.route = r;
-        f.residual = h_;
-        f.postNorm = lw.postNorm.data;
-        f.nextNorm = nextNorm;
-        f.eps = static_cast<float>(config_.rmsNormEps);
-        f.hidden = H;
-        f.inter = I;
-        f.routerWeight = lw.router.data;
-        f.gateUp = lw.expertsGateUp.data;
-        f.down = lw.expertsDown.data;
-        f.normOut = x_;
-        f.xType = act_;
-        f.logits = router_;
-        f.act = eact_;
-        f.partials = moePartials_;
-        f.sync = moeSync_;
-        if (layer + 1 < layerCount()) {
-            const DeviceMatrix& next = weights_.layers[layer + 1].attnIn;
-            f.prefetchNext = next.data;
-            f.prefetchNextBytes = static_cast<std::size_t>(next.rows) * next.cols * 2;
-        }
         if (runs(kStageRouter, decode))
-            check(k::moeDecode(f, stream_), "moe layer (fused decode)");
+            check(k::moeDecode(moeDecodeArgs(layer, nextNorm), stream_), "moe layer (fused decode)");
         return;  // decode steps keep no trace
     }
     if (decode) {

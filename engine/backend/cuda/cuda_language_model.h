@@ -4,7 +4,9 @@
 // position from the device (so it replays at every position without re-capture).
 #include "backend/cuda/cuda_weights.h"
 
+#include "tessera_kernels/attention.h"
 #include "tessera_kernels/gemm.h"
+#include "tessera_kernels/moe.h"
 
 #include <cstdint>
 #include <memory>
@@ -102,6 +104,10 @@ public:
     // all of it.
     void setFusedAttentionDecode(bool on);
     bool fusedAttentionDecode() const { return fusedAttention_; }
+    // With both of the above, the two halves of each MoE layer in one cooperative kernel
+    // (k::decodeLayer); the attention stage then stands for the whole layer.
+    void setFusedLayerDecode(bool on);
+    bool fusedLayer() const { return fusedLayerAsked_ && fusedMoe_ && fusedAttention_; }
 
 private:
     void layout(Carver& c);
@@ -110,6 +116,10 @@ private:
     void attentionMla(SequenceState& seq, int layer, int start, int n, bool decode);
     template <typename Args>
     void fillFusedAttention(Args& f, const SequenceState& seq, int layer) const;
+    k::MhaDecodeArgs mhaDecodeArgs(const SequenceState& seq, int layer) const;
+    k::MlaDecodeArgs mlaDecodeArgs(const SequenceState& seq, int layer) const;
+    k::RouteArgs routeArgs(int layer, int n) const;
+    k::MoeDecodeArgs moeDecodeArgs(int layer, const float* nextNorm) const;
     void denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta);
     // Adds the layer's experts into h_; when nextNorm is given also leaves RMSNorm(h_)·nextNorm in
     // x_ (the next layer's input, or the final norm).
@@ -169,7 +179,7 @@ private:
     DeviceBuffer counters_;
     int* routeCounter_ = nullptr;
     int* attentionCounters_ = nullptr;
-    bool fusedMoe_ = false, fusedAttention_ = false;
+    bool fusedMoe_ = false, fusedAttention_ = false, fusedLayerAsked_ = false;
     unsigned* moeSync_ = nullptr;     // the barrier state of the cooperative decode kernels
     float* moePartials_ = nullptr;    // the fused MoE kernel's per-block sums of squares
     float* attentionPartials_ = nullptr;  // the fused attention kernel's partials
