@@ -155,9 +155,12 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
     out["fused_moe_decode"] = be.fusedMoeDecode();
     out["fused_attention_decode"] = be.fusedAttentionDecode();
     out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_step_decode"] = be.fusedStepDecode();
     out["fused_attention_decode"] = be.fusedAttentionDecode();
     out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_step_decode"] = be.fusedStepDecode();
     out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_step_decode"] = be.fusedStepDecode();
     return out;
 }
 
@@ -284,7 +287,9 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["fused_moe_decode"] = be.fusedMoeDecode();
     out["fused_attention_decode"] = be.fusedAttentionDecode();
     out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_step_decode"] = be.fusedStepDecode();
     out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_step_decode"] = be.fusedStepDecode();
     return out;
 }
 

@@ -40,8 +40,8 @@ if [ "${SKIP_FUSED:-0}" != 1 ]; then
   # The golden and sampling tests again with the paths that are not yet the default: the
   # cooperative decode kernels, draws from the candidates (fusedDecode and samplingCandidates above
   # compare the kernels directly; this ties them to the reference).
-  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_LAYER=1 TESSERA_SAMPLE_CANDIDATES=1 (limit ${tests_limit}s)"
-  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_LAYER=1 TESSERA_SAMPLE_CANDIDATES=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
+  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=1 (limit ${tests_limit}s)"
+  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=1 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
     -o "$out/tests-fused.txt,txt" -o -,txt > "$out/tests-fused.console" 2>&1
   fused_rc=$?
   echo "fused tests exit $fused_rc"

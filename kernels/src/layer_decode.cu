@@ -60,7 +60,7 @@ Status decodeLayer(const MhaDecodeArgs* mha, const MlaDecodeArgs* mla, const Moe
     if (!mha == !mla)
         return Status::failure("decode layer (fused): give the MHA or the MLA attention half");
     if (!moeDecodeSupports(r.experts, r.k, r.sharedExperts, moe.hidden, moe.inter) ||
-        (r.routing == Routing::NoAuxTc && (r.groups > 32 || r.groups <= 0 || r.experts % r.groups)))
+        (r.k > 0 && r.routing == Routing::NoAuxTc && (r.groups > 32 || r.groups <= 0 || r.experts % r.groups)))
         return Status::failure("decode layer (fused): unsupported MoE shape");
     if (mha ? !mhaDecodeSupports(mha->hidden, mha->heads, mha->kvHeads, mha->headDim, mha->capacity)
             : !mlaDecodeSupports(mla->hidden, mla->heads, mla->nope, mla->rope, mla->rank, mla->vDim, mla->capacity))

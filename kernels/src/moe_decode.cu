@@ -21,8 +21,9 @@ __global__ __launch_bounds__(kThreads) void moeDecodeKernel(Params p)
 bool moeDecodeSupports(int experts, int k, int sharedExperts, int hidden, int inter)
 {
     const long long slots = static_cast<long long>(k) + sharedExperts;
-    return experts > 0 && experts <= kMaxExperts && k > 0 && k <= kMaxK && k <= experts && sharedExperts >= 0 &&
-           slots <= kMaxSlots && hidden > 0 && inter > 0 &&
+    const bool routed = experts > 0 && experts <= kMaxExperts && k > 0 && k <= kMaxK && k <= experts && sharedExperts >= 0;
+    const bool dense = experts == 0 && k == 0 && sharedExperts >= 1;
+    return (routed || dense) && slots <= kMaxSlots && hidden > 0 && inter > 0 &&
            (std::max<long long>(hidden, slots * inter) + experts + slots) * 4 <= kMaxSmem / 2;
 }
 
@@ -31,7 +32,7 @@ Status moeDecode(const MoeDecodeArgs& a, Stream stream)
     const RouteArgs& r = a.route;
     if (!moeDecodeSupports(r.experts, r.k, r.sharedExperts, a.hidden, a.inter))
         return Status::failure("moe layer (fused decode): unsupported shape");
-    if (r.routing == Routing::NoAuxTc && (r.groups > 32 || r.groups <= 0 || r.experts % r.groups))
+    if (r.k > 0 && r.routing == Routing::NoAuxTc && (r.groups > 32 || r.groups <= 0 || r.experts % r.groups))
         return Status::failure("moe layer (fused decode): n_group must divide the experts into at most 32 groups");
     const auto smemFor = [&](int blocks) { return smemBytes(a, blocks); };
     const Params p = makeParams(a);

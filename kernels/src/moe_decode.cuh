@@ -94,8 +94,10 @@ __device__ __forceinline__ void moeLayer(const Params& p, float* smem)
     float* partial = logits + E;
     const int j0 = static_cast<int>(static_cast<long long>(H) * b / G), j1 = static_cast<int>(static_cast<long long>(H) * (b + 1) / G);
 
-    if (threadIdx.x >= K && threadIdx.x < KS)
+    if (threadIdx.x >= K && threadIdx.x < KS) {
         matrixOfSlot[threadIdx.x] = E + threadIdx.x - K;  // the shared experts; the routing fills the rest
+        weightOfSlot[threadIdx.x] = 1.f;
+    }
     gridDependencyWait();
 
     // 1. x = TX(postNorm · RMSNorm(h)) in every block; a share of the router logits and of the
@@ -123,20 +125,21 @@ __device__ __forceinline__ void moeLayer(const Params& p, float* smem)
     const long long sliceBytes = static_cast<long long>(j1 - j0) * I * 2;
     for (int s = K; s < KS; ++s)
         prefetchBytesL2(p.down + (static_cast<long long>(matrixOfSlot[s]) * H + j0) * I, sliceBytes);
-    gridSync(p.sync);
+    if (K > 0)  // a dense MLP (no routed experts) has no routing to wait for
+        gridSync(p.sync);
 
     // 2. Routing (every block alike), the routed experts' gate/up rows.
     for (int e = threadIdx.x; e < E; e += kThreads)
         logits[e] = __ldcg(p.logits + e);
     __syncthreads();
-    if (warp == 0) {
+    if (warp == 0 && K > 0) {
         RouteArgs r = p.route;
         r.idx = matrixOfSlot;
         r.weight = weightOfSlot;
         routeRow(r, 0, logits, lane);
     }
     __syncthreads();
-    if (b == 0 && threadIdx.x < KS) {
+    if (b == 0 && threadIdx.x < KS && p.route.idx) {
         p.route.idx[threadIdx.x] = matrixOfSlot[threadIdx.x];
         p.route.weight[threadIdx.x] = weightOfSlot[threadIdx.x];
     }

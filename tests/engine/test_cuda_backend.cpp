@@ -1159,9 +1159,9 @@ private slots:
         return out;
     }
 
-    // Each cooperative decode kernel (the MoE layer; the attention half, MHA or MLA), both, and
-    // both halves in one kernel per layer against the separate kernels, on the golden mini models
-    // and on random weights at the real shapes.
+    // Each cooperative decode kernel (the MoE layer; the attention half, MHA or MLA), both, both
+    // halves in one kernel per layer, and the whole step in one kernel against the separate
+    // kernels, on the golden mini models and on random weights at the real shapes.
     void fusedDecode_data()
     {
         QTest::addColumn<QString>("model");  // a golden mini model, or a config of tests/data/configs (random weights)
@@ -1223,36 +1223,40 @@ private slots:
         // The golden models' backends are shared with other tests: put their switches back.
         struct Restore {
             cuda::CudaBackend* be;
-            bool moe, attention, layer;
+            bool moe, attention, layer, step;
             ~Restore()
             {
                 be->setFusedMoeDecode(moe);
                 be->setFusedAttentionDecode(attention);
                 be->setFusedLayerDecode(layer);
+                be->setFusedStepDecode(step);
             }
-        } restore{be, be->fusedMoeDecode(), be->fusedAttentionDecode(), be->fusedLayerDecode()};
+        } restore{be, be->fusedMoeDecode(), be->fusedAttentionDecode(), be->fusedLayerDecode(), be->fusedStepDecode()};
         const int steps = 8;
-        auto run = [&](bool moe, bool attention, bool layer, std::vector<std::int32_t>& ids) {
+        auto run = [&](bool moe, bool attention, bool layer, bool step, std::vector<std::int32_t>& ids) {
             be->setFusedMoeDecode(moe);
             be->setFusedAttentionDecode(attention);
             be->setFusedLayerDecode(layer);
-            if (be->fusedMoeDecode() != moe || be->fusedAttentionDecode() != attention || be->fusedLayerDecode() != layer)
+            be->setFusedStepDecode(step);
+            if (be->fusedMoeDecode() != moe || be->fusedAttentionDecode() != attention || be->fusedLayerDecode() != layer ||
+                be->fusedStepDecode() != step)
                 throw Error("a cooperative decode kernel does not take this shape");
             return greedyDecodeLogits(*be, prompt, steps, ids, promptLength > 0 ? be->maxContext() : 0);
         };
         struct Variant {
             const char* what;
-            bool moe, attention, layer;
+            bool moe, attention, layer, step;
         };
-        const std::vector<Variant> variants{{"moe layer", true, false, false},
-                                            {mla ? "mla attention half" : "mha attention half", false, true, false},
-                                            {"both", true, true, false},
-                                            {"one kernel per layer", true, true, true}};
+        const std::vector<Variant> variants{{"moe layer", true, false, false, false},
+                                            {mla ? "mla attention half" : "mha attention half", false, true, false, false},
+                                            {"both", true, true, false, false},
+                                            {"one kernel per layer", true, true, true, false},
+                                            {"one kernel per step", true, true, false, true}};
         std::vector<std::int32_t> plainIds;
-        const auto plain = run(false, false, false, plainIds);
+        const auto plain = run(false, false, false, false, plainIds);
         for (const Variant& v : variants) {
             std::vector<std::int32_t> ids;
-            const auto got = run(v.moe, v.attention, v.layer, ids);
+            const auto got = run(v.moe, v.attention, v.layer, v.step, ids);
             const std::string tag = name + (exact ? " fp32 " : " bf16 ") + v.what;
             if (exact) {
                 // Same arithmetic in other summation orders: the same tokens, logits within float noise.

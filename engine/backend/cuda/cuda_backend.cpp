@@ -133,6 +133,7 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
         language_->setFusedMoeDecode(options_.fusedMoeDecode);
         language_->setFusedAttentionDecode(options_.fusedAttentionDecode);
         language_->setFusedLayerDecode(options_.fusedLayerDecode);
+        language_->setFusedStepDecode(options_.fusedStepDecode);
         vision_ = std::make_unique<CudaVision>(config, *weights_, processor.imageMean, processor.imageStd, options_.math, stream_,
                                                gemm_, maxTilesPerImage(config, processor));
         workspace_ = DeviceBuffer(std::max(language_->workspaceBytes(), vision_->workspaceBytes()), "the workspace");
@@ -189,6 +190,7 @@ bool environmentSays(const char* name)
 bool fusedMoeDecodeByDefault() { return environmentSays("TESSERA_FUSED_MOE"); }
 bool fusedAttentionDecodeByDefault() { return environmentSays("TESSERA_FUSED_ATTENTION"); }
 bool fusedLayerDecodeByDefault() { return environmentSays("TESSERA_FUSED_LAYER"); }
+bool fusedStepDecodeByDefault() { return environmentSays("TESSERA_FUSED_STEP"); }
 bool candidateSamplingByDefault() { return environmentSays("TESSERA_SAMPLE_CANDIDATES"); }
 
 std::string CudaBackend::description() const

@@ -21,12 +21,14 @@ namespace tessera::cuda {
 // Paths being verified and measured on the GPU before they become the default: the environment
 // turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel;
 // TESSERA_FUSED_ATTENTION=1: and the attention half of each layer (MHA or MLA);
-// TESSERA_FUSED_LAYER=1 (with both): the two halves of a layer in one kernel.
+// TESSERA_FUSED_LAYER=1 (with both): the two halves of a layer in one kernel;
+// TESSERA_FUSED_STEP=1 (with both): the whole decode step in one kernel.
 // TESSERA_SAMPLE_CANDIDATES=1: draws come from the candidates near the maximum, the sorted
 // vocabulary only when they cannot decide (kernels::sampleToken).
 bool fusedMoeDecodeByDefault();
 bool fusedAttentionDecodeByDefault();
 bool fusedLayerDecodeByDefault();
+bool fusedStepDecodeByDefault();
 bool candidateSamplingByDefault();
 
 struct CudaBackendOptions {
@@ -40,6 +42,7 @@ struct CudaBackendOptions {
     bool fusedMoeDecode = fusedMoeDecodeByDefault();  // see CudaLanguageModel::setFusedMoeDecode
     bool fusedAttentionDecode = fusedAttentionDecodeByDefault();
     bool fusedLayerDecode = fusedLayerDecodeByDefault();
+    bool fusedStepDecode = fusedStepDecodeByDefault();
     bool candidateSampling = candidateSamplingByDefault();
 };
 
@@ -73,6 +76,8 @@ public:
     void setFusedAttentionDecode(bool on) { language_->setFusedAttentionDecode(on); }
     bool fusedLayerDecode() const { return language_->fusedLayer(); }
     void setFusedLayerDecode(bool on) { language_->setFusedLayerDecode(on); }
+    bool fusedStepDecode() const { return language_->fusedStep(); }
+    void setFusedStepDecode(bool on) { language_->setFusedStepDecode(on); }
     std::string description() const override;
     int vocabSize() const override;
     int maxContext() const override;

@@ -2,6 +2,7 @@
 
 #include "tessera_kernels/attention.h"
 #include "tessera_kernels/decode_layer.h"
+#include "tessera_kernels/decode_step.h"
 #include "tessera_kernels/elementwise.h"
 #include "tessera_kernels/mla_prefill.h"
 #include "tessera_kernels/moe.h"
@@ -122,6 +123,7 @@ CudaLanguageModel::CudaLanguageModel(const ModelConfig& config, const DeviceWeig
 }
 
 void CudaLanguageModel::setFusedLayerDecode(bool on) { fusedLayerAsked_ = on; }
+void CudaLanguageModel::setFusedStepDecode(bool on) { fusedStepAsked_ = on; }
 
 void CudaLanguageModel::setFusedAttentionDecode(bool on)
 {
@@ -316,13 +318,25 @@ void CudaLanguageModel::decode(SequenceState& seq)
     if (seq.length + 1 > seq.capacity)
         throw Error("the KV cache is full (" + std::to_string(seq.capacity) + " positions)");
     if (!seq.decodeGraph) {
+        // One cooperative kernel for the whole step when asked and possible: its per-layer table
+        // goes to the device before the capture.
+        StepArgs step;
+        const bool whole = fusedStep() && stepArgs(seq, step);
+        if (whole) {
+            check(k::streamSynchronize(stream_), "decode step (fused)");  // no earlier step still reads the table
+            check(k::uploadDecodeStep(step.args), "decode step (fused): layer table");
+        }
         check(k::captureBegin(stream_), "decode graph capture");
         try {
-            embedTokens(seq.tokenOnDevice, 1, h_);
-            forwardLayers(seq, 0, 1, true, nullptr);
-            if (runs(kStageLogits, true))
-                logitsOfRow(seq, 0, weights_.layers.back().moe);
-            check(k::addInt(seq.lengthOnDevice, 1, stream_), "decode");
+            if (whole) {
+                check(k::decodeStep(step.args, stream_), "decode step (fused)");
+            } else {
+                embedTokens(seq.tokenOnDevice, 1, h_);
+                forwardLayers(seq, 0, 1, true, nullptr);
+                if (runs(kStageLogits, true))
+                    logitsOfRow(seq, 0, weights_.layers.back().moe);
+                check(k::addInt(seq.lengthOnDevice, 1, stream_), "decode");
+            }
         } catch (...) {
             k::GraphExec dropped = nullptr;
             (void)k::captureEnd(stream_, &dropped);
@@ -334,6 +348,45 @@ void CudaLanguageModel::decode(SequenceState& seq)
     check(k::graphLaunch(seq.decodeGraph, stream_), "decode step");
     seq.length += 1;
     seq.hasLogits = true;
+}
+
+bool CudaLanguageModel::stepArgs(SequenceState& seq, StepArgs& step) const
+{
+    const int L = layerCount();
+    step.moe.clear();
+    step.mha.clear();
+    step.mla.clear();
+    for (int i = 0; i < L; ++i) {
+        const float* nextNorm = i + 1 < L ? weights_.layers[i + 1].inputNorm.data : weights_.finalNorm.data;
+        step.moe.push_back(weights_.layers[i].moe ? moeDecodeArgs(i, nextNorm) : denseDecodeArgs(i, nextNorm));
+        if (config_.useMla)
+            step.mla.push_back(mlaDecodeArgs(seq, i));
+        else
+            step.mha.push_back(mhaDecodeArgs(seq, i));
+    }
+    k::DecodeStepArgs& a = step.args;
+    a.layers = L;
+    a.mha = config_.useMla ? nullptr : step.mha.data();
+    a.mla = config_.useMla ? step.mla.data() : nullptr;
+    a.moe = step.moe.data();
+    a.embed = weights_.embed.data;
+    a.token = seq.tokenOnDevice;
+    a.inputNorm = weights_.layers[0].inputNorm.data;
+    a.eps = config_.rmsNormEps;
+    a.x = x_;
+    a.residual = h_;
+    a.hidden = hidden_;
+    a.type = act_;
+    a.lmHead = weights_.lmHead.data;
+    a.vocab = vocab_;
+    a.logits = seq.logits;
+    a.lengthOnDevice = seq.lengthOnDevice;
+    a.sync = moeSync_;
+    const std::size_t bytes = k::decodeStepTableBytes(L, config_.useMla);
+    if (seq.stepTable.bytes() < bytes)
+        seq.stepTable = DeviceBuffer(bytes, "the decode step's layer table");
+    a.layerTable = seq.stepTable.get();
+    return k::decodeStepSupports(a);
 }
 
 void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace)
@@ -894,6 +947,29 @@ k::RouteArgs CudaLanguageModel::routeArgs(int layer, int n) const
     r.idx = idx_;
     r.weight = weight_;
     return r;
+}
+
+k::MoeDecodeArgs CudaLanguageModel::denseDecodeArgs(int layer, const float* nextNorm) const
+{
+    const LanguageLayerWeights& lw = weights_.layers[layer];
+    k::MoeDecodeArgs f;
+    f.route.n = 1;
+    f.route.sharedExperts = 1;  // no router: the dense MLP is the one "shared expert"
+    f.residual = h_;
+    f.postNorm = lw.postNorm.data;
+    f.nextNorm = nextNorm;
+    f.eps = static_cast<float>(config_.rmsNormEps);
+    f.hidden = hidden_;
+    f.inter = lw.gateUp.rows / 2;
+    f.gateUp = lw.gateUp.data;
+    f.down = lw.down.data;
+    f.normOut = x_;
+    f.xType = act_;
+    f.logits = router_;
+    f.act = eact_;
+    f.partials = moePartials_;
+    f.sync = moeSync_;
+    return f;
 }
 
 k::MoeDecodeArgs CudaLanguageModel::moeDecodeArgs(int layer, const float* nextNorm) const

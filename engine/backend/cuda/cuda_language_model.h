@@ -5,6 +5,7 @@
 #include "backend/cuda/cuda_weights.h"
 
 #include "tessera_kernels/attention.h"
+#include "tessera_kernels/decode_step.h"
 #include "tessera_kernels/gemm.h"
 #include "tessera_kernels/moe.h"
 
@@ -27,6 +28,7 @@ struct SequenceState {
     float* logits = nullptr;  // [vocab]: logits of the last computed position
     bool hasLogits = false;
     k::GraphExec decodeGraph = nullptr;
+    DeviceBuffer stepTable;  // the per-layer parameters of the one-kernel decode step, when it runs
 
     SequenceState() = default;
     SequenceState(SequenceState&&) = delete;
@@ -108,6 +110,10 @@ public:
     // (k::decodeLayer); the attention stage then stands for the whole layer.
     void setFusedLayerDecode(bool on);
     bool fusedLayer() const { return fusedLayerAsked_ && fusedMoe_ && fusedAttention_; }
+    // With both of those too, the whole step in one cooperative kernel (k::decodeStep), when the
+    // model allows it and no stage is left out.
+    void setFusedStepDecode(bool on);
+    bool fusedStep() const { return fusedStepAsked_ && fusedMoe_ && fusedAttention_ && omit_ == 0; }
 
 private:
     void layout(Carver& c);
@@ -120,6 +126,16 @@ private:
     k::MlaDecodeArgs mlaDecodeArgs(const SequenceState& seq, int layer) const;
     k::RouteArgs routeArgs(int layer, int n) const;
     k::MoeDecodeArgs moeDecodeArgs(int layer, const float* nextNorm) const;
+    k::MoeDecodeArgs denseDecodeArgs(int layer, const float* nextNorm) const;
+    // The arguments of k::decodeStep for this sequence (the per-layer argument lists live in
+    // `step`); false when the model does not fit that kernel.
+    struct StepArgs {
+        std::vector<k::MhaDecodeArgs> mha;
+        std::vector<k::MlaDecodeArgs> mla;
+        std::vector<k::MoeDecodeArgs> moe;
+        k::DecodeStepArgs args;
+    };
+    bool stepArgs(SequenceState& seq, StepArgs& step) const;
     void denseMlp(const DeviceMatrix& gateUp, const DeviceMatrix& down, int n, float* out, float beta);
     // Adds the layer's experts into h_; when nextNorm is given also leaves RMSNorm(h_)·nextNorm in
     // x_ (the next layer's input, or the final norm).
@@ -179,7 +195,7 @@ private:
     DeviceBuffer counters_;
     int* routeCounter_ = nullptr;
     int* attentionCounters_ = nullptr;
-    bool fusedMoe_ = false, fusedAttention_ = false, fusedLayerAsked_ = false;
+    bool fusedMoe_ = false, fusedAttention_ = false, fusedLayerAsked_ = false, fusedStepAsked_ = false;
     unsigned* moeSync_ = nullptr;     // the barrier state of the cooperative decode kernels
     float* moePartials_ = nullptr;    // the fused MoE kernel's per-block sums of squares
     float* attentionPartials_ = nullptr;  // the fused attention kernel's partials

@@ -60,6 +60,8 @@ Status routeDecode(const RouteArgs& args, const RouteDecodeArgs& decode, Stream 
 // rows, then up rows); down [experts + shared][hidden, inter]. Scratch: logits [experts] floats,
 // act [(k + shared)·inter] of xType, partials [kMoeDecodeMaxBlocks] floats, sync: three unsigned
 // that are zero before the first launch (the kernel leaves them ready for the next).
+// A dense MLP layer is the case experts = 0, k = 0, sharedExperts = 1 (gateUp [2·inter, hidden],
+// down [hidden, inter], no router; route.idx may be null).
 constexpr int kMoeDecodeMaxBlocks = 1024;
 struct MoeDecodeArgs {
     RouteArgs route;  // n = 1; scores unused
