@@ -99,6 +99,15 @@ struct Options {
     bool stageCosts = false;  // time decode at 1024 without each stage in turn
 };
 
+// Which decode paths that are not yet the default ran (see the README's Engines section).
+void noteFusedPaths(const cuda::CudaBackend& be, nlohmann::json& out)
+{
+    out["fused_moe_decode"] = be.fusedMoeDecode();
+    out["fused_attention_decode"] = be.fusedAttentionDecode();
+    out["fused_layer_decode"] = be.fusedLayerDecode();
+    out["fused_step_decode_captures"] = be.decodeStepKernelCaptures();
+}
+
 // What each stage of a decode step costs inside the step: the step at 1024 positions of context,
 // then the step with that stage left out; the difference is the stage's share (its kernels, their
 // launch gaps and the waits they cause). The steps without a stage compute nothing meaningful.
@@ -152,15 +161,7 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
         (whole - msPerToken(LM::kStageRouter | LM::kStageExpertsGateUp | LM::kStageExpertsDown)) * 1e3;
     be.setDecodeOmissions(0);
     out["stage_cost_us"] = costs;
-    out["fused_moe_decode"] = be.fusedMoeDecode();
-    out["fused_attention_decode"] = be.fusedAttentionDecode();
-    out["fused_layer_decode"] = be.fusedLayerDecode();
-    out["fused_step_decode"] = be.fusedStepDecode();
-    out["fused_attention_decode"] = be.fusedAttentionDecode();
-    out["fused_layer_decode"] = be.fusedLayerDecode();
-    out["fused_step_decode"] = be.fusedStepDecode();
-    out["fused_layer_decode"] = be.fusedLayerDecode();
-    out["fused_step_decode"] = be.fusedStepDecode();
+    noteFusedPaths(be, out);
     return out;
 }
 
@@ -284,12 +285,7 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["peak_over_weights_bytes"] = static_cast<double>(peak - baseline) - static_cast<double>(be.memoryPlan().weights);
     out["kv_cache_context"] = config.language.maxPositionEmbeddings;
     out["description"] = be.description();
-    out["fused_moe_decode"] = be.fusedMoeDecode();
-    out["fused_attention_decode"] = be.fusedAttentionDecode();
-    out["fused_layer_decode"] = be.fusedLayerDecode();
-    out["fused_step_decode"] = be.fusedStepDecode();
-    out["fused_layer_decode"] = be.fusedLayerDecode();
-    out["fused_step_decode"] = be.fusedStepDecode();
+    noteFusedPaths(be, out);
     return out;
 }
 

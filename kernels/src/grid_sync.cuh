@@ -41,7 +41,8 @@ __device__ __forceinline__ void gridSync(unsigned* sync)
 }
 
 // True in exactly one block, the last to call it; that block sees every other block's writes made
-// before their call. Every block must call it once per launch.
+// before their call. Every block calls it once, and a gridSync() must follow before the next call
+// (the chosen block resets the counter).
 __device__ __forceinline__ bool lastToArrive(unsigned* sync)
 {
     __shared__ bool last;

@@ -49,6 +49,8 @@ Status launchLayer(const char* op, void (*kernel)(LayerParams<Params>), const Ar
     const auto plan = [&](int blocks, LayerParams<Params>& q) {
         return std::max(planGrid(attention, blocks, q.attention), moe_fused::smemBytes(moe, blocks));
     };
+    // More than two blocks per SM never fit; the partial sums of the MoE half hold 1024.
+    static_assert(kMoeDecodeMaxBlocks >= 2 * 256, "the partial sums must hold two blocks per SM of the largest GPUs");
     return launchCooperativePlanned(op, kernel, kThreads, kMaxSmem, p, plan, stream);
 }
 

@@ -139,7 +139,7 @@ __device__ __forceinline__ void moeLayer(const Params& p, float* smem)
         routeRow(r, 0, logits, lane);
     }
     __syncthreads();
-    if (b == 0 && threadIdx.x < KS && p.route.idx) {
+    if (b == 0 && threadIdx.x < KS && p.route.idx && p.route.weight) {
         p.route.idx[threadIdx.x] = matrixOfSlot[threadIdx.x];
         p.route.weight[threadIdx.x] = weightOfSlot[threadIdx.x];
     }
@@ -156,19 +156,21 @@ __device__ __forceinline__ void moeLayer(const Params& p, float* smem)
     for (int k = threadIdx.x; k < KS * I; k += kThreads)
         acts[k] = loadL2(act + k);
     __syncthreads();
-    const int rows = j1 - j0, pairs = (KS + 1) / 2;
-    for (int u = warp; u < rows * pairs; u += kWarps) {
-        const int jr = u / pairs, s0 = 2 * (u - jr * pairs), s1 = min(s0 + 1, KS - 1);
-        const long long row = j0 + jr;
-        const bf16* const w[2] = {p.down + (static_cast<long long>(matrixOfSlot[s0]) * H + row) * I,
-                                  p.down + (static_cast<long long>(matrixOfSlot[s1]) * H + row) * I};
+    // Items (row jr, slot s) in the order jr·KS + s, two per warp at a time (also two rows of a
+    // dense MLP, whose one slot would leave a pair of slots half empty).
+    const int rows = j1 - j0, items = rows * KS;
+    for (int t0 = 2 * warp; t0 < items; t0 += 2 * kWarps) {
+        const int t1 = min(t0 + 1, items - 1);
+        const int r0 = t0 / KS, s0 = t0 - r0 * KS, r1 = t1 / KS, s1 = t1 - r1 * KS;
+        const bf16* const w[2] = {p.down + (static_cast<long long>(matrixOfSlot[s0]) * H + j0 + r0) * I,
+                                  p.down + (static_cast<long long>(matrixOfSlot[s1]) * H + j0 + r1) * I};
         const float* const x[2] = {acts + s0 * I, acts + s1 * I};
         float d[2];
         warpDots<2, 8>(w, x, I, p.vec, d);
         if (lane == 0) {
-            partial[jr * KS + s0] = d[0];
-            if (s1 != s0)
-                partial[jr * KS + s1] = d[1];
+            partial[t0] = d[0];
+            if (t1 != t0)
+                partial[t1] = d[1];
         }
     }
     __syncthreads();

@@ -141,6 +141,8 @@ Status plan(const Args* attention, const DecodeStepArgs& a, Kernel kernel, int& 
     const Status st = cooperativeGrid("decode step (fused)", kernel, kThreads, kMaxSmem, smemFor, blocks, smem);
     if (!st.ok())
         return st;
+    if (blocks > kMoeDecodeMaxBlocks)
+        return Status::failure("decode step (fused): more blocks than the MoE halves' partial sums hold");
     table.clear();
     for (int l = 0; l < a.layers; ++l) {
         StepLayer<AttentionParams> layer{attentionParams(attention[l]), moe_fused::makeParams(a.moe[l])};
@@ -179,11 +181,19 @@ Status dispatch(const DecodeStepArgs& a, const Run& run)
 bool decodeStepSupports(const DecodeStepArgs& a)
 {
     if (a.layers <= 0 || !a.mha == !a.mla || !a.moe || !a.embed || !a.token || !a.lmHead || !a.logits || !a.lengthOnDevice ||
-        !a.layerTable || a.hidden <= 0 || a.vocab <= 0)
+        !a.layerTable || !a.x || !a.residual || !a.sync || a.hidden <= 0 || a.vocab <= 0)
         return false;
     for (int l = 0; l < a.layers; ++l) {
         const MoeDecodeArgs& m = a.moe[l];
         const RouteArgs& r = m.route;
+        // Every MoE half leaves the next input (or the final norm) in x, on the one residual.
+        if (!m.nextNorm || m.normOut != a.x || m.residual != a.residual || m.hidden != a.hidden)
+            return false;
+        const void* x = a.mha ? a.mha[l].x : a.mla[l].x;
+        const float* residual = a.mha ? a.mha[l].residual : a.mla[l].residual;
+        const int hidden = a.mha ? a.mha[l].hidden : a.mla[l].hidden;
+        if (x != a.x || residual != a.residual || hidden != a.hidden)
+            return false;
         if (!moeDecodeSupports(r.experts, r.k, r.sharedExperts, m.hidden, m.inter) || m.xType != a.type || m.sync != a.sync ||
             (r.k > 0 && r.routing == Routing::NoAuxTc && (r.groups > 32 || r.groups <= 0 || r.experts % r.groups)))
             return false;
@@ -202,7 +212,7 @@ std::size_t decodeStepTableBytes(int layers, bool mla)
     return static_cast<std::size_t>(layers) * (mla ? sizeof(StepLayer<mla_fused::Params>) : sizeof(StepLayer<mha_fused::Params>));
 }
 
-Status uploadDecodeStep(const DecodeStepArgs& a)
+Status uploadDecodeStep(const DecodeStepArgs& a, Stream stream)
 {
     if (!decodeStepSupports(a))
         return Status::failure("decode step (fused): unsupported model or arguments");
@@ -210,9 +220,13 @@ Status uploadDecodeStep(const DecodeStepArgs& a)
         int blocks = 0;
         std::size_t smem = 0;
         Status st = plan(attention, a, kernel, blocks, smem, table);
+        // On the stream the step runs on, and waited for: `table` is a local vector.
         if (st.ok())
-            st = cudaStatus(cudaMemcpy(a.layerTable, table.data(), table.size() * sizeof(table[0]), cudaMemcpyHostToDevice),
+            st = cudaStatus(cudaMemcpyAsync(a.layerTable, table.data(), table.size() * sizeof(table[0]), cudaMemcpyHostToDevice,
+                                            cuStream(stream)),
                             "decode step (fused): the layer table");
+        if (st.ok())
+            st = cudaStatus(cudaStreamSynchronize(cuStream(stream)), "decode step (fused): the layer table");
         return st;
     });
 }

@@ -1241,7 +1241,11 @@ private slots:
             if (be->fusedMoeDecode() != moe || be->fusedAttentionDecode() != attention || be->fusedLayerDecode() != layer ||
                 be->fusedStepDecode() != step)
                 throw Error("a cooperative decode kernel does not take this shape");
-            return greedyDecodeLogits(*be, prompt, steps, ids, promptLength > 0 ? be->maxContext() : 0);
+            const int captures = be->decodeStepKernelCaptures();
+            auto logits = greedyDecodeLogits(*be, prompt, steps, ids, promptLength > 0 ? be->maxContext() : 0);
+            if (step && be->decodeStepKernelCaptures() != captures + 1)
+                throw Error("the one-kernel decode step fell back to the separate kernels");
+            return logits;
         };
         struct Variant {
             const char* what;

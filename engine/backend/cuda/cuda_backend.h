@@ -77,6 +77,7 @@ public:
     bool fusedLayerDecode() const { return language_->fusedLayer(); }
     void setFusedLayerDecode(bool on) { language_->setFusedLayerDecode(on); }
     bool fusedStepDecode() const { return language_->fusedStep(); }
+    int decodeStepKernelCaptures() const { return language_->stepCaptures(); }
     void setFusedStepDecode(bool on) { language_->setFusedStepDecode(on); }
     std::string description() const override;
     int vocabSize() const override;

@@ -323,8 +323,9 @@ void CudaLanguageModel::decode(SequenceState& seq)
         StepArgs step;
         const bool whole = fusedStep() && stepArgs(seq, step);
         if (whole) {
-            check(k::streamSynchronize(stream_), "decode step (fused)");  // no earlier step still reads the table
-            check(k::uploadDecodeStep(step.args), "decode step (fused): layer table");
+            // On the step's stream, after any earlier step that still reads the table.
+            check(k::uploadDecodeStep(step.args, stream_), "decode step (fused): layer table");
+            ++stepCaptures_;
         }
         check(k::captureBegin(stream_), "decode graph capture");
         try {
@@ -966,7 +967,7 @@ k::MoeDecodeArgs CudaLanguageModel::denseDecodeArgs(int layer, const float* next
     f.normOut = x_;
     f.xType = act_;
     f.logits = router_;
-    f.act = eact_;
+    f.act = mlpAct_;  // the dense MLP's own activation buffer
     f.partials = moePartials_;
     f.sync = moeSync_;
     return f;

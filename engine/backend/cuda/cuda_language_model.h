@@ -114,6 +114,9 @@ public:
     // model allows it and no stage is left out.
     void setFusedStepDecode(bool on);
     bool fusedStep() const { return fusedStepAsked_ && fusedMoe_ && fusedAttention_ && omit_ == 0; }
+    // Decode graphs captured with the one-kernel step so far (fusedStep() may still fall back
+    // when the model does not fit that kernel).
+    int stepCaptures() const { return stepCaptures_; }
 
 private:
     void layout(Carver& c);
@@ -196,6 +199,7 @@ private:
     int* routeCounter_ = nullptr;
     int* attentionCounters_ = nullptr;
     bool fusedMoe_ = false, fusedAttention_ = false, fusedLayerAsked_ = false, fusedStepAsked_ = false;
+    int stepCaptures_ = 0;
     unsigned* moeSync_ = nullptr;     // the barrier state of the cooperative decode kernels
     float* moePartials_ = nullptr;    // the fused MoE kernel's per-block sums of squares
     float* attentionPartials_ = nullptr;  // the fused attention kernel's partials

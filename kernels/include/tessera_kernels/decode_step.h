@@ -34,8 +34,9 @@ struct DecodeStepArgs {
 };
 bool decodeStepSupports(const DecodeStepArgs& args);
 std::size_t decodeStepTableBytes(int layers, bool mla);
-// Writes the per-layer parameters to args.layerTable (synchronously: call it before capturing).
-Status uploadDecodeStep(const DecodeStepArgs& args);
+// Writes the per-layer parameters to args.layerTable on `stream` and waits for it (call it before
+// capturing).
+Status uploadDecodeStep(const DecodeStepArgs& args, Stream stream);
 // The launch (capturable); the table must hold what uploadDecodeStep wrote for the same args.
 Status decodeStep(const DecodeStepArgs& args, Stream stream);
 
