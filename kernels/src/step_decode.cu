@@ -51,21 +51,21 @@ __device__ __forceinline__ void step(const StepParams& p, float* smem, Attention
     const int j0 = static_cast<int>(static_cast<long long>(H) * b / G), j1 = static_cast<int>(static_cast<long long>(H) * (b + 1) / G);
     T* x = static_cast<T*>(p.x);
 
-    // The embedding row into the residual, then the first layer's input norm (every block sums
-    // the whole row and writes its slice).
-    const long long token = *p.token;
-    for (int j = j0 + threadIdx.x; j < j1; j += kThreads)
-        p.h[j] = __bfloat162float(p.embed[token * H + j]);
-    gridSync(p.sync);
+    // The embedding row into the residual and the first layer's input norm: every block sums the
+    // whole row (from the table, which no one writes) and writes its slice of both.
+    const bf16* row = p.embed + static_cast<long long>(*p.token) * H;
     float ss = 0.f;
     for (int k = threadIdx.x; k < H; k += kThreads) {
-        const float v = __ldcg(p.h + k);
+        const float v = __bfloat162float(row[k]);
         ss = fmaf(v, v, ss);
     }
     ss = blockSum(ss, scratch);
     const float inv = rsqrtf(ss / H + p.eps);
-    for (int j = j0 + threadIdx.x; j < j1; j += kThreads)
-        x[j] = fromFloat<T>(p.inputNorm[j] * (__ldcg(p.h + j) * inv));
+    for (int j = j0 + threadIdx.x; j < j1; j += kThreads) {
+        const float v = __bfloat162float(row[j]);
+        p.h[j] = v;
+        x[j] = fromFloat<T>(p.inputNorm[j] * (v * inv));
+    }
     gridSync(p.sync);
 
     const StepLayer<AttentionParams>* layers = static_cast<const StepLayer<AttentionParams>*>(p.table);
