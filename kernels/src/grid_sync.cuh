@@ -10,6 +10,12 @@ namespace tessera::kernels {
 
 namespace {
 
+// The cooperative decode kernels' blocks (moe_, mha_, mla_, layer_ and step_decode): 512 threads,
+// one block per SM at their register use, and up to 200 KB of dynamic shared memory. Kernels that
+// run several of their bodies in one grid rely on all of them using these.
+constexpr int kCoopThreads = 512, kCoopWarps = kCoopThreads / 32;
+constexpr int kCoopMaxSmem = 200 * 1024;
+
 __device__ __forceinline__ unsigned loadAcquire(const unsigned* p)
 {
     unsigned v;

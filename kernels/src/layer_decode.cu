@@ -13,9 +13,7 @@ namespace tessera::kernels {
 
 namespace {
 
-static_assert(mha_fused::kThreads == moe_fused::kThreads && mla_fused::kThreads == moe_fused::kThreads);
-constexpr int kThreads = moe_fused::kThreads;
-constexpr int kMaxSmem = std::min({mha_fused::kMaxSmem, mla_fused::kMaxSmem, moe_fused::kMaxSmem});
+constexpr int kThreads = kCoopThreads, kMaxSmem = kCoopMaxSmem;
 
 template <typename AttentionParams>
 struct LayerParams {

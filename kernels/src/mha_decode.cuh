@@ -25,8 +25,8 @@ namespace {
 
 namespace mha_fused {
 
-constexpr int kThreads = 512, kWarps = kThreads / 32;
-constexpr int kMaxSmem = 200 * 1024;
+constexpr int kThreads = kCoopThreads, kWarps = kCoopWarps;
+constexpr int kMaxSmem = kCoopMaxSmem;
 constexpr int kRowBatch = 8;  // key rows a warp scores at once
 
 struct Params {

@@ -31,8 +31,8 @@ namespace {
 
 namespace mla_fused {
 
-constexpr int kThreads = 512, kWarps = kThreads / 32;
-constexpr int kMaxSmem = 200 * 1024;
+constexpr int kThreads = kCoopThreads, kWarps = kCoopWarps;
+constexpr int kMaxSmem = kCoopMaxSmem;
 constexpr int kHeadsPerGroup = 8;
 
 struct Params {

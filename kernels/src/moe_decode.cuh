@@ -31,9 +31,9 @@ namespace {
 
 namespace moe_fused {
 
-constexpr int kThreads = 512, kWarps = kThreads / 32;
+constexpr int kThreads = kCoopThreads, kWarps = kCoopWarps;
 constexpr int kMaxSlots = kMaxK + 8;
-constexpr int kMaxSmem = 200 * 1024;
+constexpr int kMaxSmem = kCoopMaxSmem;
 
 struct Params {
     RouteArgs route;

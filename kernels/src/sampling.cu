@@ -126,6 +126,21 @@ __device__ double segmentPrefix(double mine, double* seg /* kThreads */, double*
     return total;
 }
 
+// Top-p, as the host sampler cuts: the first i ≥ 1 of [b, e) where the mass from i on,
+// (base − weight before i) / base, is at most `limit`; `before` is the weight before b. Into *cut
+// (the smallest over the block wins).
+template <typename Prob>
+__device__ void firstTopPCut(int b, int e, double before, double base, double limit, const Prob& prob, int* cut)
+{
+    for (int i = b; i < e; ++i) {
+        if (i >= 1 && (base - before) / base <= limit) {
+            atomicMin(cut, i);
+            return;
+        }
+        before += prob(i);
+    }
+}
+
 // The first i of [b, e) where the running weight, from `before`, passes r: into *pick (the
 // smallest over the block wins).
 template <typename Prob>
@@ -168,18 +183,8 @@ __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const 
     for (int i = b; i < e; ++i)
         mine += prob(i);
     const double sum = segmentPrefix(mine, seg, scratch);
-    if (topP < 1.f) {
-        // cut = first i ≥ 1 whose tail mass (i .. keep−1) is ≤ 1 − topP.
-        const double limit = 1.0 - static_cast<double>(topP);
-        double tail = (sum - seg[threadIdx.x]) / sum;  // mass of [b, keep)
-        for (int i = b; i < e; ++i) {
-            if (i >= 1 && tail <= limit) {
-                atomicMin(&cutShared, i);
-                break;
-            }
-            tail -= prob(i) / sum;
-        }
-    }
+    if (topP < 1.f)
+        firstTopPCut(b, e, seg[threadIdx.x], sum, 1.0 - static_cast<double>(topP), prob, &cutShared);
     __syncthreads();
     const int cut = cutShared;
     // Mass of the kept prefix [0, cut) and the draw.
@@ -339,16 +344,8 @@ __global__ __launch_bounds__(kThreads) void drawCandidatesKernel(const float* ca
     // Top-k: the kept mass is the base; else the whole vocabulary's.
     const double base = topK > 0 ? keptSum : totalShared;
     if (topP < 1.f) {
-        // cut = first i ≥ 1 whose tail mass (everything from i on) is ≤ 1 − topP of the base.
         const double limit = 1.0 - static_cast<double>(topP);
-        double beforeI = seg[threadIdx.x];
-        for (int i = b; i < e; ++i) {
-            if (i >= 1 && (base - beforeI) / base <= limit) {
-                atomicMin(&cutShared, i);
-                break;
-            }
-            beforeI += prob(i);
-        }
+        firstTopPCut(b, e, seg[threadIdx.x], base, limit, prob, &cutShared);
         __syncthreads();
         if (threadIdx.x == 0 && cutShared == keep && keep == n && n < vocab) {
             // The first position past the candidates: the cut if the candidates hold enough mass,

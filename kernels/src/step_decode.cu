@@ -15,9 +15,7 @@ namespace tessera::kernels {
 
 namespace {
 
-static_assert(mha_fused::kThreads == moe_fused::kThreads && mla_fused::kThreads == moe_fused::kThreads);
-constexpr int kThreads = moe_fused::kThreads, kWarps = kThreads / 32;
-constexpr int kMaxSmem = std::min({mha_fused::kMaxSmem, mla_fused::kMaxSmem, moe_fused::kMaxSmem});
+constexpr int kThreads = kCoopThreads, kWarps = kCoopWarps, kMaxSmem = kCoopMaxSmem;
 
 template <typename AttentionParams>
 struct StepLayer {
