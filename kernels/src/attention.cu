@@ -166,7 +166,9 @@ __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAtte
     allowDependentLaunch();
     const int context = *a.lengthOnDevice + 1;
     const int used = (context + kChunk - 1) / kChunk;
-    combineHeadPartials<TO>(a, splits, used, blockIdx.x, weights, scratch);
+    // Blocks (head, slice of kDecodeThreads value dimensions): one value dimension per thread.
+    const int d0 = blockIdx.y * blockDim.x;
+    combineHeadPartials<TO>(a, splits, used, blockIdx.x, weights, scratch, d0, min(a.valueDim, d0 + static_cast<int>(blockDim.x)));
 }
 
 }  // namespace
@@ -209,7 +211,8 @@ Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
     }
     if (!r.ok() || combined)
         return r;
-    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, a.heads, kDecodeThreads, 0, s, a, splits));
+    const dim3 grid(a.heads, (a.valueDim + kDecodeThreads - 1) / kDecodeThreads);
+    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, 0, s, a, splits));
     return r;
 }
 

@@ -11,12 +11,13 @@ namespace tessera::kernels {
 inline constexpr int kDecodeChunk = 64;  // context positions per decode split
 inline constexpr int kMaxDecodeSplits = 1024;  // capacity up to 65536 positions
 
-// Merges the `used` split partials (max, sum, values) of head h into its output: split weights
-// exp(m_s − M) once into `weights` (shared, ≥ used + 8 floats), then every value dimension sums
-// over the splits with independent loads. The partials are read through L2 (__ldcg): they may come
+// Merges the `used` split partials (max, sum, values) of head h into its output dimensions
+// [d0, d1): split weights exp(m_s − M) once into `weights` (shared, ≥ used + 8 floats), then every
+// value dimension sums over the splits with independent loads. The partials are read through L2 (__ldcg): they may come
 // from other blocks of the running grid. Every thread of the block calls it.
 template <typename TO>
-__device__ void combineHeadPartials(const DecodeAttentionArgs& a, int splits, int used, int h, float* weights, float* scratch)
+__device__ void combineHeadPartials(const DecodeAttentionArgs& a, int splits, int used, int h, float* weights, float* scratch, int d0,
+                                    int d1)
 {
     const int stride = a.valueDim + 2;
     const float* part = a.workspace + static_cast<long long>(h) * splits * stride;
@@ -33,9 +34,9 @@ __device__ void combineHeadPartials(const DecodeAttentionArgs& a, int splits, in
     total = blockSum(total, scratch);  // also orders the weights[] writes before the reads below
     const float inv = 1.f / total;
     TO* out = static_cast<TO*>(a.out) + h * a.outHeadStride;
-    for (int d = threadIdx.x; d < a.valueDim; d += blockDim.x) {
+    for (int d = d0 + threadIdx.x; d < d1; d += blockDim.x) {
         float acc = 0.f;
-#pragma unroll 8
+#pragma unroll 16
         for (int s = 0; s < used; ++s)
             acc = fmaf(__ldcg(part + s * stride + 2 + d), weights[s], acc);
         out[d] = fromFloat<TO>(acc * inv);

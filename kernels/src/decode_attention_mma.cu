@@ -89,9 +89,9 @@ __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int 
     for (int local = 0; local < a.headsPerKv; ++local) {
         const int h = kvh * a.headsPerKv + local;
         if (a.outType == DType::F32)
-            combineHeadPartials<float>(a, splits, used, h, weights, scratch);
+            combineHeadPartials<float>(a, splits, used, h, weights, scratch, 0, a.valueDim);
         else
-            combineHeadPartials<bf16>(a, splits, used, h, weights, scratch);
+            combineHeadPartials<bf16>(a, splits, used, h, weights, scratch, 0, a.valueDim);
     }
     if (threadIdx.x == 0)
         a.counters[kvh] = 0;

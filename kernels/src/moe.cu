@@ -1,8 +1,12 @@
 // Router (one warp per token), expert grouping and combine.
 #include "tessera_kernels/moe.h"
 
+#include "dot_util.cuh"
 #include "launch_util.cuh"
 #include "moe_internal.cuh"
+
+#include <algorithm>
+#include <cstdint>
 
 namespace tessera::kernels {
 
@@ -22,11 +26,12 @@ __global__ void routeKernel(RouteArgs a)
 // the wait); every block makes the normalised x itself (block 0 also stores it for the experts'
 // product); the last block to finish routes from the logits of all.
 constexpr int kRouteWarps = 8;
+constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 4096 in one pass
 
 template <typename TX>
 __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d)
 {
-    extern __shared__ float xs[];  // hidden floats, then the logits of every expert
+    extern __shared__ __align__(16) float xs[];  // hidden floats, then the logits of every expert
     __shared__ float scratch[33];
     __shared__ bool last;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -38,39 +43,46 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
             prefetchL2(row + l * 64);
     gridDependencyWait();
     allowDependentLaunch();
+    // The residual into registers, every load in flight at once (a second pass only past
+    // kRouteRegs · blockDim columns).
+    const float* __restrict__ residual = d.residual;
+    float r[kRouteRegs];
     float ss = 0.f;
-    for (int k = threadIdx.x; k < d.hidden; k += blockDim.x)
-        ss = fmaf(d.residual[k], d.residual[k], ss);
+#pragma unroll
+    for (int i = 0; i < kRouteRegs; ++i) {
+        const int k = threadIdx.x + i * blockDim.x;
+        r[i] = k < d.hidden ? residual[k] : 0.f;
+    }
+#pragma unroll
+    for (int i = 0; i < kRouteRegs; ++i)
+        ss = fmaf(r[i], r[i], ss);
+    for (int k = threadIdx.x + kRouteRegs * blockDim.x; k < d.hidden; k += blockDim.x)
+        ss = fmaf(residual[k], residual[k], ss);
     ss = blockSum(ss, scratch);
     const float inv = rsqrtf(ss / d.hidden + d.eps);
-    TX* normOut = static_cast<TX*>(d.normOut);
-    for (int k = threadIdx.x; k < d.hidden; k += blockDim.x) {
-        const TX v = fromFloat<TX>(d.normWeight[k] * (d.residual[k] * inv));
+    TX* __restrict__ normOut = static_cast<TX*>(d.normOut);
+    auto put = [&](int k, float value) {
+        const TX v = fromFloat<TX>(d.normWeight[k] * (value * inv));
         xs[k] = toFloat(v);
         if (blockIdx.x == 0)
             normOut[k] = v;
+    };
+#pragma unroll
+    for (int i = 0; i < kRouteRegs; ++i) {
+        const int k = threadIdx.x + i * blockDim.x;
+        if (k < d.hidden)
+            put(k, r[i]);
     }
+    for (int k = threadIdx.x + kRouteRegs * blockDim.x; k < d.hidden; k += blockDim.x)
+        put(k, residual[k]);
     __syncthreads();
     if (e < a.experts) {
-        float acc = 0.f;
-        if (d.hidden % 8 == 0) {
-            for (int k = lane * 8; k < d.hidden; k += 256) {
-                const uint4 u = __ldg(reinterpret_cast<const uint4*>(row + k));
-                const __nv_bfloat162* h2 = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const float2 wv = __bfloat1622float2(h2[i]);
-                    acc = fmaf(wv.x, xs[k + 2 * i], acc);
-                    acc = fmaf(wv.y, xs[k + 2 * i + 1], acc);
-                }
-            }
-        } else {
-            for (int k = lane; k < d.hidden; k += 32)
-                acc = fmaf(__bfloat162float(row[k]), xs[k], acc);
-        }
-        acc = warpSum(acc);
+        const bf16* const rows[1] = {row};
+        const float* const x[1] = {xs};
+        float dot[1];
+        warpDots<1, 16>(rows, x, d.hidden, d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0, dot);
         if (lane == 0)
-            d.logits[e] = acc;
+            d.logits[e] = dot[0];
     }
     __threadfence();
     __syncthreads();
@@ -132,9 +144,31 @@ __global__ void scatterKernel(DispatchArgs a)
     }
 }
 
-template <typename TN>
-__global__ void combineKernel(CombineArgs a)
+// One block per token. Every thread owns up to kCombineIters groups of V adjacent columns (V = 4:
+// float4 loads, when the width allows) and keeps their new residual values in registers for the
+// norm, so that all of a thread's loads are issued before its first store: one round trip to
+// memory for the sum, one for the norm's output, whatever the width.
+constexpr int kCombineIters = 4;
+constexpr int kCombineMaxThreads = 1024;
+
+template <int V>
+struct Cols;
+template <>
+struct Cols<4> {
+    using T = float4;
+    __device__ static float get(const T& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+};
+template <>
+struct Cols<1> {
+    using T = float;
+    __device__ static float get(const T& v, int) { return v; }
+};
+
+template <typename TN, int V>
+__global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs a)
 {
+    using C = Cols<V>;
+    using T = typename C::T;
     __shared__ float scratch[33];
     __shared__ long long slots[kMaxK + 8];
     __shared__ float weights[kMaxK + 8];
@@ -147,25 +181,51 @@ __global__ void combineKernel(CombineArgs a)
         weights[threadIdx.x] = a.weight[pair];
     }
     __syncthreads();
-    float* h = a.residual + static_cast<long long>(t) * a.width;
+    const int groups = a.width / V;
+    const T* __restrict__ expert = reinterpret_cast<const T*>(a.expertOut);
+    const T* __restrict__ shared = a.shared ? reinterpret_cast<const T*>(a.shared + static_cast<long long>(t) * a.width) : nullptr;
+    T* __restrict__ h = reinterpret_cast<T*>(a.residual + static_cast<long long>(t) * a.width);
+    float v[kCombineIters][V];
     float ss = 0.f;
-    for (int c = threadIdx.x; c < a.width; c += blockDim.x) {
-        float acc = 0.f;
-        for (int i = 0; i < a.k; ++i)
-            acc += a.expertOut[slots[i] * a.width + c] * weights[i];
-        if (a.shared)
-            acc += a.shared[static_cast<long long>(t) * a.width + c];
-        const float v = h[c] + acc;
-        h[c] = v;
-        ss = fmaf(v, v, ss);
+#pragma unroll
+    for (int it = 0; it < kCombineIters; ++it) {
+        const int g = threadIdx.x + it * blockDim.x;
+        if (g >= groups)
+            break;
+        float acc[V] = {};
+        for (int i = 0; i < a.k; ++i) {
+            const T e = expert[slots[i] * groups + g];
+#pragma unroll
+            for (int j = 0; j < V; ++j)
+                acc[j] += C::get(e, j) * weights[i];
+        }
+        const T sh = shared ? shared[g] : T{};
+        const T old = h[g];
+        T out;
+        float* o = reinterpret_cast<float*>(&out);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+            if (shared)
+                acc[j] += C::get(sh, j);
+            o[j] = v[it][j] = C::get(old, j) + acc[j];
+            ss = fmaf(v[it][j], v[it][j], ss);
+        }
+        h[g] = out;
     }
     if (!a.normWeight)
         return;
     ss = blockSum(ss, scratch);
     const float inv = rsqrtf(ss / a.width + a.normEps);
     TN* out = static_cast<TN*>(a.normOut) + static_cast<long long>(t) * a.width;
-    for (int c = threadIdx.x; c < a.width; c += blockDim.x)
-        out[c] = fromFloat<TN>(a.normWeight[c] * (h[c] * inv));
+#pragma unroll
+    for (int it = 0; it < kCombineIters; ++it) {
+        const int g = threadIdx.x + it * blockDim.x;
+        if (g >= groups)
+            break;
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+            out[g * V + j] = fromFloat<TN>(a.normWeight[g * V + j] * (v[it][j] * inv));
+    }
 }
 
 }  // namespace
@@ -230,8 +290,22 @@ Status combineExperts(const CombineArgs& a, Stream stream)
         return {};
     if (a.k > kMaxK + 8)
         return Status::failure("moe combine: too many experts per token");
+    if (a.width <= 0)
+        return Status::failure("moe combine: empty rows");
+    // float4 columns when every row starts 16-byte aligned, else single columns; a thread per group
+    // up to 1024 threads, then up to kCombineIters groups each.
+    const bool vec = a.width % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.expertOut) % 16 == 0 &&
+                     reinterpret_cast<std::uintptr_t>(a.residual) % 16 == 0 && reinterpret_cast<std::uintptr_t>(a.shared) % 16 == 0;
+    const int groups = vec ? a.width / 4 : a.width;
+    const int threads = std::min(kCombineMaxThreads, std::max(64, (groups + 31) / 32 * 32));
+    if (groups > threads * kCombineIters)
+        return Status::failure("moe combine: hidden size too large for one block");
     Status r;
-    TESSERA_DISPATCH_DTYPE(a.normType, TN, r = launchOverlapped("moe combine", combineKernel<TN>, a.n, 256, 0, cuStream(stream), a));
+    if (vec) {
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, r = launchOverlapped("moe combine", combineKernel<TN, 4>, a.n, threads, 0, cuStream(stream), a));
+    } else {
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, r = launchOverlapped("moe combine", combineKernel<TN, 1>, a.n, threads, 0, cuStream(stream), a));
+    }
     return r;
 }
 

@@ -1,4 +1,4 @@
-// Rotary embedding + cache writes. One block per token.
+// Rotary embedding + cache writes.
 #include "tessera_kernels/rope.h"
 
 #include "launch_util.cuh"
@@ -7,39 +7,53 @@ namespace tessera::kernels {
 
 namespace {
 
+// Items of a token: the rotary pairs of q, those of k, then the values; one per thread, blocks of
+// kPrepareThreads along y, so that a token's work is one round trip to memory.
+constexpr int kPrepareThreads = 256;
+
 template <typename TI, typename TQ, typename TC>
-__global__ void mhaPrepareKernel(MhaPrepareArgs a)
+__global__ __launch_bounds__(kPrepareThreads) void mhaPrepareKernel(MhaPrepareArgs a)
 {
     gridDependencyWait();
     allowDependentLaunch();
     const int t = blockIdx.x;
-    const int pos = (a.startOnDevice ? *a.startOnDevice : a.start) + t;
     const int hd = a.headDim, half = hd / 2;
     const int qw = a.heads * hd, kw = a.kvHeads * hd;
-    const TI* row = static_cast<const TI*>(a.qkv) + static_cast<long long>(t) * (qw + 2 * kw);
-    const float* c = a.rotary.cos + static_cast<long long>(pos) * half;
-    const float* s = a.rotary.sin + static_cast<long long>(pos) * half;
-    TQ* q = static_cast<TQ*>(a.q) + static_cast<long long>(t) * qw;
-    TC* k = static_cast<TC*>(a.keys) + static_cast<long long>(pos) * kw;
-    TC* v = static_cast<TC*>(a.values) + static_cast<long long>(pos) * kw;
-    for (int e = threadIdx.x; e < a.heads * half; e += blockDim.x) {
-        const int h = e / half, i = e % half;
-        const float x0 = toFloat(row[h * hd + i]), x1 = toFloat(row[h * hd + half + i]);
-        q[h * hd + i] = fromFloat<TQ>(x0 * c[i] - x1 * s[i]);
-        q[h * hd + half + i] = fromFloat<TQ>(x1 * c[i] + x0 * s[i]);
+    const int qPairs = a.heads * half, kPairs = a.kvHeads * half;
+    const int e = blockIdx.y * blockDim.x + threadIdx.x;
+    if (e >= qPairs + kPairs + kw)
+        return;
+    const int pos = (a.startOnDevice ? *a.startOnDevice : a.start) + t;
+    const TI* __restrict__ row = static_cast<const TI*>(a.qkv) + static_cast<long long>(t) * (qw + 2 * kw);
+    if (e >= qPairs + kPairs) {
+        const int i = e - qPairs - kPairs;
+        static_cast<TC*>(a.values)[static_cast<long long>(pos) * kw + i] = fromFloat<TC>(toFloat(row[qw + kw + i]));
+        return;
     }
-    for (int e = threadIdx.x; e < a.kvHeads * half; e += blockDim.x) {
-        const int h = e / half, i = e % half;
-        const float x0 = toFloat(row[qw + h * hd + i]), x1 = toFloat(row[qw + h * hd + half + i]);
-        k[h * hd + i] = fromFloat<TC>(x0 * c[i] - x1 * s[i]);
-        k[h * hd + half + i] = fromFloat<TC>(x1 * c[i] + x0 * s[i]);
+    const bool key = e >= qPairs;
+    const int p = key ? e - qPairs : e;
+    const int h = p / half, i = p % half;
+    const TI* in = row + (key ? qw : 0) + h * hd;
+    const float x0 = toFloat(in[i]), x1 = toFloat(in[half + i]);
+    const float c = a.rotary.cos[static_cast<long long>(pos) * half + i], sn = a.rotary.sin[static_cast<long long>(pos) * half + i];
+    const float y0 = x0 * c - x1 * sn, y1 = x1 * c + x0 * sn;
+    if (key) {
+        TC* k = static_cast<TC*>(a.keys) + static_cast<long long>(pos) * kw + h * hd;
+        k[i] = fromFloat<TC>(y0);
+        k[half + i] = fromFloat<TC>(y1);
+    } else {
+        TQ* q = static_cast<TQ*>(a.q) + static_cast<long long>(t) * qw + h * hd;
+        q[i] = fromFloat<TQ>(y0);
+        q[half + i] = fromFloat<TQ>(y1);
     }
-    for (int e = threadIdx.x; e < kw; e += blockDim.x)
-        v[e] = fromFloat<TC>(toFloat(row[qw + kw + e]));
 }
 
+// One block of kMlaPrepareThreads per token: the rotary parts of q and of the latent row first
+// (independent loads and stores), then the latent norm, each usually one pass of the block.
+constexpr int kMlaPrepareThreads = 512;
+
 template <typename TI, typename TQ, typename TC>
-__global__ void mlaPrepareKernel(MlaPrepareArgs a)
+__global__ __launch_bounds__(kMlaPrepareThreads) void mlaPrepareKernel(MlaPrepareArgs a)
 {
     __shared__ float scratch[33];
     gridDependencyWait();
@@ -49,13 +63,29 @@ __global__ void mlaPrepareKernel(MlaPrepareArgs a)
     const int qhd = a.nope + a.rope, half = a.rope / 2;
     const int qw = a.heads * qhd;
     const int width = a.rank + a.rope;
-    const TI* row = static_cast<const TI*>(a.fused) + static_cast<long long>(t) * (qw + width);
-    const TI* kv = row + qw;
+    const TI* __restrict__ row = static_cast<const TI*>(a.fused) + static_cast<long long>(t) * (qw + width);
+    const TI* __restrict__ kv = row + qw;
     const float* c = a.rotary.cos + static_cast<long long>(pos) * half;
     const float* s = a.rotary.sin + static_cast<long long>(pos) * half;
-    TC* cache = static_cast<TC*>(a.cache) + static_cast<long long>(pos) * width;
-    TQ* qcat = static_cast<TQ*>(a.qcat) + static_cast<long long>(t) * a.heads * width;
+    TC* __restrict__ cache = static_cast<TC*>(a.cache) + static_cast<long long>(pos) * width;
+    TQ* __restrict__ qcat = static_cast<TQ*>(a.qcat) + static_cast<long long>(t) * a.heads * width;
 
+    // The rope halves are stored interleaved (pairs) and rotated NeoX-style after de-interleaving.
+    for (int e = threadIdx.x; e < (a.heads + 1) * half; e += blockDim.x) {
+        const int h = e / half, i = e % half;
+        const bool latent = h == a.heads;
+        const TI* in = latent ? kv + a.rank : row + h * qhd + a.nope;
+        const float x0 = toFloat(in[2 * i]), x1 = toFloat(in[2 * i + 1]);
+        const float y0 = x0 * c[i] - x1 * s[i], y1 = x1 * c[i] + x0 * s[i];
+        if (latent) {
+            cache[a.rank + i] = fromFloat<TC>(y0);
+            cache[a.rank + half + i] = fromFloat<TC>(y1);
+        } else {
+            TQ* out = qcat + static_cast<long long>(h) * width + a.rank;
+            out[i] = fromFloat<TQ>(y0);
+            out[half + i] = fromFloat<TQ>(y1);
+        }
+    }
     float ss = 0.f;
     for (int i = threadIdx.x; i < a.rank; i += blockDim.x)
         ss = fmaf(toFloat(kv[i]), toFloat(kv[i]), ss);
@@ -63,20 +93,6 @@ __global__ void mlaPrepareKernel(MlaPrepareArgs a)
     const float inv = rsqrtf(ss / a.rank + a.eps);
     for (int i = threadIdx.x; i < a.rank; i += blockDim.x)
         cache[i] = fromFloat<TC>(a.kvNorm[i] * (toFloat(kv[i]) * inv));
-    // The rope halves are stored interleaved (pairs) and rotated NeoX-style after de-interleaving.
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float x0 = toFloat(kv[a.rank + 2 * i]), x1 = toFloat(kv[a.rank + 2 * i + 1]);
-        cache[a.rank + i] = fromFloat<TC>(x0 * c[i] - x1 * s[i]);
-        cache[a.rank + half + i] = fromFloat<TC>(x1 * c[i] + x0 * s[i]);
-    }
-    for (int e = threadIdx.x; e < a.heads * half; e += blockDim.x) {
-        const int h = e / half, i = e % half;
-        const TI* qp = row + h * qhd + a.nope;
-        const float x0 = toFloat(qp[2 * i]), x1 = toFloat(qp[2 * i + 1]);
-        TQ* out = qcat + static_cast<long long>(h) * width + a.rank;
-        out[i] = fromFloat<TQ>(x0 * c[i] - x1 * s[i]);
-        out[half + i] = fromFloat<TQ>(x1 * c[i] + x0 * s[i]);
-    }
 }
 
 }  // namespace
@@ -88,7 +104,9 @@ Status mhaPrepare(const MhaPrepareArgs& a, Stream stream)
     if (a.headDim % 2 || a.rotary.dim != a.headDim)
         return Status::failure("mha rope: rotary table does not match the head dimension");
     Status r;
-    TESSERA_DISPATCH_DTYPE(a.qkvType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("mha rope + cache write", mhaPrepareKernel<TI, TQ, TC>, a.n, 128, 0, cuStream(stream), a))));
+    const int items = (a.heads + a.kvHeads) * (a.headDim / 2) + a.kvHeads * a.headDim;
+    const dim3 grid(a.n, (items + kPrepareThreads - 1) / kPrepareThreads);
+    TESSERA_DISPATCH_DTYPE(a.qkvType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("mha rope + cache write", mhaPrepareKernel<TI, TQ, TC>, grid, kPrepareThreads, 0, cuStream(stream), a))));
     return r;
 }
 
@@ -99,7 +117,7 @@ Status mlaPrepare(const MlaPrepareArgs& a, Stream stream)
     if (a.rope % 2 || a.rotary.dim != a.rope)
         return Status::failure("mla rope: rotary table does not match qk_rope_head_dim");
     Status r;
-    TESSERA_DISPATCH_DTYPE(a.fusedType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("mla rope + latent norm + cache write", mlaPrepareKernel<TI, TQ, TC>, a.n, 128, 0, cuStream(stream), a))));
+    TESSERA_DISPATCH_DTYPE(a.fusedType, TI, TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("mla rope + latent norm + cache write", mlaPrepareKernel<TI, TQ, TC>, a.n, kMlaPrepareThreads, 0, cuStream(stream), a))));
     return r;
 }
 

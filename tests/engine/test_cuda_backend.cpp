@@ -1207,7 +1207,8 @@ private slots:
                 source = env;
             ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
             if (odd) {
-                config.language.hiddenSize -= 4;
+                // MHA derives the head width from the hidden size: keep it even (rotary pairs), not a multiple of 8.
+                config.language.hiddenSize -= config.language.useMla ? 4 : 2 * config.language.numAttentionHeads;
                 config.language.moeIntermediateSize -= 4;
                 config.language.kvLoraRank -= 4;
             }
