@@ -3,8 +3,8 @@
 # tessera-bench with overlapped launches on and off, and an Nsight Compute profile of single decode
 # steps (kernel times per step, summed by kernel). Writes to $OUT; prints short tables.
 #   PERF_MODELS=tiny,small,base STAGE_MODELS=tiny,base PROFILE_MODELS=tiny bash scripts/device-perf.sh
-# (FUSED_MODES="0 1 2 3": the decode figures without the paths not yet the default (0), with
-# TESSERA_FUSED_MOE, TESSERA_FUSED_ATTENTION and TESSERA_SAMPLE_CANDIDATES (1), and with
+# (FUSED_MODES="0 1 2 3": the decode figures of the default separate kernels (0), with the
+# cooperative kernels TESSERA_FUSED_MOE and TESSERA_FUSED_ATTENTION (1), and with
 # TESSERA_FUSED_LAYER (2) or TESSERA_FUSED_STEP (3) on top; the stage costs and profiles follow
 # those variables as the caller sets them)
 # (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times)
@@ -32,7 +32,7 @@ for fused in ${FUSED_MODES:-0}; do
   for overlap in ${OVERLAP_MODES:-1 0}; do
     echo "== decode, overlapped launches $overlap, fused mode $fused ($models)"
     on=$([ "$fused" -ge 1 ] && echo 1 || echo 0); layer=$([ "$fused" = 2 ] && echo 1 || echo 0); step=$([ "$fused" = 3 ] && echo 1 || echo 0)
-    TESSERA_FUSED_MOE=$on TESSERA_FUSED_ATTENTION=$on TESSERA_SAMPLE_CANDIDATES=$on TESSERA_FUSED_LAYER=$layer TESSERA_FUSED_STEP=$step \
+    TESSERA_FUSED_MOE=$on TESSERA_FUSED_ATTENTION=$on TESSERA_FUSED_LAYER=$layer TESSERA_FUSED_STEP=$step \
       TESSERA_OVERLAP_LAUNCHES=$overlap timeout 300 $bench --models "$models" --decode-only --no-kernels ${PERF_ARGS:-} \
       > "$out/decode-overlap$overlap-fused$fused.json" 2> "$out/decode-overlap$overlap-fused$fused.err"
     summarize "$out/decode-overlap$overlap-fused$fused.json"

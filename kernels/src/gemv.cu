@@ -100,20 +100,27 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     const TX* x = reinterpret_cast<const TX*>(xTile);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     TY* y = static_cast<TY*>(p.y) + b * p.strideY;
-    for (int lr = warp; lr < rows; lr += kWarps) {
+    // Rows of few chunks (K ≤ 128: per-head products) go to groups of L = 16, 8, ... lanes, so that
+    // a warp reduces 32 / L rows at a time; the loop bounds stay uniform over the warp (shuffles).
+    int L = 32;
+    while (L > 1 && L / 2 >= chunks)
+        L /= 2;
+    const int per = 32 / L, sub = lane / L, sl = lane % L;
+    for (int base = warp * per; base < rows; base += kWarps * per) {
+        const int lr = min(base + sub, rows - 1);
         const uint4* g = tile + static_cast<long long>(lr) * chunks;
         const uint4* u = g + static_cast<long long>(rows) * chunks;
         float g0 = 0.f, g1 = 0.f, u0 = 0.f, u1 = 0.f;
-        int c = lane;
-        for (; c + 32 < chunks; c += 64) {
+        int c = sl;
+        for (; c + L < chunks; c += 2 * L) {
             float xa[8], xb[8];
             loadShared8(x + c * 8, xa);
-            loadShared8(x + (c + 32) * 8, xb);
+            loadShared8(x + (c + L) * 8, xb);
             g0 += dot8(g[c], xa);
-            g1 += dot8(g[c + 32], xb);
+            g1 += dot8(g[c + L], xb);
             if (kGated) {
                 u0 += dot8(u[c], xa);
-                u1 += dot8(u[c + 32], xb);
+                u1 += dot8(u[c + L], xb);
             }
         }
         if (c < chunks) {
@@ -123,9 +130,13 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
             if (kGated)
                 u0 += dot8(u[c], xa);
         }
-        const float gs = warpSum(g0 + g1);
-        const float us = kGated ? warpSum(u0 + u1) : 0.f;
-        if (lane == 0)
+        float gs = g0 + g1, us = kGated ? u0 + u1 : 0.f;
+        for (int o = L / 2; o > 0; o >>= 1) {
+            gs += __shfl_xor_sync(0xffffffffu, gs, o);
+            if (kGated)
+                us += __shfl_xor_sync(0xffffffffu, us, o);
+        }
+        if (sl == 0 && base + sub < rows)
             storeRow<TY, kGated>(p, y, r0 + lr, gs, us);
     }
 }
@@ -193,7 +204,9 @@ Status gemv(const GemvArgs& a, Stream stream)
         // about twice (small matrices spread over every SM).
         const long long totalRows = static_cast<long long>(a.N) * a.batch;
         const int fit = static_cast<int>(std::max<std::size_t>(1, kTileBytes / rowBytes));
-        const int spread = static_cast<int>(std::max<long long>(1, totalRows / 264));
+        // Short rows are reduced several to a warp: more, smaller blocks keep as many warps busy.
+        const long long target = a.K <= 512 ? 132 * 4 : 264;
+        const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));
         const int rows = std::max(1, std::min({fit, spread, 64}));
         const dim3 grid((a.N + rows - 1) / rows, a.batch);
         const std::size_t smem = rows * rowBytes + xBytes;

@@ -25,7 +25,9 @@ bool mhaDecodeSupports(int hidden, int heads, int kvHeads, int headDim, int capa
     const long long groups = std::max(1, kThreads / std::max(headDim, 1));
     const long long phase2 = headDim + static_cast<long long>(capacity) + groups * headDim;
     const long long phase3 = static_cast<long long>(heads) * headDim + 2ll * heads;
-    return hidden > 0 && heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && headDim > 0 && headDim % 2 == 0 &&
+    // Head widths that are not multiples of 8 gave logits other than the separate kernels' on the
+    // GPU (fusedDecode, head width 126); they take the separate kernels.
+    return hidden > 0 && heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && headDim > 0 && headDim % 8 == 0 &&
            headDim <= kThreads && static_cast<long long>(heads) * headDim <= 16384 && hidden <= 16384 && capacity > 0 &&
            std::max({static_cast<long long>(hidden), phase2, phase3}) * 4 <= kMaxSmem;
 }

@@ -43,15 +43,16 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
             prefetchL2(row + l * 64);
     gridDependencyWait();
     allowDependentLaunch();
-    // The residual into registers, every load in flight at once (a second pass only past
-    // kRouteRegs · blockDim columns).
+    // The residual and the norm's weights into registers, every load in flight at once (a second
+    // pass only past kRouteRegs · blockDim columns).
     const float* __restrict__ residual = d.residual;
-    float r[kRouteRegs];
+    float r[kRouteRegs], nw[kRouteRegs];
     float ss = 0.f;
 #pragma unroll
     for (int i = 0; i < kRouteRegs; ++i) {
         const int k = threadIdx.x + i * blockDim.x;
         r[i] = k < d.hidden ? residual[k] : 0.f;
+        nw[i] = k < d.hidden ? d.normWeight[k] : 0.f;
     }
 #pragma unroll
     for (int i = 0; i < kRouteRegs; ++i)
@@ -61,8 +62,8 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     ss = blockSum(ss, scratch);
     const float inv = rsqrtf(ss / d.hidden + d.eps);
     TX* __restrict__ normOut = static_cast<TX*>(d.normOut);
-    auto put = [&](int k, float value) {
-        const TX v = fromFloat<TX>(d.normWeight[k] * (value * inv));
+    auto put = [&](int k, float value, float weight) {
+        const TX v = fromFloat<TX>(weight * (value * inv));
         xs[k] = toFloat(v);
         if (blockIdx.x == 0)
             normOut[k] = v;
@@ -71,10 +72,10 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     for (int i = 0; i < kRouteRegs; ++i) {
         const int k = threadIdx.x + i * blockDim.x;
         if (k < d.hidden)
-            put(k, r[i]);
+            put(k, r[i], nw[i]);
     }
     for (int k = threadIdx.x + kRouteRegs * blockDim.x; k < d.hidden; k += blockDim.x)
-        put(k, residual[k]);
+        put(k, residual[k], d.normWeight[k]);
     __syncthreads();
     if (e < a.experts) {
         const bf16* const rows[1] = {row};

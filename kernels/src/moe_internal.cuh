@@ -108,7 +108,10 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
                 choice[j] = 0.f;  // the reference masks with 0.0, not −inf
         }
     }
+    // Top-k by repeated warp argmax; the lane that holds the winner hands its unbiased score to
+    // the warp with the same shuffle that follows, so that the weights need no search afterwards.
     int chosen[kMaxK];
+    float w[kMaxK];
     for (int r = 0; r < a.k; ++r) {
         float best = -INFINITY;
         int bi = 1 << 30;
@@ -121,33 +124,31 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             }
         }
         warpArgmax(best, bi);
-        chosen[r] = bi;
+        if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
+            bi = min(r, E - 1);
+        float mine = 0.f;
 #pragma unroll
         for (int j = 0; j < kPerLane; ++j)
-            if (lane + 32 * j == bi)
+            if (lane + 32 * j == bi) {
+                mine = s[j];
                 choice[j] = -INFINITY;
+            }
+        chosen[r] = bi;
+        w[r] = __shfl_sync(0xffffffffu, mine, bi & 31);
     }
     // Weights: the unbiased scores of the chosen experts, in increasing expert order.
     for (int i = 1; i < a.k; ++i)
         for (int m = i; m > 0 && chosen[m - 1] > chosen[m]; --m) {
-            const int tmp = chosen[m];
+            const int tc = chosen[m];
             chosen[m] = chosen[m - 1];
-            chosen[m - 1] = tmp;
+            chosen[m - 1] = tc;
+            const float tw = w[m];
+            w[m] = w[m - 1];
+            w[m - 1] = tw;
         }
-    float w[kMaxK];
     float sum = 0.f;
-    for (int i = 0; i < a.k; ++i) {
-        const int e = chosen[i];
-        float v = 0.f;
-#pragma unroll
-        for (int j = 0; j < kPerLane; ++j) {
-            const float x = __shfl_sync(0xffffffffu, s[j], e & 31);
-            if (j == e / 32)
-                v = x;
-        }
-        w[i] = v;
-        sum += v;
-    }
+    for (int i = 0; i < a.k; ++i)
+        sum += w[i];
     if (lane == 0) {
         const bool renormalize = a.k > 1 && a.normalize;
         const int width = a.k + a.sharedExperts;

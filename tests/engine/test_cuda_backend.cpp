@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
@@ -1260,21 +1261,47 @@ private slots:
         std::vector<std::int32_t> plainIds;
         const auto plain = run(false, false, false, false, plainIds);
         for (const Variant& v : variants) {
+            const std::string tag = name + (exact ? " fp32 " : " bf16 ") + v.what;
+            be->setFusedMoeDecode(v.moe);
+            be->setFusedAttentionDecode(v.attention);
+            if (v.attention && !be->fusedAttentionDecode()) {
+                // The one shape a cooperative kernel refuses here: the MHA kernel takes head widths
+                // that are multiples of 8 only (the odd-width model has 126).
+                QVERIFY2(odd && !mla, qPrintable(QString::fromStdString(tag + ": the attention kernel refused the shape")));
+                recordMax("fused decode: variants left out, MHA head width not a multiple of 8, " + tag, 1);
+                continue;
+            }
             std::vector<std::int32_t> ids;
             const auto got = run(v.moe, v.attention, v.layer, v.step, ids);
-            const std::string tag = name + (exact ? " fp32 " : " bf16 ") + v.what;
             if (exact) {
-                // Same arithmetic in other summation orders: the same tokens, logits within float noise.
-                QVERIFY2(ids == plainIds, qPrintable(QString::fromStdString(tag + ": other tokens")));
+                // Same arithmetic in other summation orders: logits within float noise at every step
+                // of the same prefix, and the same greedy token wherever the separate path's margin
+                // between its two best logits is clear of that noise (a near-tie may go either way;
+                // the sequences then part and the comparison ends there). plain[s] follows the
+                // tokens ids[0..s]; ids[0] comes from the prompt, which both paths run alike.
+                double tolerance = 0;
                 for (int s = 0; s < steps; ++s) {
+                    if (ids[s] != plainIds[s]) {
+                        QVERIFY2(s > 0, qPrintable(QString::fromStdString(tag + ": another first token from the same prompt")));
+                        std::vector<float> sorted(plain[s - 1]);
+                        std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
+                        const double margin = double(sorted[0]) - double(sorted[1]);
+                        QVERIFY2(margin <= 2 * tolerance, qPrintable(QString("%1, step %2: token %3 instead of %4 with a margin of %5")
+                                                                          .arg(QString::fromStdString(tag)).arg(s).arg(ids[s])
+                                                                          .arg(plainIds[s]).arg(margin)));
+                        recordMax("fused decode: steps ended by a near-tie, " + tag, 1);
+                        break;
+                    }
                     double scale = 0;
                     for (float x : plain[s])
                         scale = std::max(scale, double(std::abs(x)));
-                    const Diff d = compare(got[s].data(), plain[s].data(), plain[s].size(), 1e-5 + 1e-4 * scale, 0);
+                    tolerance = 1e-5 + 1e-4 * scale;
+                    const Diff d = compare(got[s].data(), plain[s].data(), plain[s].size(), tolerance, 0);
                     recordMax("fused decode: |fused - separate| / max|logit|, " + tag, d.maxAbs / std::max(scale, 1e-30));
                     QVERIFY2(d.failures == 0, qPrintable(QString("%1, step %2: logits differ by %3 (max |logit| %4)")
                                                               .arg(QString::fromStdString(tag)).arg(s).arg(d.maxAbs).arg(scale)));
                 }
+                QVERIFY(ids.size() == plainIds.size());
             } else {
                 // bf16: roundings in other places may route a token differently (see goldenParity's
                 // bounds); the first decode step follows the same prefix in both.

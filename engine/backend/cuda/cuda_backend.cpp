@@ -185,13 +185,18 @@ bool environmentSays(const char* name)
     const char* v = std::getenv(name);
     return v && std::strcmp(v, "1") == 0;
 }
+bool environmentRefuses(const char* name)
+{
+    const char* v = std::getenv(name);
+    return v && std::strcmp(v, "0") == 0;
+}
 }  // namespace
 
 bool fusedMoeDecodeByDefault() { return environmentSays("TESSERA_FUSED_MOE"); }
 bool fusedAttentionDecodeByDefault() { return environmentSays("TESSERA_FUSED_ATTENTION"); }
 bool fusedLayerDecodeByDefault() { return environmentSays("TESSERA_FUSED_LAYER"); }
 bool fusedStepDecodeByDefault() { return environmentSays("TESSERA_FUSED_STEP"); }
-bool candidateSamplingByDefault() { return environmentSays("TESSERA_SAMPLE_CANDIDATES"); }
+bool candidateSamplingByDefault() { return !environmentRefuses("TESSERA_SAMPLE_CANDIDATES"); }
 
 std::string CudaBackend::description() const
 {

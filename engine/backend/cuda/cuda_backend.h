@@ -18,13 +18,13 @@
 
 namespace tessera::cuda {
 
-// Paths being verified and measured on the GPU before they become the default: the environment
-// turns them on. TESSERA_FUSED_MOE=1: decode runs each MoE layer as one cooperative kernel;
-// TESSERA_FUSED_ATTENTION=1: and the attention half of each layer (MHA or MLA);
-// TESSERA_FUSED_LAYER=1 (with both): the two halves of a layer in one kernel;
+// Cooperative decode kernels: correct on the GPU, but slower there than the separate kernels
+// (bench/PERFORMANCE.md), so the environment turns them on. TESSERA_FUSED_MOE=1: decode runs each
+// MoE layer as one cooperative kernel; TESSERA_FUSED_ATTENTION=1: and the attention half of each
+// layer (MHA or MLA); TESSERA_FUSED_LAYER=1 (with both): the two halves of a layer in one kernel;
 // TESSERA_FUSED_STEP=1 (with both): the whole decode step in one kernel.
-// TESSERA_SAMPLE_CANDIDATES=1: draws come from the candidates near the maximum, the sorted
-// vocabulary only when they cannot decide (kernels::sampleToken).
+// Sampled draws come from the candidates near the maximum, the sorted vocabulary only when they
+// cannot decide (kernels::sampleToken); TESSERA_SAMPLE_CANDIDATES=0 always sorts.
 bool fusedMoeDecodeByDefault();
 bool fusedAttentionDecodeByDefault();
 bool fusedLayerDecodeByDefault();
