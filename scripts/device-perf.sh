@@ -8,6 +8,9 @@
 # TESSERA_FUSED_LAYER (2) or TESSERA_FUSED_STEP (3) on top; the stage costs and profiles follow
 # those variables as the caller sets them)
 # (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times)
+# (ENV_VARIANTS="TESSERA_X=1;TESSERA_X=0" ROUNDS=3: an A/B of environment switches on this one
+# machine, the variants alternating ROUNDS times; medians per variant. Machines of one kind differ
+# by a few per cent, as much as many single changes: compare on one machine.)
 set -uo pipefail
 repo=$(pwd)
 out="${OUT:-/tmp/tessera-out}"
@@ -28,7 +31,7 @@ for m in doc.get("models", []):
           f"@3000 {d['3000']['tokens_per_s']:7.1f}  roofline@1024 {d['1024']['roofline_fraction']:.3f}{extra}")
 PY
 }
-for fused in ${FUSED_MODES:-0}; do
+for fused in ${FUSED_MODES-0}; do  # FUSED_MODES= (empty) skips these
   for overlap in ${OVERLAP_MODES:-1 0}; do
     echo "== decode, overlapped launches $overlap, fused mode $fused ($models)"
     on=$([ "$fused" -ge 1 ] && echo 1 || echo 0); layer=$([ "$fused" = 2 ] && echo 1 || echo 0); step=$([ "$fused" = 3 ] && echo 1 || echo 0)
@@ -38,6 +41,17 @@ for fused in ${FUSED_MODES:-0}; do
     summarize "$out/decode-overlap$overlap-fused$fused.json"
   done
 done
+if [ -n "${ENV_VARIANTS:-}" ]; then
+  IFS=';' read -r -a variants <<< "$ENV_VARIANTS"
+  for round in $(seq 1 "${ROUNDS:-3}"); do
+    for i in "${!variants[@]}"; do
+      env ${variants[$i]} timeout 300 $bench --models "$models" --decode-only --no-kernels ${PERF_ARGS:-} \
+        > "$out/variant$i-round$round.json" 2> "$out/variant$i-round$round.err"
+    done
+  done
+  echo "== decode tok/s @1024, medians of ${ROUNDS:-3} alternating rounds ($models)"
+  python3 "$repo/scripts/variant-summary.py" "$out" "$ENV_VARIANTS"
+fi
 if [ -n "${STAGE_MODELS:-}" ]; then
   echo "== decode stage costs at 1024 context ($STAGE_MODELS)"
   timeout 300 $bench --models "$STAGE_MODELS" --stage-costs --no-kernels --decode-steps 32 > "$out/stages.json" 2> "$out/stages.err"

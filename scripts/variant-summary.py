@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Medians of the decode figures of scripts/device-perf.sh's ENV_VARIANTS runs: reads
+DIR/variant<i>-round<r>.json (tessera-bench output) and prints, per model, each variant's median
+tokens/s at 1024 context over the rounds, with the smallest and largest round and the change
+against the first variant. Usage: variant-summary.py DIR "A=1;A=0" """
+import glob
+import json
+import os
+import statistics
+import sys
+
+
+def main():
+    folder, spec = sys.argv[1], sys.argv[2]
+    variants = spec.split(";")
+    figures = {}  # (model, variant index) -> [tokens/s per round]
+    for i in range(len(variants)):
+        for path in sorted(glob.glob(os.path.join(folder, f"variant{i}-round*.json"))):
+            try:
+                doc = json.load(open(path))
+            except (OSError, ValueError):
+                continue
+            for m in doc.get("models", []):
+                figures.setdefault((m["model"], i), []).append(m["decode"]["1024"]["tokens_per_s"])
+    for model in sorted({m for m, _ in figures}):
+        base = None
+        for i, variant in enumerate(variants):
+            runs = figures.get((model, i), [])
+            if not runs:
+                print(f"{model:22s} {variant:40s} no result")
+                continue
+            med = statistics.median(runs)
+            base = med if base is None else base
+            print(f"{model:22s} {variant:40s} {med:8.1f} tok/s  (rounds {min(runs):.1f}–{max(runs):.1f}, n={len(runs)})"
+                  f"  {100 * (med / base - 1):+5.1f} %")
+
+
+if __name__ == "__main__":
+    main()
