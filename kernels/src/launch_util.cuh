@@ -160,6 +160,35 @@ Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, di
                       std::forward<Args>(args)...);
 }
 
+// The whole grid as one thread-block cluster (at most 8 blocks, 16 where the kernel allows
+// non-portable sizes; its blocks may use each other's shared memory and meet at cluster barriers), overlapped with the kernel before as
+// launchOverlapped() is.
+template <typename... Params, typename... Args>
+Status launchCluster(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                     Args&&... args)
+{
+    cudaLaunchAttribute attributes[2];
+    attributes[0].id = cudaLaunchAttributeClusterDimension;
+    attributes[0].val.clusterDim.x = grid.x;
+    attributes[0].val.clusterDim.y = grid.y;
+    attributes[0].val.clusterDim.z = grid.z;
+    attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[1].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    config.attrs = attributes;
+    config.numAttrs = overlappedLaunchesEnabled() ? 2 : 1;
+    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        return Status::failure(std::string(op) + " kernel launch: " + cudaGetErrorString(err));
+    }
+    return launchStatus(op);
+}
+
 // A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
 // so that the blocks may wait for each other (grid_sync.cuh). Not overlapped with the kernel before.
 template <typename... Params, typename... Args>

@@ -1,9 +1,12 @@
 // Router (one warp per token), expert grouping and combine.
 #include "tessera_kernels/moe.h"
+#include "tessera_kernels/runtime.h"
 
 #include "dot_util.cuh"
 #include "launch_util.cuh"
 #include "moe_internal.cuh"
+
+#include <cooperative_groups.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -22,13 +25,29 @@ __global__ void routeKernel(RouteArgs a)
 }
 
 // Decode: RMSNorm of the residual, the router product and the routing of one token in one
-// launch. Blocks of 8 warps each own 8 experts' rows (spread over the GPU, pulled into L2 before
-// the wait); every block makes the normalised x itself (block 0 also stores it for the experts'
-// product); the last block to finish routes from the logits of all.
+// launch. Blocks of warps each own as many experts' rows (spread over the GPU, pulled into L2
+// before the wait); every block makes the normalised x itself (block 0 also stores it for the
+// experts' product). Then either the last block to finish routes from the logits of all, read back
+// through global memory, or (kCluster) the blocks form one thread-block cluster, write their
+// logits straight into the first block's shared memory and meet at the cluster barrier (no
+// counter, fence or read-back; TESSERA_ROUTER_CLUSTER=1).
 constexpr int kRouteWarps = 8;
-constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 4096 in one pass
+constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 16 · blockDim in one pass
+// The cluster variant uses the same blocks (so the same norm and products, bit for bit); up to 16
+// of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
+constexpr int kMaxClusterBlocks = 16;
 
-template <typename TX>
+// One router row against x (shared memory), reduced over the warp.
+__device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec)
+{
+    const bf16* const rows[1] = {row};
+    const float* const x[1] = {xs};
+    float dot[1];
+    warpDots<1, 16>(rows, x, n, vec, dot);
+    return dot[0];
+}
+
+template <typename TX, bool kCluster>
 __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d)
 {
     extern __shared__ __align__(16) float xs[];  // hidden floats, then the logits of every expert
@@ -77,13 +96,25 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     for (int k = threadIdx.x + kRouteRegs * blockDim.x; k < d.hidden; k += blockDim.x)
         put(k, residual[k], d.normWeight[k]);
     __syncthreads();
+    float* logits = xs + d.hidden;
+    const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
+    if constexpr (kCluster) {
+        namespace cg = cooperative_groups;
+        cg::cluster_group cluster = cg::this_cluster();
+        if (e < a.experts) {
+            const float dot = rowDot(row, xs, d.hidden, vec);
+            if (lane == 0)
+                cluster.map_shared_rank(logits, 0)[e] = dot;
+        }
+        cluster.sync();  // every logit in block 0's shared memory, visible there
+        if (cluster.block_rank() == 0 && warp == 0)
+            routeRow(a, 0, logits, lane);
+        return;
+    }
     if (e < a.experts) {
-        const bf16* const rows[1] = {row};
-        const float* const x[1] = {xs};
-        float dot[1];
-        warpDots<1, 16>(rows, x, d.hidden, d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0, dot);
+        const float dot = rowDot(row, xs, d.hidden, vec);
         if (lane == 0)
-            d.logits[e] = dot[0];
+            d.logits[e] = dot;
     }
     __threadfence();
     __syncthreads();
@@ -93,7 +124,6 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     if (!last)
         return;
     __threadfence();
-    float* logits = xs + d.hidden;
     for (int i = threadIdx.x; i < a.experts; i += blockDim.x)
         logits[i] = __ldcg(d.logits + i);
     __syncthreads();
@@ -256,14 +286,26 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     if (d.hidden <= 0 || d.hidden > 16384)
         return Status::failure("router: hidden size out of range");
-    const int blocks = (a.experts + kRouteWarps - 1) / kRouteWarps;
     const std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts) * sizeof(float);
+    const int blocks = (a.experts + kRouteWarps - 1) / kRouteWarps;
+    const bool cluster = clusterRoutingEnabled() && blocks <= kMaxClusterBlocks;
     Status r;
     TESSERA_DISPATCH_DTYPE(d.xType, TX, {
-        static const Status attribute = allowSharedMemory("moe router", 80 * 1024, routeDecodeKernel<TX>);
+        static const Status attribute = [] {
+            Status st = allowSharedMemory("moe router", 80 * 1024, routeDecodeKernel<TX, false>, routeDecodeKernel<TX, true>);
+            if (st.ok())
+                st = cudaStatus(cudaFuncSetAttribute(routeDecodeKernel<TX, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+                                "moe router: cluster size attribute");
+            return st;
+        }();
         if (!attribute.ok())
             return attribute;
-        r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX>, blocks, kRouteWarps * 32, smem, cuStream(stream), a, d);
+        if (cluster)
+            r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
+                              cuStream(stream), a, d);
+        else
+            r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX, false>, blocks, kRouteWarps * 32, smem,
+                                 cuStream(stream), a, d);
     });
     return r;
 }

@@ -33,18 +33,32 @@ __global__ void gridBarrierKernel(unsigned* sync, int barriers)
 
 namespace {
 
+// A switch's default from the environment: "1" on, "0" off, anything else `fallback`.
+int environmentSwitch(const char* name, int fallback)
+{
+    const char* v = std::getenv(name);
+    return v && std::string(v) == "1" ? 1 : v && std::string(v) == "0" ? 0 : fallback;
+}
+
 std::atomic<int>& overlapSetting()
 {
-    static std::atomic<int> setting{[] {
-        const char* v = std::getenv("TESSERA_OVERLAP_LAUNCHES");
-        return v && std::string(v) == "0" ? 0 : 1;
-    }()};
+    static std::atomic<int> setting{environmentSwitch("TESSERA_OVERLAP_LAUNCHES", 1)};
+    return setting;
+}
+
+std::atomic<int>& clusterRoutingSetting()
+{
+    static std::atomic<int> setting{environmentSwitch("TESSERA_ROUTER_CLUSTER", 0)};
     return setting;
 }
 
 }  // namespace
 
 bool overlappedLaunchesEnabled() { return overlapSetting().load(std::memory_order_relaxed) != 0; }
+
+bool clusterRoutingEnabled() { return clusterRoutingSetting().load(std::memory_order_relaxed) != 0; }
+
+void setClusterRouting(bool enabled) { clusterRoutingSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 
 void setOverlappedLaunches(bool enabled) { overlapSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 

@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <bit>
 #include <cmath>
@@ -177,6 +178,48 @@ class TestCudaBackend : public QObject {
 
 #if TESSERA_HAVE_CUDA_BACKEND
     std::map<std::string, std::unique_ptr<LoadedModel>> models_;
+
+    // A backend to decode with: a golden mini model's (shared with other tests; null when the model
+    // is not staged) or its own with random weights at a config of tests/data/configs. odd: widths
+    // that are not multiples of 8; promptLength > 0: a prompt that long in a full-length cache.
+    struct DecodeSubject {
+        std::unique_ptr<cuda::CudaBackend> own;
+        cuda::CudaBackend* be = nullptr;
+        std::vector<std::int32_t> prompt;
+        bool mla = false;
+    };
+    DecodeSubject decodeSubject(const std::string& name, bool exact, bool odd = false, int promptLength = 0)
+    {
+        DecodeSubject d;
+        if (name.rfind("mini-", 0) == 0) {
+            LoadedModel* lm = model(name);
+            if (!lm)
+                return d;
+            d.be = exact ? lm->exact.get() : lm->fast.get();
+            d.prompt = lm->processor->process(goldenConversation(name, "a_text")).inputIds;
+            d.mla = lm->config.language.useMla;
+            return d;
+        }
+        std::filesystem::path source = test::sourceDir();
+        if (const char* env = std::getenv("TESSERA_SOURCE_DIR"); env && *env)
+            source = env;
+        ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
+        if (odd) {
+            // MHA derives the head width from the hidden size: keep it even (rotary pairs), not a multiple of 8.
+            config.language.hiddenSize -= config.language.useMla ? 4 : 2 * config.language.numAttentionHeads;
+            config.language.moeIntermediateSize -= 4;
+            config.language.kvLoraRank -= 4;
+        }
+        d.mla = config.language.useMla;
+        cuda::CudaBackendOptions o;
+        o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
+        o.planContext = promptLength > 0 ? 0 : 256;
+        d.own = std::make_unique<cuda::CudaBackend>(config, 7, ProcessorConfig{}, o);
+        d.be = d.own.get();
+        for (int i = 0; i < (promptLength > 0 ? promptLength : 40); ++i)
+            d.prompt.push_back((1 + i * 7919) % d.be->vocabSize());
+        return d;
+    }
 
     LoadedModel* model(const std::string& name)
     {
@@ -1190,38 +1233,14 @@ private slots:
         QFETCH(bool, odd);
         QFETCH(int, promptLength);
         const std::string name = model.toStdString();
-        std::unique_ptr<cuda::CudaBackend> own;
-        cuda::CudaBackend* be = nullptr;
-        std::vector<std::int32_t> prompt;
-        bool mla = false;
-        if (name.rfind("mini-", 0) == 0) {
+        if (name.rfind("mini-", 0) == 0)
             TESSERA_REQUIRE_GOLDEN();
-            LoadedModel* lm = this->model(name);
-            if (!lm)
-                QSKIP("this golden model was not staged on this machine");
-            be = exact ? lm->exact.get() : lm->fast.get();
-            prompt = lm->processor->process(goldenConversation(name, "a_text")).inputIds;
-            mla = lm->config.language.useMla;
-        } else {
-            std::filesystem::path source = test::sourceDir();
-            if (const char* env = std::getenv("TESSERA_SOURCE_DIR"); env && *env)
-                source = env;
-            ModelConfig config = loadModelConfig(source / "tests/data/configs" / (name + ".config.json"));
-            if (odd) {
-                // MHA derives the head width from the hidden size: keep it even (rotary pairs), not a multiple of 8.
-                config.language.hiddenSize -= config.language.useMla ? 4 : 2 * config.language.numAttentionHeads;
-                config.language.moeIntermediateSize -= 4;
-                config.language.kvLoraRank -= 4;
-            }
-            mla = config.language.useMla;
-            cuda::CudaBackendOptions o;
-            o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
-            o.planContext = promptLength > 0 ? 0 : 256;
-            own = std::make_unique<cuda::CudaBackend>(config, 7, ProcessorConfig{}, o);
-            be = own.get();
-            for (int i = 0; i < (promptLength > 0 ? promptLength : 40); ++i)
-                prompt.push_back((1 + i * 7919) % be->vocabSize());
-        }
+        DecodeSubject subject = decodeSubject(name, exact, odd, promptLength);
+        if (!subject.be)
+            QSKIP("this golden model was not staged on this machine");
+        cuda::CudaBackend* be = subject.be;
+        const std::vector<std::int32_t>& prompt = subject.prompt;
+        const bool mla = subject.mla;
         // The golden models' backends are shared with other tests: put their switches back.
         struct Restore {
             cuda::CudaBackend* be;
@@ -1312,6 +1331,46 @@ private slots:
                     QVERIFY(std::isfinite(x));
             }
         }
+    }
+
+    // The one-token router as one thread-block cluster (the logits handed to the first block
+    // through distributed shared memory) against the counter and read-back through global memory:
+    // the same blocks and arithmetic, so the same tokens and logits bit for bit.
+    void routerCluster_data()
+    {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<bool>("exact");
+        for (const char* m : kModels) {
+            QTest::addRow("%s/fp32", m) << QString(m) << true;
+            QTest::addRow("%s/bf16", m) << QString(m) << false;
+        }
+        for (const char* c : {"deepseek-vl2-tiny", "deepseek-vl2-small", "deepseek-vl2"})
+            QTest::addRow("%s/bf16-random", c) << QString(c) << false;
+    }
+    void routerCluster()
+    {
+        REQUIRE_GPU();
+        QFETCH(QString, model);
+        QFETCH(bool, exact);
+        const std::string name = model.toStdString();
+        if (name.rfind("mini-", 0) == 0)
+            TESSERA_REQUIRE_GOLDEN();
+        DecodeSubject subject = decodeSubject(name, exact);
+        if (!subject.be)
+            QSKIP("this golden model was not staged on this machine");
+        struct Restore {
+            bool was = k::clusterRoutingEnabled();
+            ~Restore() { k::setClusterRouting(was); }
+        } restore;
+        std::vector<std::int32_t> plainIds, clusterIds;
+        k::setClusterRouting(false);
+        const auto plain = greedyDecodeLogits(*subject.be, subject.prompt, 8, plainIds);
+        k::setClusterRouting(true);
+        const auto cluster = greedyDecodeLogits(*subject.be, subject.prompt, 8, clusterIds);
+        QCOMPARE(clusterIds, plainIds);
+        for (std::size_t s = 0; s < plain.size(); ++s)
+            QVERIFY2(std::memcmp(cluster[s].data(), plain[s].data(), plain[s].size() * sizeof(float)) == 0,
+                     qPrintable(QString("step %1: the logits differ").arg(s)));
     }
 
     // ---- sampling and the runtime on the GPU ---------------------------------------------------

@@ -46,6 +46,13 @@ void graphDestroy(GraphExec exec);
 // this is off; TESSERA_OVERLAP_LAUNCHES=0 sets the default to off. Applies to launches after the call.
 void setOverlappedLaunches(bool enabled);
 
+// The one-token MoE router as one thread-block cluster whose blocks hand their logits to the first
+// block through distributed shared memory, instead of a counter and a read-back through global
+// memory. Off unless TESSERA_ROUTER_CLUSTER=1 (written without a GPU, not yet measured); the same
+// arithmetic either way. Applies to launches after the call.
+void setClusterRouting(bool enabled);
+bool clusterRoutingEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
