@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # GPU-machine side of scripts/device-check.sh: unpacks the stage, runs the CUDA tests, tessera-cli
 # on the golden cases (scripts/device-cli-check.py), tessera-bench, and a compute-sanitizer
-# memcheck and racecheck on short golden runs. Logs go to $OUT (tests.txt, cli.txt, bench.json,
-# bench.err, memcheck.txt, racecheck.txt, gpu.txt); a summary ends the output. Every step has a
-# time limit so that the call ends inside the device's 10 minutes (SKIP_FUSED, SKIP_CLI, SKIP_BENCH
-# and SKIP_SANITIZER=1 leave steps out).
+# memcheck and racecheck on short golden runs. Logs (tests.txt, tests-fused.txt, cli.txt,
+# bench.json, bench.err, memcheck.txt, racecheck.txt, gpu.txt, the consoles) go into one archive,
+# $OUT/device-run.tgz (a device call brings back at most 8 files); the output is a short summary.
+# Every step has a time limit so that the call ends inside the device's 10 minutes (SKIP_FUSED,
+# SKIP_CLI, SKIP_BENCH and SKIP_SANITIZER=1 leave steps out).
 set -uo pipefail
 repo=$(pwd)
 stage="$(cd "$(dirname "$0")" && pwd)"
-out="${OUT:-/tmp/tessera-out}"
-mkdir -p "$out"
+result="${OUT:-/tmp/tessera-out}"
+out=/tmp/tessera-logs
+rm -rf "$out" && mkdir -p "$out" "$result"
+trap 'tar -czf "$result/device-run.tgz" -C "$out" .' EXIT
 work=/tmp/tessera-device
 rm -rf "$work" && mkdir -p "$work"
 tar -xJf "$stage/stage.tar.xz" -C "$work"
@@ -35,7 +38,8 @@ start=$(date +%s)
 timeout "$tests_limit" "$test_bin" ${TEST_ARGS:-} -o "$out/tests.txt,txt" -o -,txt > "$out/tests.console" 2>&1
 tests_rc=$?
 echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
-grep -E "^(FAIL|XPASS)|Totals|figure|QWARN|Loc:" "$out/tests.txt" | head -150
+grep -E "^(FAIL|XPASS)|Totals|QWARN|Loc:" "$out/tests.txt" | grep -v "^   Loc: .*qtestcase" | head -60
+echo "($(grep -c figure "$out/tests.txt") figures in tests.txt)"
 
 if [ "${SKIP_FUSED:-0}" != 1 ]; then
   # The golden and sampling tests again with the paths that are not the default: the cooperative
@@ -63,7 +67,19 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   start=$(date +%s)
   timeout "$bench_limit" "$bench_bin" --configs "$repo/tests/data/configs" ${BENCH_ARGS:-} > "$out/bench.json" 2> "$out/bench.err"
   echo "bench exit $? after $(( $(date +%s) - start ))s"
-  tail -c 4000 "$out/bench.json"
+  python3 - "$out/bench.json" <<'PY'
+import json, sys
+try:
+    doc = json.load(open(sys.argv[1]))
+except ValueError:
+    sys.exit("bench.json is not JSON")
+for m in doc.get("models", []):
+    d = m.get("decode", {})
+    rate = lambda c: d.get(c, {}).get("tokens_per_s", float("nan"))
+    print(f"{m['model']:22s} ttft {m.get('ttft_ms', float('nan')):6.1f} ms  decode @128/1024/3000 {rate('128'):7.1f} {rate('1024'):7.1f} "
+          f"{rate('3000'):7.1f} tok/s  sampled@1024 {d.get('1024', {}).get('sampled_tokens_per_s', float('nan')):7.1f}  "
+          f"peak over weights {m.get('peak_over_weights_bytes', float('nan')) / 2**30:.2f} GiB")
+PY
 fi
 
 if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
