@@ -37,6 +37,22 @@ constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 
 // of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
 constexpr int kMaxClusterBlocks = 16;
 
+// The split cluster barrier: arrive early without ordering anything, wait where another block's
+// shared memory is first touched (a block may only be accessed once it has started).
+__device__ __forceinline__ void clusterArrive()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void clusterWait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#endif
+}
+
 // One router row against x (shared memory), reduced over the warp.
 __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec)
 {
@@ -62,6 +78,8 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
             prefetchL2(row + l * 64);
     gridDependencyWait();
     allowDependentLaunch();
+    if constexpr (kCluster)
+        clusterArrive();  // waited for before the first store into block 0 (every block has started)
     // The residual and the norm's weights into registers, every load in flight at once (a second
     // pass only past kRouteRegs · blockDim columns).
     const float* __restrict__ residual = d.residual;
@@ -99,16 +117,20 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     float* logits = xs + d.hidden;
     const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
     if constexpr (kCluster) {
+        const float dot = e < a.experts ? rowDot(row, xs, d.hidden, vec) : 0.f;
+        clusterWait();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         namespace cg = cooperative_groups;
         cg::cluster_group cluster = cg::this_cluster();
-        if (e < a.experts) {
-            const float dot = rowDot(row, xs, d.hidden, vec);
-            if (lane == 0)
-                cluster.map_shared_rank(logits, 0)[e] = dot;
-        }
+        if (e < a.experts && lane == 0)
+            cluster.map_shared_rank(logits, 0)[e] = dot;
         cluster.sync();  // every logit in block 0's shared memory, visible there
         if (cluster.block_rank() == 0 && warp == 0)
             routeRow(a, 0, logits, lane);
+#else
+        (void)dot;
+        __trap();  // a build without sm_90 code has no clusters (the variant is opt-in)
+#endif
         return;
     }
     if (e < a.experts) {
@@ -291,15 +313,16 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
     const bool cluster = clusterRoutingEnabled() && blocks <= kMaxClusterBlocks;
     Status r;
     TESSERA_DISPATCH_DTYPE(d.xType, TX, {
-        static const Status attribute = [] {
-            Status st = allowSharedMemory("moe router", 80 * 1024, routeDecodeKernel<TX, false>, routeDecodeKernel<TX, true>);
-            if (st.ok())
-                st = cudaStatus(cudaFuncSetAttribute(routeDecodeKernel<TX, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
-                                "moe router: cluster size attribute");
-            return st;
-        }();
+        static const Status attribute = allowSharedMemory("moe router", 80 * 1024, routeDecodeKernel<TX, false>, routeDecodeKernel<TX, true>);
         if (!attribute.ok())
             return attribute;
+        if (cluster) {
+            static const Status clusterSize =
+                cudaStatus(cudaFuncSetAttribute(routeDecodeKernel<TX, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+                           "moe router: cluster size attribute");
+            if (!clusterSize.ok())
+                return clusterSize;
+        }
         if (cluster)
             r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
                               cuStream(stream), a, d);

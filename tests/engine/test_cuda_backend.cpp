@@ -187,6 +187,7 @@ class TestCudaBackend : public QObject {
         cuda::CudaBackend* be = nullptr;
         std::vector<std::int32_t> prompt;
         bool mla = false;
+        int experts = 0;  // routed experts per MoE layer
     };
     DecodeSubject decodeSubject(const std::string& name, bool exact, bool odd = false, int promptLength = 0)
     {
@@ -198,6 +199,7 @@ class TestCudaBackend : public QObject {
             d.be = exact ? lm->exact.get() : lm->fast.get();
             d.prompt = lm->processor->process(goldenConversation(name, "a_text")).inputIds;
             d.mla = lm->config.language.useMla;
+            d.experts = lm->config.language.nRoutedExperts.value_or(0);
             return d;
         }
         std::filesystem::path source = test::sourceDir();
@@ -211,6 +213,7 @@ class TestCudaBackend : public QObject {
             config.language.kvLoraRank -= 4;
         }
         d.mla = config.language.useMla;
+        d.experts = config.language.nRoutedExperts.value_or(0);
         cuda::CudaBackendOptions o;
         o.math = exact ? k::MathMode::ExactFp32 : k::MathMode::FastBf16;
         o.planContext = promptLength > 0 ? 0 : 256;
@@ -1358,10 +1361,20 @@ private slots:
         DecodeSubject subject = decodeSubject(name, exact);
         if (!subject.be)
             QSKIP("this golden model was not staged on this machine");
+        // The one-token router runs only with the cooperative MoE kernel off, and as one cluster
+        // only up to 128 experts (16 blocks): otherwise both runs would take the same path.
+        QVERIFY(subject.experts > 0 && subject.experts <= 128);
         struct Restore {
-            bool was = k::clusterRoutingEnabled();
-            ~Restore() { k::setClusterRouting(was); }
-        } restore;
+            cuda::CudaBackend* be;
+            bool cluster = k::clusterRoutingEnabled();
+            bool fusedMoe = be->fusedMoeDecode();
+            ~Restore()
+            {
+                k::setClusterRouting(cluster);
+                be->setFusedMoeDecode(fusedMoe);
+            }
+        } restore{subject.be};
+        subject.be->setFusedMoeDecode(false);
         std::vector<std::int32_t> plainIds, clusterIds;
         k::setClusterRouting(false);
         const auto plain = greedyDecodeLogits(*subject.be, subject.prompt, 8, plainIds);
