@@ -15,18 +15,6 @@ constexpr int BM = kMmaTileRows, BN = 128, BK = 64, STAGES = 3, LDS = BK + 8;
 constexpr int kChunksPerRow = BK / 8;
 constexpr int kSmemBytes = STAGES * (BM + BN) * LDS * 2;
 
-struct MmaParams {
-    int N, K, groups;
-    const bf16* A;
-    long long lda;
-    const bf16* B;
-    long long ldb, strideB;
-    void* C;
-    long long ldc;
-    const int* offsets;
-    const int* tileOffsets;
-};
-
 __device__ __forceinline__ void cpAsync16(void* smem, const void* gmem, bool valid)
 {
     const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -184,8 +172,7 @@ Status launchGroupedMma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t str
         return attribute;
     if (maxTiles > 65535)
         return Status::failure("grouped gemm: too many row tiles");
-    MmaParams p{a.N, a.K, a.groups, static_cast<const bf16*>(a.A), a.lda, static_cast<const bf16*>(a.B), a.ldb, a.strideB,
-                a.C, a.ldc, a.offsets, a.tileOffsets};
+    const MmaParams p = mmaParams(a);
     const dim3 grid((a.N + BN - 1) / BN, maxTiles, 1);
     if (a.cType == DType::F32)
         groupedMmaKernel<float><<<grid, 256, kSmemBytes, stream>>>(p);

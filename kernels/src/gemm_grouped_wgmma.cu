@@ -22,18 +22,6 @@ constexpr int kRowBytes = BK * 2;  // one 128-byte swizzle row per tile row
 constexpr int kStageBytes = (BM + BN) * kRowBytes;
 constexpr int kThreads = 256;  // the two consumer warpgroups
 
-struct MmaParams {
-    int N, K, groups;
-    const bf16* A;
-    long long lda;
-    const bf16* B;
-    long long ldb, strideB;
-    void* C;
-    long long ldc;
-    const int* offsets;
-    const int* tileOffsets;
-};
-
 __device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
@@ -278,8 +266,7 @@ Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t str
     CUtensorMap mapA, mapB;
     if (!encodeMaps(a, mapA, mapB))
         return {};  // no tensor maps (driver entry point missing): the caller runs the portable kernel
-    MmaParams p{a.N, a.K, a.groups, static_cast<const bf16*>(a.A), a.lda, static_cast<const bf16*>(a.B), a.ldb, a.strideB,
-                a.C, a.ldc, a.offsets, a.tileOffsets};
+    const MmaParams p = mmaParams(a);
     const dim3 grid((a.N + BN - 1) / BN, maxTiles, 1);
     if (a.cType == DType::F32)
         groupedTmaKernel<float><<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);

@@ -112,6 +112,23 @@ __device__ __forceinline__ void allowDependentLaunch()
 #endif
 }
 
+// The thread-block cluster barrier in two halves (sm_90): clusterArrive() early, without ordering
+// anything, clusterWait() where another block's shared memory is first touched (a block may only be
+// accessed once it has started).
+__device__ __forceinline__ void clusterArrive()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void clusterWait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#endif
+}
+
 // Lets the kernels use `bytes` of dynamic shared memory (above the default 48 KB). Callers keep the
 // result in a function-local static, so that it runs once:
 //     static const Status attribute = allowSharedMemory("op", bytes, kernelA, kernelB);
@@ -129,9 +146,9 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<unsigned long lo
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();
 
-// cudaLaunchKernelEx with at most one launch attribute (none when `attribute` is null).
+// cudaLaunchKernelEx with the first `count` of `attributes`.
 template <typename... Params, typename... Args>
-Status launchWith(const char* op, const cudaLaunchAttribute* attribute, void (*kernel)(Params...), dim3 grid, dim3 block,
+Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int count, void (*kernel)(Params...), dim3 grid, dim3 block,
                   std::size_t smem, cudaStream_t stream, Args&&... args)
 {
     cudaLaunchConfig_t config = {};
@@ -139,8 +156,8 @@ Status launchWith(const char* op, const cudaLaunchAttribute* attribute, void (*k
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream;
-    config.attrs = const_cast<cudaLaunchAttribute*>(attribute);
-    config.numAttrs = attribute ? 1 : 0;
+    config.attrs = const_cast<cudaLaunchAttribute*>(attributes);
+    config.numAttrs = count;
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) {
         cudaGetLastError();
@@ -156,13 +173,12 @@ Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, di
     cudaLaunchAttribute overlap;
     overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     overlap.val.programmaticStreamSerializationAllowed = 1;
-    return launchWith(op, overlappedLaunchesEnabled() ? &overlap : nullptr, kernel, grid, block, smem, stream,
-                      std::forward<Args>(args)...);
+    return launchWith(op, &overlap, overlappedLaunchesEnabled() ? 1 : 0, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 // The whole grid as one thread-block cluster (at most 8 blocks, 16 where the kernel allows
-// non-portable sizes; its blocks may use each other's shared memory and meet at cluster barriers), overlapped with the kernel before as
-// launchOverlapped() is.
+// non-portable sizes; its blocks may use each other's shared memory and meet at cluster barriers),
+// overlapped with the kernel before as launchOverlapped() is.
 template <typename... Params, typename... Args>
 Status launchCluster(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
                      Args&&... args)
@@ -174,19 +190,8 @@ Status launchCluster(const char* op, void (*kernel)(Params...), dim3 grid, dim3 
     attributes[0].val.clusterDim.z = grid.z;
     attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attributes[1].val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = grid;
-    config.blockDim = block;
-    config.dynamicSmemBytes = smem;
-    config.stream = stream;
-    config.attrs = attributes;
-    config.numAttrs = overlappedLaunchesEnabled() ? 2 : 1;
-    const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
-    if (err != cudaSuccess) {
-        cudaGetLastError();
-        return Status::failure(std::string(op) + " kernel launch: " + cudaGetErrorString(err));
-    }
-    return launchStatus(op);
+    return launchWith(op, attributes, overlappedLaunchesEnabled() ? 2 : 1, kernel, grid, block, smem, stream,
+                      std::forward<Args>(args)...);
 }
 
 // A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
@@ -198,7 +203,7 @@ Status launchCooperative(const char* op, void (*kernel)(Params...), dim3 grid, d
     cudaLaunchAttribute cooperative;
     cooperative.id = cudaLaunchAttributeCooperative;
     cooperative.val.cooperative = 1;
-    return launchWith(op, &cooperative, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
+    return launchWith(op, &cooperative, 1, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 // Streaming multiprocessors of the current device.

@@ -37,22 +37,6 @@ constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 
 // of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
 constexpr int kMaxClusterBlocks = 16;
 
-// The split cluster barrier: arrive early without ordering anything, wait where another block's
-// shared memory is first touched (a block may only be accessed once it has started).
-__device__ __forceinline__ void clusterArrive()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void clusterWait()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
-#endif
-}
-
 // One router row against x (shared memory), reduced over the warp.
 __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec)
 {

@@ -155,6 +155,21 @@ __device__ void firstPast(int b, int e, double before, double r, const Prob& pro
     }
 }
 
+// The draw from the kept prefix [0, cut) of the sorted weights, each thread holding [b, e) and
+// the weight before b: the mass of the prefix, then the first index whose running weight passes
+// u · that mass (cut − 1 when rounding leaves none). Every thread gets the index.
+template <typename Prob>
+__device__ int drawFromPrefix(int b, int e, int cut, double before, double u, const Prob& prob, double* scratch, int* pickShared)
+{
+    double kept = 0.0;
+    for (int i = b; i < min(e, cut); ++i)
+        kept += prob(i);
+    const double total = blockSumD(kept, scratch);
+    firstPast(b, min(e, cut), before, u * total, prob, pickShared);
+    __syncthreads();
+    return *pickShared == 0x7fffffff ? cut - 1 : *pickShared;
+}
+
 // Sorted (descending) logits and their ids → the drawn token.
 __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const int* ids, int vocab, float invT,
                                                        float topP, int topK, double u, int* token)
@@ -186,19 +201,9 @@ __global__ __launch_bounds__(kThreads) void drawKernel(const float* keys, const 
     if (topP < 1.f)
         firstTopPCut(b, e, seg[threadIdx.x], sum, 1.0 - static_cast<double>(topP), prob, &cutShared);
     __syncthreads();
-    const int cut = cutShared;
-    // Mass of the kept prefix [0, cut) and the draw.
-    double before = seg[threadIdx.x];
-    double kept = 0.0;
-    for (int i = b; i < min(e, cut); ++i)
-        kept += prob(i);
-    const double total = blockSumD(kept, scratch);
-    firstPast(b, min(e, cut), before, u * total, prob, &pickShared);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const int pick = pickShared == 0x7fffffff ? cut - 1 : pickShared;
+    const int pick = drawFromPrefix(b, e, cutShared, seg[threadIdx.x], u, prob, scratch, &pickShared);
+    if (threadIdx.x == 0)
         *token = ids[pick];
-    }
 }
 
 // Candidates: tokens whose temperature-scaled logit lies within kCandidateRange of the maximum
@@ -360,16 +365,8 @@ __global__ __launch_bounds__(kThreads) void drawCandidatesKernel(const float* ca
             return;
         }
     }
-    const int cut = cutShared;
-    double beforeI = seg[threadIdx.x];
-    double kept = 0.0;
-    for (int i = b; i < min(e, cut); ++i)
-        kept += prob(i);
-    const double total = blockSumD(kept, scratch);
-    firstPast(b, min(e, cut), beforeI, u * total, prob, &pickShared);
-    __syncthreads();
+    const int pick = drawFromPrefix(b, e, cutShared, seg[threadIdx.x], u, prob, scratch, &pickShared);
     if (threadIdx.x == 0) {
-        const int pick = pickShared == 0x7fffffff ? cut - 1 : pickShared;
         *token = ids[pick];
         *needsSort = 0;
     }

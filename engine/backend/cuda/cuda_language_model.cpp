@@ -359,7 +359,7 @@ bool CudaLanguageModel::stepArgs(SequenceState& seq, StepArgs& step) const
     step.mla.clear();
     for (int i = 0; i < L; ++i) {
         const float* nextNorm = i + 1 < L ? weights_.layers[i + 1].inputNorm.data : weights_.finalNorm.data;
-        step.moe.push_back(weights_.layers[i].moe ? moeDecodeArgs(i, nextNorm) : denseDecodeArgs(i, nextNorm));
+        step.moe.push_back(moeDecodeArgs(i, nextNorm));
         if (config_.useMla)
             step.mla.push_back(mlaDecodeArgs(seq, i));
         else
@@ -950,49 +950,35 @@ k::RouteArgs CudaLanguageModel::routeArgs(int layer, int n) const
     return r;
 }
 
-k::MoeDecodeArgs CudaLanguageModel::denseDecodeArgs(int layer, const float* nextNorm) const
-{
-    const LanguageLayerWeights& lw = weights_.layers[layer];
-    k::MoeDecodeArgs f;
-    f.route.n = 1;
-    f.route.sharedExperts = 1;  // no router: the dense MLP is the one "shared expert"
-    f.residual = h_;
-    f.postNorm = lw.postNorm.data;
-    f.nextNorm = nextNorm;
-    f.eps = static_cast<float>(config_.rmsNormEps);
-    f.hidden = hidden_;
-    f.inter = lw.gateUp.rows / 2;
-    f.gateUp = lw.gateUp.data;
-    f.down = lw.down.data;
-    f.normOut = x_;
-    f.xType = act_;
-    f.logits = router_;
-    f.act = mlpAct_;  // the dense MLP's own activation buffer
-    f.partials = moePartials_;
-    f.sync = moeSync_;
-    return f;
-}
-
 k::MoeDecodeArgs CudaLanguageModel::moeDecodeArgs(int layer, const float* nextNorm) const
 {
     const LanguageLayerWeights& lw = weights_.layers[layer];
     k::MoeDecodeArgs f;
-    f.route = routeArgs(layer, 1);
     f.residual = h_;
     f.postNorm = lw.postNorm.data;
     f.nextNorm = nextNorm;
     f.eps = static_cast<float>(config_.rmsNormEps);
     f.hidden = hidden_;
+    f.normOut = x_;
+    f.xType = act_;
+    f.logits = router_;
+    f.partials = moePartials_;
+    f.sync = moeSync_;
+    if (!lw.moe) {
+        f.route.n = 1;
+        f.route.sharedExperts = 1;  // no router: the dense MLP is the one "shared expert"
+        f.inter = lw.gateUp.rows / 2;
+        f.gateUp = lw.gateUp.data;
+        f.down = lw.down.data;
+        f.act = mlpAct_;  // the dense MLP's own activation buffer
+        return f;
+    }
+    f.route = routeArgs(layer, 1);
     f.inter = moeInter_;
     f.routerWeight = lw.router.data;
     f.gateUp = lw.expertsGateUp.data;
     f.down = lw.expertsDown.data;
-    f.normOut = x_;
-    f.xType = act_;
-    f.logits = router_;
     f.act = eact_;
-    f.partials = moePartials_;
-    f.sync = moeSync_;
     if (layer + 1 < layerCount()) {
         const DeviceMatrix& next = weights_.layers[layer + 1].attnIn;
         f.prefetchNext = next.data;

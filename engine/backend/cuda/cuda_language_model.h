@@ -128,8 +128,8 @@ private:
     k::MhaDecodeArgs mhaDecodeArgs(const SequenceState& seq, int layer) const;
     k::MlaDecodeArgs mlaDecodeArgs(const SequenceState& seq, int layer) const;
     k::RouteArgs routeArgs(int layer, int n) const;
+    // The MoE half of layer `layer` for the cooperative kernel (a dense MLP as one "shared expert").
     k::MoeDecodeArgs moeDecodeArgs(int layer, const float* nextNorm) const;
-    k::MoeDecodeArgs denseDecodeArgs(int layer, const float* nextNorm) const;
     // The arguments of k::decodeStep for this sequence (the per-layer argument lists live in
     // `step`); false when the model does not fit that kernel.
     struct StepArgs {
