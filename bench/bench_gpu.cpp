@@ -96,6 +96,7 @@ struct Options {
     bool kernels = true;
     bool decodeOnly = false;  // skip the image, time to first token and prefill figures
     int profileSteps = 0;     // decode steps at 1024 context bracketed for `ncu --profile-from-start off`
+    bool profileTtft = false; // likewise one image encode and prefill (after the timed ones)
     bool stageCosts = false;  // time decode at 1024 without each stage in turn
 };
 
@@ -227,6 +228,16 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         }
         promptTokens = seq->length();
         notePeak();
+    }
+    if (o.profileTtft) {
+        seq->truncate(0);
+        cuda::check(kernels::profilerStart(), "profiler");
+        auto img = be.encodeImage(tiles, nullptr);
+        const std::vector<PromptSegment> segs{{head, nullptr, 0}, {imageIds, img.get(), 0}, {question, nullptr, 0}};
+        be.append(*seq, segs, nullptr);
+        std::vector<std::int32_t> seen(head);
+        be.sampleNext(*seq, seen, greedy, sampler);
+        cuda::check(kernels::profilerStop(), "profiler");
     }
     out["prompt_tokens"] = promptTokens;
     out["ttft_ms"] = median(ttft) * 1e3;
@@ -771,6 +782,8 @@ int main(int argc, char** argv)
         if (a == "--models") {
             o.models.clear();
             std::string list = next();
+            if (list == "none")  // the kernel figures only
+                continue;
             for (std::size_t p = 0; p <= list.size();) {
                 const std::size_t q = std::min(list.find(',', p), list.size());
                 o.models.push_back(list.substr(p, q - p));
@@ -791,11 +804,14 @@ int main(int argc, char** argv)
             o.decodeOnly = true;
         } else if (a == "--profile-decode") {
             o.profileSteps = std::max(0, std::atoi(next().c_str()));
+        } else if (a == "--profile-ttft") {
+            o.profileTtft = true;
         } else if (a == "--repeats") {
             o.repeats = std::max(1, std::atoi(next().c_str()));
         } else {
             std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n"
-                         "                     [--decode-only] [--profile-decode STEPS] [--stage-costs]\n";
+                         "                     [--decode-only] [--profile-decode STEPS] [--profile-ttft] [--stage-costs]\n"
+                         "  (--models none: the kernel figures only)\n";
             return 2;
         }
     }

@@ -7,7 +7,10 @@
 # cooperative kernels TESSERA_FUSED_MOE and TESSERA_FUSED_ATTENTION (1), and with
 # TESSERA_FUSED_LAYER (2) or TESSERA_FUSED_STEP (3) on top; the stage costs and profiles follow
 # those variables as the caller sets them)
-# (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times)
+# (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times of
+# a decode step; TTFT_MODELS: ncu kernel times of one image encode and prefill;
+# KERNEL_SECTIONS="REGEX;REGEX": Nsight Compute's throughput, memory, stall and occupancy sections
+# of the first launch whose demangled name matches each REGEX in tessera-bench's kernel figures)
 # (ENV_VARIANTS="TESSERA_X=1;TESSERA_X=0" ROUNDS=3: an A/B of environment switches on this one
 # machine, the variants alternating ROUNDS times; medians per variant. Machines of one kind differ
 # by a few per cent, as much as many single changes: compare on one machine.)
@@ -70,5 +73,26 @@ if [ -n "${PROFILE_MODELS:-}" ]; then
       $bench --models "$m" --decode-only --no-kernels --decode-steps 2 --profile-decode 1 > "$out/ncu-$m.csv" 2> "$out/ncu-$m.err"
     echo "ncu exit $?"
     python3 "$repo/scripts/ncu-summary.py" "$out/ncu-$m.csv" | head -30
+  done
+fi
+if [ -n "${TTFT_MODELS:-}" ]; then
+  for m in ${TTFT_MODELS//,/ }; do
+    echo "== ncu: one image encode and prefill of $m (time to first token)"
+    timeout "${PROFILE_LIMIT:-150}" ncu --clock-control none --profile-from-start off --metrics gpu__time_duration.sum --csv \
+      $bench --models "$m" --no-kernels --repeats 1 --decode-steps 1 --profile-ttft > "$out/ncu-ttft-$m.csv" 2> "$out/ncu-ttft-$m.err"
+    echo "ncu exit $?"
+    python3 "$repo/scripts/ncu-summary.py" "$out/ncu-ttft-$m.csv" | cut -c1-150 | head -25
+  done
+fi
+if [ -n "${KERNEL_SECTIONS:-}" ]; then
+  IFS=';' read -r -a patterns <<< "$KERNEL_SECTIONS"
+  for i in "${!patterns[@]}"; do
+    echo "== ncu sections: the first launch matching ${patterns[$i]}"
+    timeout "${PROFILE_LIMIT:-150}" ncu --clock-control none --kernel-name-base demangled -k "regex:${patterns[$i]}" -c 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section WarpStateStats \
+      --section Occupancy --section LaunchStats $bench --models none > "$out/ncu-sections-$i.txt" 2> "$out/ncu-sections-$i.err"
+    echo "ncu exit $?"
+    grep -E "Duration|Memory Throughput|DRAM Throughput|L2 Cache Throughput|L1/TEX Cache Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|Executed Ipc A|Stall|Grid Size|Block Size" \
+      "$out/ncu-sections-$i.txt" | sed 's/  */ /g' | cut -c1-120 | head -24
   done
 fi

@@ -68,13 +68,13 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
     extern __shared__ float qs[];  // keyDim floats
     __shared__ float p[kChunk];
     __shared__ float scratch[33];
-    gridDependencyWait();
-    allowDependentLaunch();
     const int s = blockIdx.x, h = blockIdx.y;
-    const int context = *a.lengthOnDevice + 1;
+    const int context = *a.lengthOnDevice + 1;  // see leaveEarly
     const int j0 = s * kChunk;
     if (j0 >= context)
         return;
+    gridDependencyWait();
+    allowDependentLaunch();
     const int j1 = min(context, j0 + kChunk);
     const int kvh = h / a.headsPerKv;
     const TQ* q = static_cast<const TQ*>(a.q) + h * a.qHeadStride;

@@ -60,8 +60,8 @@ __device__ __forceinline__ void loadRow(bf16* dst, int ldDst, const bf16* src, l
 
 // The cache rows a decode step reads are old except the newest (context − 1), which the kernel
 // before writes: a block copies the old rows of its split before gridDependencyWait() and the
-// newest row and the queries after it. The length itself is written at the end of the previous
-// step, so it can be read early too. Returns the newest row's index within the split, or −1.
+// newest row and the queries after it (the length: see leaveEarly). Returns the newest row's index
+// within the split, or −1.
 __device__ __forceinline__ int newestRow(int context, int j0, int count)
 {
     const int r = context - 1 - j0;
@@ -115,15 +115,13 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
     const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
-    if (count > 0) {
-        loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim, fresh);
-        if (sh.separateV)
-            loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
-    }
+    if (count == 0)
+        return;  // see leaveEarly
+    loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim, fresh);
+    if (sh.separateV)
+        loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
     gridDependencyWait();
     allowDependentLaunch();
-    if (count == 0)
-        return;
     loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
     if (fresh >= 0) {
         loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
@@ -287,12 +285,11 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
-    if (count > 0)
-        loadRows(ks, sh.LD, K, a.keyLd, kLatKeys, count, sh.KP, a.keyDim, fresh);
+    if (count == 0)
+        return;  // see leaveEarly
+    loadRows(ks, sh.LD, K, a.keyLd, kLatKeys, count, sh.KP, a.keyDim, fresh);
     gridDependencyWait();
     allowDependentLaunch();
-    if (count == 0)
-        return;
     loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
     if (fresh >= 0)
         loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);

@@ -29,6 +29,7 @@ struct GemvParams {
     float beta;
     bool gated;
     int fixedFrom, fixedBase;  // batch entries b >= fixedFrom read matrix fixedBase + b − fixedFrom
+    bool triggerLate, indexEarly;  // GemvArgs
 };
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
@@ -72,7 +73,8 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     const int rows = min(rowsPerBlock, p.N - r0);
     const int chunks = p.K / 8;
     const int tileRows = kGated ? 2 * rows : rows;
-    allowDependentLaunch();
+    if (!p.triggerLate)
+        allowDependentLaunch();
     auto issue = [&](long long w) {
         const bf16* base = p.W + w * p.strideW;
         for (int c = threadIdx.x; c < tileRows * chunks; c += blockDim.x) {
@@ -81,11 +83,14 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
             copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
         }
     };
-    // matrixOf(p, b), split at the wait: a fixed entry's matrix does not come from an earlier kernel.
-    const bool early = !p.batchIndex || b >= p.fixedFrom;
+    // matrixOf(p, b), split at the wait: a fixed entry's matrix does not come from an earlier
+    // kernel, nor with indexEarly the index list.
+    const bool early = !p.batchIndex || b >= p.fixedFrom || p.indexEarly;
     if (early)
-        issue(p.batchIndex ? p.fixedBase + b - p.fixedFrom : b);
+        issue(matrixOf(p, b));
     gridDependencyWait();
+    if (p.triggerLate)
+        allowDependentLaunch();
     if (!early)
         issue(p.batchIndex[b]);
     uint4* xTile = tile + static_cast<long long>(tileRows) * chunks;
@@ -196,7 +201,8 @@ Status gemv(const GemvArgs& a, Stream stream)
     const bool vector = a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && aligned16(a.x) &&
                         (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
-                 a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase};
+                 a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase,
+                 a.triggerLate, a.indexEarly};
     cudaStream_t s = cuStream(stream);
     Status r;
     if (vector) {

@@ -48,11 +48,21 @@ std::atomic<int>& overlapSetting()
 
 std::atomic<int>& clusterRoutingSetting()
 {
-    static std::atomic<int> setting{environmentSwitch("TESSERA_ROUTER_CLUSTER", 0)};
+    static std::atomic<int> setting{environmentSwitch("TESSERA_ROUTER_CLUSTER", 1)};
+    return setting;
+}
+
+std::atomic<int>& groupedPairsSetting()
+{
+    static std::atomic<int> setting{environmentSwitch("TESSERA_GROUPED_PAIRS", 0)};
     return setting;
 }
 
 }  // namespace
+
+bool groupedPairsEnabled() { return groupedPairsSetting().load(std::memory_order_relaxed) != 0; }
+
+void setGroupedPairs(bool enabled) { groupedPairsSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 
 bool overlappedLaunchesEnabled() { return overlapSetting().load(std::memory_order_relaxed) != 0; }
 

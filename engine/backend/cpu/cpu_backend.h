@@ -33,7 +33,7 @@ public:
     static constexpr int kPrefillChunk = 512;
 
 private:
-    const ModelConfig& config_;
+    ModelConfig config_;  // a copy: the caller's config need not outlive the backend
     CpuVisionEncoder vision_;
     CpuLanguageModel language_;
     std::vector<float> imageNewline_;

@@ -113,7 +113,7 @@ private:
     void fillEmbeddings(std::span<const PromptSegment> segments, int from, int n, float* out);
     int checkSegments(std::span<const PromptSegment> segments) const;
 
-    const ModelConfig& config_;
+    ModelConfig config_;  // a copy: the caller's config need not outlive the backend
     CudaBackendOptions options_;
     MemoryPlan plan_;
     k::Stream stream_ = nullptr;

@@ -86,6 +86,11 @@ struct GemvArgs {
     // fixedBase + b − fixedFrom (the shared experts), whose weights can then be read before the
     // kernel that writes batchIndex has finished. −1: none.
     int fixedFrom = -1, fixedBase = 0;
+    // Overlapped launches: triggerLate lets the next kernel start only once this one has passed
+    // its own wait (so that the next may read what the kernel before this one wrote);
+    // indexEarly: batchIndex was written by a kernel before the previous one, which triggered
+    // late, so the chosen matrices' rows are copied before the wait too.
+    bool triggerLate = false, indexEarly = false;
 };
 Status gemv(const GemvArgs& args, Stream stream);
 
