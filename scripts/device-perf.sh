@@ -12,7 +12,8 @@
 # KERNEL_SECTIONS="REGEX;REGEX": Nsight Compute's throughput, memory, stall and occupancy sections
 # of the first launch whose demangled name matches each REGEX in tessera-bench's kernel figures)
 # (ENV_VARIANTS="TESSERA_X=1;TESSERA_X=0" ROUNDS=3: an A/B of environment switches on this one
-# machine, the variants alternating ROUNDS times; medians per variant. Machines of one kind differ
+# machine, the variants alternating ROUNDS times; medians per variant. Decode only unless
+# VARIANT_ARGS says otherwise, e.g. VARIANT_ARGS="--decode-steps 16" for the time to first token. Machines of one kind differ
 # by a few per cent, as much as many single changes: compare on one machine.)
 set -uo pipefail
 repo=$(pwd)
@@ -48,7 +49,7 @@ if [ -n "${ENV_VARIANTS:-}" ]; then
   IFS=';' read -r -a variants <<< "$ENV_VARIANTS"
   for round in $(seq 1 "${ROUNDS:-3}"); do
     for i in "${!variants[@]}"; do
-      env ${variants[$i]} timeout 300 $bench --models "$models" --decode-only --no-kernels ${PERF_ARGS:-} \
+      env ${variants[$i]} timeout 300 $bench --models "$models" ${VARIANT_ARGS---decode-only} --no-kernels ${PERF_ARGS:-} \
         > "$out/variant$i-round$round.json" 2> "$out/variant$i-round$round.err"
     done
   done

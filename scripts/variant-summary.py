@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Medians of the decode figures of scripts/device-perf.sh's ENV_VARIANTS runs: reads
+"""Medians of the figures of scripts/device-perf.sh's ENV_VARIANTS runs: reads
 DIR/variant<i>-round<r>.json (tessera-bench output) and prints, per model, each variant's median
-tokens/s at 1024 context over the rounds, with the smallest and largest round and the change
-against the first variant. Usage: variant-summary.py DIR "A=1;A=0" """
+decode tokens/s at 1024 context over the rounds (and its time to first token where the runs
+measured it), with the smallest and largest round and the change against the first variant.
+Usage: variant-summary.py DIR "A=1;A=0" """
 import glob
 import json
 import os
@@ -14,6 +15,7 @@ def main():
     folder, spec = sys.argv[1], sys.argv[2]
     variants = spec.split(";")
     figures = {}  # (model, variant index) -> [tokens/s per round]
+    ttft = {}  # (model, variant index) -> [ms per round]
     for i in range(len(variants)):
         for path in sorted(glob.glob(os.path.join(folder, f"variant{i}-round*.json"))):
             try:
@@ -22,6 +24,8 @@ def main():
                 continue
             for m in doc.get("models", []):
                 figures.setdefault((m["model"], i), []).append(m["decode"]["1024"]["tokens_per_s"])
+                if "ttft_ms" in m:
+                    ttft.setdefault((m["model"], i), []).append(m["ttft_ms"])
     for model in sorted({m for m, _ in figures}):
         base = None
         for i, variant in enumerate(variants):
@@ -31,8 +35,12 @@ def main():
                 continue
             med = statistics.median(runs)
             base = med if base is None else base
-            print(f"{model:22s} {variant:40s} {med:8.1f} tok/s  (rounds {min(runs):.1f}–{max(runs):.1f}, n={len(runs)})"
-                  f"  {100 * (med / base - 1):+5.1f} %")
+            line = (f"{model:22s} {variant:40s} {med:8.1f} tok/s  (rounds {min(runs):.1f}–{max(runs):.1f}, n={len(runs)})"
+                    f"  {100 * (med / base - 1):+5.1f} %")
+            first = ttft.get((model, i))
+            if first:
+                line += f"  ttft {statistics.median(first):6.2f} ms ({min(first):.2f}–{max(first):.2f})"
+            print(line)
 
 
 if __name__ == "__main__":

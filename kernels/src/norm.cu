@@ -1,5 +1,5 @@
-// RMSNorm and LayerNorm, one block per row, fp32 statistics (LayerNorm in two passes so that the
-// variance does not cancel).
+// RMSNorm and LayerNorm, fp32 statistics (LayerNorm in two passes so that the variance does not
+// cancel): a block per row, or for LayerNorm of rows up to 2048 wide a warp per row.
 #include "tessera_kernels/norm.h"
 
 #include "launch_util.cuh"
@@ -49,6 +49,65 @@ __global__ void layerNormKernel(const float* x, long long ldx, int n, const floa
         o[i] = fromFloat<TO>((xr[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.f));
 }
 
+// LayerNorm of rows of n ≤ 128·NV values (n a multiple of 4): one warp per row, the row held in
+// registers (one read), float4 loads, warp-only reductions; the same two passes.
+template <typename TO, int NV>
+__global__ __launch_bounds__(128) void layerNormWarpKernel(const float* x, long long ldx, int rows, int n, const float* gamma,
+                                                           const float* beta, float eps, TO* out, long long ldo)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const long long row = static_cast<long long>(blockIdx.x) * 4 + warp;
+    if (row >= rows)
+        return;
+    const float* xr = x + row * ldx;
+    const int n4 = n / 4;
+    float4 v[NV];
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+        const int i = lane + 32 * j;
+        v[j] = i < n4 ? load4(xr + 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        s += (v[j].x + v[j].y) + (v[j].z + v[j].w);
+    }
+    const float mean = warpSum(s) / n;
+    float var = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; ++j)
+        if (lane + 32 * j < n4) {
+            const float a = v[j].x - mean, b = v[j].y - mean, c = v[j].z - mean, d = v[j].w - mean;
+            var = fmaf(a, a, fmaf(b, b, fmaf(c, c, fmaf(d, d, var))));
+        }
+    const float inv = rsqrtf(warpSum(var) / n + eps);
+    TO* o = out + row * ldo;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+        const int i = lane + 32 * j;
+        if (i >= n4)
+            continue;
+        const float4 g = load4(gamma + 4 * i);
+        const float4 b = beta ? load4(beta + 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        store4(o + 4 * i, make_float4((v[j].x - mean) * inv * g.x + b.x, (v[j].y - mean) * inv * g.y + b.y,
+                                      (v[j].z - mean) * inv * g.z + b.z, (v[j].w - mean) * inv * g.w + b.w));
+    }
+}
+
+template <typename TO>
+Status layerNormWarp(const float* x, long long ldx, int rows, int n, const float* gamma, const float* beta, float eps, TO* out,
+                     long long ldo, cudaStream_t s)
+{
+    const unsigned blocks = static_cast<unsigned>((rows + 3) / 4);
+    const int per = (n / 4 + 31) / 32;  // float4 per lane
+    if (per <= 4)
+        layerNormWarpKernel<TO, 4><<<blocks, 128, 0, s>>>(x, ldx, rows, n, gamma, beta, eps, out, ldo);
+    else if (per <= 8)
+        layerNormWarpKernel<TO, 8><<<blocks, 128, 0, s>>>(x, ldx, rows, n, gamma, beta, eps, out, ldo);
+    else if (per <= 12)
+        layerNormWarpKernel<TO, 12><<<blocks, 128, 0, s>>>(x, ldx, rows, n, gamma, beta, eps, out, ldo);
+    else
+        layerNormWarpKernel<TO, 16><<<blocks, 128, 0, s>>>(x, ldx, rows, n, gamma, beta, eps, out, ldo);
+    return launchStatus("layer_norm");
+}
+
 }  // namespace
 
 Status rmsNorm(const float* x, std::int64_t ldx, int rows, int n, const float* weight, float eps, void* out,
@@ -66,6 +125,13 @@ Status layerNorm(const float* x, std::int64_t ldx, int rows, int n, const float*
 {
     if (rows <= 0)
         return {};
+    const std::size_t ob = dtypeBytes(outType);
+    if (n % 4 == 0 && n <= 128 * 16 && ldx % 4 == 0 && ldo % 4 == 0 && aligned16(x) && aligned16(gamma) && (!beta || aligned16(beta)) &&
+        (reinterpret_cast<unsigned long long>(out) & (4 * ob - 1)) == 0) {
+        Status r;
+        TESSERA_DISPATCH_DTYPE(outType, T, r = layerNormWarp<T>(x, ldx, rows, n, gamma, beta, eps, static_cast<T*>(out), ldo, cuStream(stream)));
+        return r;
+    }
     TESSERA_DISPATCH_DTYPE(outType, T, layerNormKernel<T><<<rows, threadsFor(n), 0, cuStream(stream)>>>(x, ldx, n, gamma, beta, eps, static_cast<T*>(out), ldo));
     return launchStatus("layer_norm");
 }

@@ -21,6 +21,7 @@
 #if TESSERA_HAVE_CUDA_BACKEND
 #include "backend/cuda/cuda_backend.h"
 #include "tessera_kernels/attention.h"
+#include "tessera_kernels/elementwise.h"
 #include "tessera_kernels/gemm.h"
 #include "tessera_kernels/mla_prefill.h"
 #include "tessera_kernels/moe.h"
@@ -948,6 +949,35 @@ private slots:
                 var /= n;
                 for (int i = 0; i < n; ++i)
                     worst = std::max(worst, std::abs(got[r * n + i] - ((x[r * n + i] - mean) / std::sqrt(var + 1e-6) * w[i] + b[i])));
+            }
+            // The same LayerNorm rounded to bf16 (to within half a bf16 step of the fp32 result).
+            DeviceBuffer outBf(x.size() * 2, "out bf16");
+            cuda::check(k::layerNorm(dX.as<float>(), n, rows, n, dW.as<float>(), dB.as<float>(), 1e-6f, outBf.get(), k::DType::BF16, n,
+                                     nullptr),
+                        "layer norm (bf16)");
+            const auto gotBf = download<std::uint16_t>(outBf, x.size());
+            double worstBf = 0;
+            for (std::size_t i = 0; i < got.size(); ++i)
+                worstBf = std::max(worstBf, std::abs(bf16Value(gotBf[i]) - got[i]) / (std::abs(got[i]) + 1e-3));
+            recordMax("kernel layer norm bf16 out, rel err to fp32 out", worstBf);
+            QVERIFY2(worstBf < 4e-3, qPrintable(QString("width %1, bf16: %2").arg(n).arg(worstBf)));
+            // silu(gate) · up over rows of [gate | up], n wide each (odd n: the element-wise kernel).
+            {
+                std::vector<float> gu(std::size_t(rows) * 2 * n);
+                for (auto& v : gu)
+                    v = nd(rng);
+                auto dGu = upload(gu);
+                DeviceBuffer act(std::size_t(rows) * n * sizeof(float), "silu gate out");
+                cuda::check(k::siluGate(dGu.get(), k::DType::F32, 2 * n, rows, n, act.get(), k::DType::F32, n, nullptr), "silu gate");
+                const auto a = download<float>(act, std::size_t(rows) * n);
+                double worstAct = 0;
+                for (int r = 0; r < rows; ++r)
+                    for (int i = 0; i < n; ++i) {
+                        const double g = gu[std::size_t(r) * 2 * n + i], u = gu[std::size_t(r) * 2 * n + n + i];
+                        worstAct = std::max(worstAct, std::abs(a[std::size_t(r) * n + i] - g / (1 + std::exp(-g)) * u));
+                    }
+                recordMax("kernel silu gate max abs err", worstAct);
+                QVERIFY2(worstAct < 1e-5, qPrintable(QString("silu gate, width %1: %2").arg(n).arg(worstAct)));
             }
             // Causal soft-max: row r sees firstVisible + r + 1 columns.
             const int ctx = n;

@@ -53,11 +53,6 @@ void setOverlappedLaunches(bool enabled);
 void setClusterRouting(bool enabled);
 bool clusterRoutingEnabled();
 
-// The grouped expert products on sm_90 as pairs of blocks (a thread-block cluster) that share the
-// copy of their common rows (TMA multicast). Off unless TESSERA_GROUPED_PAIRS=1 (under measurement).
-void setGroupedPairs(bool enabled);
-bool groupedPairsEnabled();
-
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
