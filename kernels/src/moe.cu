@@ -201,7 +201,17 @@ struct Cols<1> {
     __device__ static float get(const T& v, int) { return v; }
 };
 
-template <typename TN, int V>
+// V adjacent columns of an expert output row as floats.
+template <int V, typename TE>
+__device__ __forceinline__ typename Cols<V>::T expertCols(const TE* row, int g)
+{
+    if constexpr (V == 4)
+        return load4(row + 4 * g);
+    else
+        return toFloat(row[g]);
+}
+
+template <typename TN, typename TE, int V>
 __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs a)
 {
     using C = Cols<V>;
@@ -219,7 +229,7 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs 
     }
     __syncthreads();
     const int groups = a.width / V;
-    const T* __restrict__ expert = reinterpret_cast<const T*>(a.expertOut);
+    const TE* __restrict__ expert = static_cast<const TE*>(a.expertOut);
     const T* __restrict__ shared = a.shared ? reinterpret_cast<const T*>(a.shared + static_cast<long long>(t) * a.width) : nullptr;
     T* __restrict__ h = reinterpret_cast<T*>(a.residual + static_cast<long long>(t) * a.width);
     float v[kCombineIters][V];
@@ -231,7 +241,7 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs 
             break;
         float acc[V] = {};
         for (int i = 0; i < a.k; ++i) {
-            const T e = expert[slots[i] * groups + g];
+            const T e = expertCols<V>(expert + slots[i] * a.width, g);
 #pragma unroll
             for (int j = 0; j < V; ++j)
                 acc[j] += C::get(e, j) * weights[i];
@@ -344,7 +354,7 @@ Status combineExperts(const CombineArgs& a, Stream stream)
         return Status::failure("moe combine: empty rows");
     // float4 columns when every row starts 16-byte aligned, else single columns; a thread per group
     // up to 1024 threads, then up to kCombineIters groups each.
-    const bool vec = a.width % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.expertOut) % 16 == 0 &&
+    const bool vec = a.width % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.expertOut) % (4 * dtypeBytes(a.expertType)) == 0 &&
                      reinterpret_cast<std::uintptr_t>(a.residual) % 16 == 0 && reinterpret_cast<std::uintptr_t>(a.shared) % 16 == 0;
     const int groups = vec ? a.width / 4 : a.width;
     const int threads = std::min(kCombineMaxThreads, std::max(64, (groups + 31) / 32 * 32));
@@ -352,9 +362,9 @@ Status combineExperts(const CombineArgs& a, Stream stream)
         return Status::failure("moe combine: hidden size too large for one block");
     Status r;
     if (vec) {
-        TESSERA_DISPATCH_DTYPE(a.normType, TN, r = launchOverlapped("moe combine", combineKernel<TN, 4>, a.n, threads, 0, cuStream(stream), a));
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 4>, a.n, threads, 0, cuStream(stream), a)));
     } else {
-        TESSERA_DISPATCH_DTYPE(a.normType, TN, r = launchOverlapped("moe combine", combineKernel<TN, 1>, a.n, threads, 0, cuStream(stream), a));
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 1>, a.n, threads, 0, cuStream(stream), a)));
     }
     return r;
 }

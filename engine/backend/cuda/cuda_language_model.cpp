@@ -1103,13 +1103,16 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         dn.B = lw.expertsDown.data;
         dn.ldb = I;
         dn.strideB = static_cast<std::int64_t>(H) * I;
+        // The experts' outputs in the activation type (bf16 in fast mode, as each expert's output
+        // is a bf16 tensor in the reference); the combine sums them in fp32.
         dn.C = eout_;
-        dn.cType = k::DType::F32;
+        dn.cType = act_;
         dn.ldc = H;
         check(k::groupedGemm(dn, stream_), "moe experts down");
     }
     k::CombineArgs c;
     c.expertOut = eout_;
+    c.expertType = decode ? k::DType::F32 : act_;
     c.pairRows = decode ? nullptr : slots_;
     c.weight = weight_;
     c.n = n;

@@ -110,7 +110,8 @@ Status dispatchTokens(const DispatchArgs& args, Stream stream);
 // slot(t, i) = pairRows[t·k + i], or t·k + i when pairRows is null (decode: rows in routing order).
 // With normWeight, also normOut[t] = RMSNorm(residual[t]) · normWeight (the next layer's input).
 struct CombineArgs {
-    const float* expertOut = nullptr;  // [*, width] F32
+    const void* expertOut = nullptr;  // [*, width] of expertType (F32 or BF16)
+    DType expertType = DType::F32;
     const std::int32_t* pairRows = nullptr;
     const float* weight = nullptr;     // [n, k]
     const float* shared = nullptr;     // [n, width] F32 or null
