@@ -7,6 +7,7 @@
 
 #include "dot_util.cuh"
 #include "launch_util.cuh"
+#include "tessera_kernels/runtime.h"
 
 #include <algorithm>
 
@@ -62,7 +63,7 @@ __device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, floa
 // take rows in turn, a lane summing 8-element chunks lane, lane + 32, ... of its row.
 // Tiles of about 16 KB: many blocks per SM keep enough bytes in flight, and fine blocks keep the
 // last wave short. A row may take up to 64 KB alone.
-constexpr int kTileBytes = 16 * 1024, kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024;
+constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024;  // tile bytes: gemvTileBytes()
 
 template <typename TX, typename TY, bool kGated>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
@@ -209,7 +210,7 @@ Status gemv(const GemvArgs& a, Stream stream)
         // Rows per block: as many as fit a tile, but few enough that the grid covers the GPU
         // about twice (small matrices spread over every SM).
         const long long totalRows = static_cast<long long>(a.N) * a.batch;
-        const int fit = static_cast<int>(std::max<std::size_t>(1, kTileBytes / rowBytes));
+        const int fit = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(gemvTileBytes(), kMaxSmem - xBytes) / rowBytes));
         // Short rows are reduced several to a warp: more, smaller blocks keep as many warps busy.
         const long long target = a.K <= 512 ? 132 * 4 : 264;
         const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));

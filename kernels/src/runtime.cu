@@ -6,6 +6,7 @@
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -52,7 +53,21 @@ std::atomic<int>& clusterRoutingSetting()
     return setting;
 }
 
+std::atomic<int>& gemvTileSetting()
+{
+    static std::atomic<int> setting{[] {
+        const char* v = std::getenv("TESSERA_GEMV_TILE_KB");
+        const int kb = v ? std::atoi(v) : 0;
+        return (kb >= 4 && kb <= 96 ? kb : 16) * 1024;
+    }()};
+    return setting;
+}
+
 }  // namespace
+
+int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
+
+void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }
 
 bool overlappedLaunchesEnabled() { return overlapSetting().load(std::memory_order_relaxed) != 0; }
 

@@ -53,6 +53,11 @@ void setOverlappedLaunches(bool enabled);
 void setClusterRouting(bool enabled);
 bool clusterRoutingEnabled();
 
+// The weight bytes a one-row product's block copies at once (gemv): 16 KB unless
+// TESSERA_GEMV_TILE_KB says otherwise (4 to 96; under measurement).
+void setGemvTileBytes(int bytes);
+int gemvTileBytes();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
