@@ -43,10 +43,12 @@ echo "($(grep -c figure "$out/tests.txt") figures in tests.txt)"
 
 if [ "${SKIP_FUSED:-0}" != 1 ]; then
   # The golden and sampling tests again with the paths that are not the default: the cooperative
-  # decode kernels, and draws always from the sorted vocabulary (fusedDecode and samplingCandidates
-  # above compare the kernels directly; this ties them to the reference).
-  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 (limit ${tests_limit}s)"
-  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
+  # decode kernels, draws always from the sorted vocabulary, the grouped products as resident
+  # pairs (fusedDecode, samplingCandidates and groupedGemmSweep above compare the kernels
+  # directly; this ties them to the reference).
+  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 TESSERA_GROUPED_PAIRS=1 (limit ${tests_limit}s)"
+  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 TESSERA_GROUPED_PAIRS=1 \
+    timeout "$tests_limit" "$test_bin" goldenParity samplingMatchesHost sessionsOnGpu \
     -o "$out/tests-fused.txt,txt" -o -,txt > "$out/tests-fused.console" 2>&1
   fused_rc=$?
   echo "fused tests exit $fused_rc"

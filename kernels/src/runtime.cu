@@ -63,7 +63,17 @@ std::atomic<int>& gemvTileSetting()
     return setting;
 }
 
+std::atomic<int>& groupedPairsSetting()
+{
+    static std::atomic<int> setting{environmentSwitch("TESSERA_GROUPED_PAIRS", 0)};
+    return setting;
+}
+
 }  // namespace
+
+bool groupedPairsEnabled() { return groupedPairsSetting().load(std::memory_order_relaxed) != 0; }
+
+void setGroupedPairs(bool enabled) { groupedPairsSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 
