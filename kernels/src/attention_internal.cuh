@@ -11,9 +11,10 @@ namespace tessera::kernels {
 inline constexpr int kDecodeChunk = 64;  // context positions per decode split
 inline constexpr int kMaxDecodeSplits = 1024;  // capacity up to 65536 positions
 
-// leaveEarly: the grids cover the cache's capacity, most of whose splits hold no position yet. The context length is written at the end of the previous step, so a block
-// can read it before gridDependencyWait() and, with nothing to do, leave at once instead of
-// holding its shared memory until the kernel before has finished.
+// leaveEarly: the grids cover the cache's capacity, most of whose splits hold no position yet.
+// The context length is written at the end of the previous step, so a block can read it before
+// gridDependencyWait() and, with nothing to do, leave at once instead of holding its shared
+// memory until the kernel before has finished.
 
 // Merges the `used` split partials (max, sum, values) of head h into its output dimensions
 // [d0, d1). Every thread first puts the loads of its first dimension over the first

@@ -61,9 +61,10 @@ __device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, floa
 // gridDependencyWait(): in a chain of overlapped launches the weights then stream in while the
 // kernel before still runs. x follows in the same way after the wait (one round trip); warps then
 // take rows in turn, a lane summing 8-element chunks lane, lane + 32, ... of its row.
-// Tiles of about 16 KB: many blocks per SM keep enough bytes in flight, and fine blocks keep the
-// last wave short. A row may take up to 64 KB alone.
-constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024;  // tile bytes: gemvTileBytes()
+// Tiles of about 16 KB (gemvTileBytes(); 8 to 64 KB measured slower on tiny and small): many
+// blocks per SM keep enough bytes in flight, and fine blocks keep the last wave short. A row may
+// take up to 64 KB alone.
+constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024;
 
 template <typename TX, typename TY, bool kGated>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
