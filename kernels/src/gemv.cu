@@ -211,7 +211,9 @@ Status gemv(const GemvArgs& a, Stream stream)
         // Rows per block: as many as fit a tile, but few enough that the grid covers the GPU
         // about twice (small matrices spread over every SM).
         const long long totalRows = static_cast<long long>(a.N) * a.batch;
-        const int fit = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(gemvTileBytes(), kMaxSmem - xBytes) / rowBytes));
+        int fit = static_cast<int>(std::max<std::size_t>(1, std::min<std::size_t>(gemvTileBytes(), kMaxSmem - xBytes) / rowBytes));
+        if (fit == 1 && gemvTwoRowsEnabled() && 2 * rowBytes + xBytes <= kMaxSmem)
+            fit = 2;
         // Short rows are reduced several to a warp: more, smaller blocks keep as many warps busy.
         const long long target = a.K <= 512 ? 132 * 4 : 264;
         const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));

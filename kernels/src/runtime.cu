@@ -41,17 +41,25 @@ int environmentSwitch(const char* name, int fallback)
     return v && std::string(v) == "1" ? 1 : v && std::string(v) == "0" ? 0 : fallback;
 }
 
-std::atomic<int>& overlapSetting()
+// An on/off switch: its default from the environment variable at first use, settable later.
+template <const char* Name, int Fallback>
+std::atomic<int>& switchSetting()
 {
-    static std::atomic<int> setting{environmentSwitch("TESSERA_OVERLAP_LAUNCHES", 1)};
+    static std::atomic<int> setting{environmentSwitch(Name, Fallback)};
     return setting;
 }
-
-std::atomic<int>& clusterRoutingSetting()
+template <const char* Name, int Fallback>
+bool switchOn()
 {
-    static std::atomic<int> setting{environmentSwitch("TESSERA_ROUTER_CLUSTER", 1)};
-    return setting;
+    return switchSetting<Name, Fallback>().load(std::memory_order_relaxed) != 0;
 }
+template <const char* Name, int Fallback>
+void setSwitch(bool enabled)
+{
+    switchSetting<Name, Fallback>().store(enabled ? 1 : 0, std::memory_order_relaxed);
+}
+constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
+               kGroupedPairs[] = "TESSERA_GROUPED_PAIRS", kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -63,29 +71,22 @@ std::atomic<int>& gemvTileSetting()
     return setting;
 }
 
-std::atomic<int>& groupedPairsSetting()
-{
-    static std::atomic<int> setting{environmentSwitch("TESSERA_GROUPED_PAIRS", 0)};
-    return setting;
-}
-
 }  // namespace
 
-bool groupedPairsEnabled() { return groupedPairsSetting().load(std::memory_order_relaxed) != 0; }
+bool overlappedLaunchesEnabled() { return switchOn<kOverlap, 1>(); }
+void setOverlappedLaunches(bool enabled) { setSwitch<kOverlap, 1>(enabled); }
 
-void setGroupedPairs(bool enabled) { groupedPairsSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
+bool clusterRoutingEnabled() { return switchOn<kRouterCluster, 1>(); }
+void setClusterRouting(bool enabled) { setSwitch<kRouterCluster, 1>(enabled); }
+
+bool groupedPairsEnabled() { return switchOn<kGroupedPairs, 0>(); }
+void setGroupedPairs(bool enabled) { setSwitch<kGroupedPairs, 0>(enabled); }
+
+bool gemvTwoRowsEnabled() { return switchOn<kGemvTwoRows, 0>(); }
+void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 0>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
-
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }
-
-bool overlappedLaunchesEnabled() { return overlapSetting().load(std::memory_order_relaxed) != 0; }
-
-bool clusterRoutingEnabled() { return clusterRoutingSetting().load(std::memory_order_relaxed) != 0; }
-
-void setClusterRouting(bool enabled) { clusterRoutingSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
-
-void setOverlappedLaunches(bool enabled) { overlapSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 
 Status setDevice(int index) { return cudaStatus(cudaSetDevice(index), "cudaSetDevice"); }
 

@@ -414,6 +414,7 @@ private slots:
         QTest::addRow("tiny experts down 1280x896 of 64") << 1280 << 896 << 8 << true << false << true << false << -1;
         QTest::addRow("tiny dense down 1280x6848") << 1280 << 6848 << 1 << false << false << true << true << -1;
         QTest::addRow("base experts down 2560x1536 of 72") << 2560 << 1536 << 6 << true << false << false << false << -1;
+        QTest::addRow("10 KB gated rows (base gate/up) 160x2560 of 72, 2 shared") << 160 << 2560 << 8 << true << true << true << false << 6;
         QTest::addRow("base o_proj 2560x4096") << 2560 << 4096 << 1 << false << false << true << true << -1;
         QTest::addRow("mla absorption 512x128 x32 heads") << 512 << 128 << 32 << false << false << true << false << -1;
         QTest::addRow("mla expansion 128x512 x32 heads") << 128 << 512 << 32 << false << false << true << false << -1;

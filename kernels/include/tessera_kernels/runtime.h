@@ -65,6 +65,12 @@ bool groupedPairsEnabled();
 void setGemvTileBytes(int bytes);
 int gemvTileBytes();
 
+// At least two rows per block where one row alone fills the tile (base's expert gate/up rows are
+// 10 KB): base decoded 2 % faster with 24 KB tiles, which did just that there and slowed the
+// other shapes. Off unless TESSERA_GEMV_TWO_ROWS=1 (not yet measured on its own).
+void setGemvTwoRows(bool enabled);
+bool gemvTwoRowsEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
