@@ -210,11 +210,10 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     std::vector<std::int32_t> head = randomIds(6), question = randomIds(14);
     head[0] = 0;
     std::vector<std::int32_t> imageIds(static_cast<std::size_t>(warm->tokenCount()), 128815);
-    std::vector<double> ttft, prefill;
-    int promptTokens = 0;
-    for (int r = 0; r < o.repeats + 1; ++r) {
+    // One answer's first token from an empty sequence: encode, prefill, draw. Returns the prefill's
+    // seconds.
+    auto firstToken = [&] {
         seq->truncate(0);
-        const auto t = Clock::now();
         auto img = be.encodeImage(tiles, nullptr);
         const std::vector<PromptSegment> segs{{head, nullptr, 0}, {imageIds, img.get(), 0}, {question, nullptr, 0}};
         const auto tp = Clock::now();
@@ -222,6 +221,13 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         const double p = secondsSince(tp);
         std::vector<std::int32_t> seen(head);
         be.sampleNext(*seq, seen, greedy, sampler);
+        return p;
+    };
+    std::vector<double> ttft, prefill;
+    int promptTokens = 0;
+    for (int r = 0; r < o.repeats + 1; ++r) {
+        const auto t = Clock::now();
+        const double p = firstToken();
         if (r > 0) {  // the first run warms the prefill shapes
             ttft.push_back(secondsSince(t));
             prefill.push_back(p);
@@ -230,13 +236,8 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         notePeak();
     }
     if (o.profileTtft) {
-        seq->truncate(0);
         cuda::check(kernels::profilerStart(), "profiler");
-        auto img = be.encodeImage(tiles, nullptr);
-        const std::vector<PromptSegment> segs{{head, nullptr, 0}, {imageIds, img.get(), 0}, {question, nullptr, 0}};
-        be.append(*seq, segs, nullptr);
-        std::vector<std::int32_t> seen(head);
-        be.sampleNext(*seq, seen, greedy, sampler);
+        firstToken();
         cuda::check(kernels::profilerStop(), "profiler");
     }
     out["prompt_tokens"] = promptTokens;

@@ -10,6 +10,7 @@
 #include "launch_util.cuh"
 #include "tessera_kernels/runtime.h"
 
+#include <cooperative_groups.h>
 #include <cudaTypedefs.h>
 
 #include <algorithm>
@@ -18,6 +19,8 @@
 namespace tessera::kernels {
 
 namespace {
+
+namespace cg = cooperative_groups;
 
 constexpr int BM = kMmaTileRows, BN = 256, BK = 64, STAGES = 4;
 constexpr int kRowBytes = BK * 2;  // one 128-byte swizzle row per tile row
@@ -106,19 +109,32 @@ __device__ __forceinline__ void mbarArrive(unsigned bar)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+// kCluster: the other block of a cluster arrives on the barrier too (acquire at cluster scope).
+template <bool kCluster = false>
 __device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity)
 {
     for (long long spin = 0;; ++spin) {
         unsigned done = 0;
-        asm volatile(
-            "{\n"
-            ".reg .pred p;\n"
-            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-            "selp.u32 %0, 1, 0, p;\n"
-            "}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
+        if constexpr (kCluster)
+            asm volatile(
+                "{\n"
+                ".reg .pred p;\n"
+                "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                "selp.u32 %0, 1, 0, p;\n"
+                "}\n"
+                : "=r"(done)
+                : "r"(bar), "r"(parity)
+                : "memory");
+        else
+            asm volatile(
+                "{\n"
+                ".reg .pred p;\n"
+                "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                "selp.u32 %0, 1, 0, p;\n"
+                "}\n"
+                : "=r"(done)
+                : "r"(bar), "r"(parity)
+                : "memory");
         if (done)
             return;
         if (spin > kSpinLimit)
@@ -138,6 +154,54 @@ __device__ __forceinline__ void tmaLoad3d(unsigned dst, const CUtensorMap* map, 
         "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
         "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
         : "memory");
+}
+
+// A consumer warpgroup's products of one tile: k tiles it0 .. it0 + KT − 1 of the ring (stage
+// it % STAGES, round it / STAGES). Each stage goes back through release(stage) once the next
+// k tile's products are issued and its own are done; the last stage is left to the caller.
+template <typename Release>
+__device__ __forceinline__ void consumeTile(float (&acc)[128], unsigned aBase, unsigned bBase, unsigned fullBar, int wg, int it0, int KT,
+                                            const Release& release)
+{
+#pragma unroll
+    for (int i = 0; i < 128; ++i)
+        acc[i] = 0.f;
+    for (int kt = 0; kt < KT; ++kt) {
+        const int it = it0 + kt, s = it % STAGES;
+        mbarWait(fullBar + s * 8, (it / STAGES) & 1);
+        const std::uint64_t da = smemDescriptor(aBase + s * BM * kRowBytes + wg * 64 * kRowBytes);
+        const std::uint64_t db = smemDescriptor(bBase + s * BN * kRowBytes);
+        wgmmaFence();
+#pragma unroll
+        for (int ks = 0; ks < BK / 16; ++ks)
+            wgmma256(acc, da + 2 * ks, db + 2 * ks);
+        wgmmaCommit();
+        wgmmaWait<1>();  // the previous k tile's products are done: hand its stage back
+        if (kt > 0)
+            release((it - 1) % STAGES);
+    }
+    wgmmaWait<0>();
+}
+
+// The consumer thread's part of the tile at (rowBase, n0): rows past rowEnd (the expert's) and
+// columns past N are left out.
+template <typename TC>
+__device__ __forceinline__ void storeTile(const MmaParams& p, const float (&acc)[128], long long rowBase, long long rowEnd, int n0, int wg,
+                                          int warp, int lane)
+{
+    TC* C = static_cast<TC*>(p.C);
+    const long long r0 = rowBase + wg * 64 + (warp & 3) * 16 + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int c = n0 + j * 8 + (lane & 3) * 2;
+        if (c >= p.N)
+            continue;
+        const bool second = c + 1 < p.N;
+        if (r0 < rowEnd)
+            store2(C + r0 * p.ldc + c, acc[j * 4], acc[j * 4 + 1], second);
+        if (r0 + 8 < rowEnd)
+            store2(C + (r0 + 8) * p.ldc + c, acc[j * 4 + 2], acc[j * 4 + 3], second);
+    }
 }
 
 // a: [rows, K] (K innermost), box 64 × 128; b: [groups, N, K], box 64 × 256 × 1; both 128-byte swizzled.
@@ -185,38 +249,8 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
 
     const int wg = warp >> 2;
     float acc[128];
-#pragma unroll
-    for (int i = 0; i < 128; ++i)
-        acc[i] = 0.f;
-    for (int kt = 0; kt < KT; ++kt) {
-        const int s = kt % STAGES;
-        mbarWait(fullBar + s * 8, (kt / STAGES) & 1);
-        const std::uint64_t da = smemDescriptor(aBase + s * BM * kRowBytes + wg * 64 * kRowBytes);
-        const std::uint64_t db = smemDescriptor(bBase + s * BN * kRowBytes);
-        wgmmaFence();
-#pragma unroll
-        for (int ks = 0; ks < BK / 16; ++ks)
-            wgmma256(acc, da + 2 * ks, db + 2 * ks);
-        wgmmaCommit();
-        wgmmaWait<1>();  // the previous tile's products are done: hand its stage back
-        if (kt > 0)
-            mbarArrive(emptyBar + ((kt - 1) % STAGES) * 8);
-    }
-    wgmmaWait<0>();
-
-    TC* C = static_cast<TC*>(p.C);
-    const long long r0 = rowBase + wg * 64 + (warp & 3) * 16 + (lane >> 2);
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j) {
-        const int c = n0 + j * 8 + (lane & 3) * 2;
-        if (c >= p.N)
-            continue;
-        const bool second = c + 1 < p.N;
-        if (r0 < rowEnd)
-            store2(C + r0 * p.ldc + c, acc[j * 4], acc[j * 4 + 1], second);
-        if (r0 + 8 < rowEnd)
-            store2(C + (r0 + 8) * p.ldc + c, acc[j * 4 + 2], acc[j * 4 + 3], second);
-    }
+    consumeTile(acc, aBase, bBase, fullBar, wg, 0, KT, [&](int s) { mbarArrive(emptyBar + s * 8); });
+    storeTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
 }
 
 // ---- Persistent pairs (setGroupedPairs): blocks of two along the columns, as thread-block clusters
@@ -232,26 +266,6 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
 constexpr int kHalfRows = BM / 2;
 constexpr int kConsumerWarps = kThreads / 32;
 
-// mbarWait for barriers that the other block of the cluster arrives on (acquire at cluster scope).
-__device__ __forceinline__ void mbarWaitCluster(unsigned bar, unsigned parity)
-{
-    for (long long spin = 0;; ++spin) {
-        unsigned done = 0;
-        asm volatile(
-            "{\n"
-            ".reg .pred p;\n"
-            "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
-            "selp.u32 %0, 1, 0, p;\n"
-            "}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-        if (done)
-            return;
-        if (spin > kSpinLimit)
-            __trap();
-    }
-}
 // Arrival on the barrier at the same offset in block `rank` of the cluster.
 __device__ __forceinline__ void mbarArriveRemote(unsigned bar, unsigned rank)
 {
@@ -263,18 +277,6 @@ __device__ __forceinline__ void mbarArriveRemote(unsigned bar, unsigned rank)
         "}\n" ::"r"(bar),
         "r"(rank)
         : "memory");
-}
-__device__ __forceinline__ unsigned clusterRank()
-{
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-// The full cluster barrier: the barriers of both blocks are initialised before a copy lands in
-// them, and neither block leaves while the other may still write into it.
-__device__ __forceinline__ void clusterSync()
-{
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 // The same box into the same offset of every block in ctaMask (and their barriers at that offset).
 __device__ __forceinline__ void tmaLoad2dMulticast(unsigned dst, const CUtensorMap* map, int c0, int c1, unsigned bar,
@@ -318,10 +320,11 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaPairKernel(const __g
     const unsigned aBase = base, bBase = base + STAGES * BM * kRowBytes;
     const unsigned fullBar = base + STAGES * kStageBytes, emptyBar = fullBar + STAGES * 8;
 
-    const unsigned rank = clusterRank();
-    const int cluster = static_cast<int>(blockIdx.x >> 1), clusters = static_cast<int>(gridDim.x >> 1);
+    cg::cluster_group cluster = cg::this_cluster();
+    const unsigned rank = cluster.block_rank();
+    const int first = static_cast<int>(blockIdx.x >> 1), clusters = static_cast<int>(gridDim.x >> 1);
     const int total = min(p.tileOffsets[p.groups], maxTiles) * columnPairs;
-    if (cluster >= total)
+    if (first >= total)
         return;  // both blocks of the cluster
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int KT = (p.K + BK - 1) / BK;
@@ -333,19 +336,19 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaPairKernel(const __g
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
-    clusterSync();
+    cluster.sync();  // both blocks' barriers initialised before a copy lands in them
 
     // it counts k tiles over all of this block's tiles (the partner's count is the same): stage
     // it % STAGES, round it / STAGES.
     if (warp == kConsumerWarps) {  // producer warp
         if (lane == 0) {
             int it = 0;
-            for (int t = cluster; t < total; t += clusters) {
+            for (int t = first; t < total; t += clusters) {
                 const PairPlace w = pairPlace(p, t, columnPairs, rank);
                 const unsigned bytes = BM * kRowBytes + (w.idle ? 0 : BN * kRowBytes);
                 for (int kt = 0; kt < KT; ++kt, ++it) {
                     const int s = it % STAGES;
-                    mbarWaitCluster(emptyBar + s * 8, ((it / STAGES) & 1) ^ 1);  // first round: passes at once
+                    mbarWait<true>(emptyBar + s * 8, ((it / STAGES) & 1) ^ 1);  // first round: passes at once
                     mbarArriveExpectTx(fullBar + s * 8, bytes);
                     tmaLoad2dMulticast(aBase + s * BM * kRowBytes + rank * kHalfRows * kRowBytes, &a, kt * BK,
                                        static_cast<int>(w.rowBase) + static_cast<int>(rank) * kHalfRows, fullBar + s * 8, 0x3);
@@ -355,7 +358,7 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaPairKernel(const __g
             }
         }
         __syncwarp();
-        clusterSync();  // the consumers' last arrivals in the partner, the partner's last copies here
+        cluster.sync();  // neither block leaves while the other may still arrive or copy into it
         return;
     }
 
@@ -367,9 +370,8 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaPairKernel(const __g
         }
     };
     const int wg = warp >> 2;
-    TC* C = static_cast<TC*>(p.C);
     int it = 0;
-    for (int t = cluster; t < total; t += clusters) {
+    for (int t = first; t < total; t += clusters) {
         const PairPlace w = pairPlace(p, t, columnPairs, rank);
         if (w.idle) {
             for (int kt = 0; kt < KT; ++kt, ++it) {
@@ -381,41 +383,13 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaPairKernel(const __g
             continue;
         }
         float acc[128];
-#pragma unroll
-        for (int i = 0; i < 128; ++i)
-            acc[i] = 0.f;
-        for (int kt = 0; kt < KT; ++kt, ++it) {
-            const int s = it % STAGES;
-            mbarWait(fullBar + s * 8, (it / STAGES) & 1);
-            const std::uint64_t da = smemDescriptor(aBase + s * BM * kRowBytes + wg * 64 * kRowBytes);
-            const std::uint64_t db = smemDescriptor(bBase + s * BN * kRowBytes);
-            wgmmaFence();
-#pragma unroll
-            for (int ks = 0; ks < BK / 16; ++ks)
-                wgmma256(acc, da + 2 * ks, db + 2 * ks);
-            wgmmaCommit();
-            wgmmaWait<1>();  // the previous k tile's products are done: hand its stage back
-            if (kt > 0)
-                release((it - 1) % STAGES);
-        }
-        wgmmaWait<0>();
+        consumeTile(acc, aBase, bBase, fullBar, wg, it, KT, release);
+        it += KT;
         if (KT > 0)
             release((it - 1) % STAGES);  // the last stage, for the next tile's copies
-
-        const long long r0 = w.rowBase + wg * 64 + (warp & 3) * 16 + (lane >> 2);
-#pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-            const int c = w.n0 + j * 8 + (lane & 3) * 2;
-            if (c >= p.N)
-                continue;
-            const bool second = c + 1 < p.N;
-            if (r0 < w.rowEnd)
-                store2(C + r0 * p.ldc + c, acc[j * 4], acc[j * 4 + 1], second);
-            if (r0 + 8 < w.rowEnd)
-                store2(C + (r0 + 8) * p.ldc + c, acc[j * 4 + 2], acc[j * 4 + 3], second);
-        }
+        storeTile<TC>(p, acc, w.rowBase, w.rowEnd, w.n0, wg, warp, lane);
     }
-    clusterSync();
+    cluster.sync();
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
