@@ -10,7 +10,9 @@
 # (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times of
 # a decode step; TTFT_MODELS: ncu kernel times of one image encode and prefill;
 # KERNEL_SECTIONS="REGEX;REGEX": Nsight Compute's throughput, memory, stall and occupancy sections
-# of the first launch whose demangled name matches each REGEX in tessera-bench's kernel figures)
+# of the first launch whose demangled name matches each REGEX in tessera-bench's kernel figures;
+# KERNEL_SOURCE="REGEX;REGEX": the full Nsight Compute set of that launch, and its SASS lines with
+# the most warp stall samples)
 # (ENV_VARIANTS="TESSERA_X=1;TESSERA_X=0" ROUNDS=3: an A/B of environment switches on this one
 # machine, the variants alternating ROUNDS times; medians per variant. Decode only unless
 # VARIANT_ARGS says otherwise, e.g. VARIANT_ARGS="--decode-steps 16" for the time to first token. Machines of one kind differ
@@ -95,5 +97,16 @@ if [ -n "${KERNEL_SECTIONS:-}" ]; then
     echo "ncu exit $?"
     grep -E "Duration|Memory Throughput|DRAM Throughput|L2 Cache Throughput|L1/TEX Cache Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|Executed Ipc A|Stall|Grid Size|Block Size" \
       "$out/ncu-sections-$i.txt" | sed 's/  */ /g' | cut -c1-120 | head -24
+  done
+fi
+if [ -n "${KERNEL_SOURCE:-}" ]; then
+  IFS=';' read -r -a patterns <<< "$KERNEL_SOURCE"
+  for i in "${!patterns[@]}"; do
+    echo "== ncu source counters: the first launch matching ${patterns[$i]} (SASS with stall samples in $out/ncu-source-$i.csv)"
+    timeout "${PROFILE_LIMIT:-150}" ncu --clock-control none --kernel-name-base demangled -k "regex:${patterns[$i]}" -c 1 \
+      --set full --import-source no -o "$out/ncu-source-$i" -f $bench --models none > "$out/ncu-source-$i.err" 2>&1
+    echo "ncu exit $?"
+    ncu -i "$out/ncu-source-$i.ncu-rep" --page source --csv --print-source sass > "$out/ncu-source-$i.csv" 2>> "$out/ncu-source-$i.err"
+    python3 "$repo/scripts/sass-hotspots.py" "$out/ncu-source-$i.csv" | head -40
   done
 fi

@@ -8,9 +8,9 @@
 // are done with it.
 #include "gemm_internal.cuh"
 #include "launch_util.cuh"
+#include "mbarrier.cuh"
 #include "tessera_kernels/runtime.h"
 
-#include <cooperative_groups.h>
 #include <cudaTypedefs.h>
 
 #include <algorithm>
@@ -19,8 +19,6 @@
 namespace tessera::kernels {
 
 namespace {
-
-namespace cg = cooperative_groups;
 
 constexpr int BM = kMmaTileRows, BN = 256, BK = 64, STAGES = 4;
 constexpr int kRowBytes = BK * 2;  // one 128-byte swizzle row per tile row
@@ -95,52 +93,6 @@ __device__ __forceinline__ void store2(TC* p, float a, float b, bool second)
 constexpr int kTmaThreads = kThreads + 32;  // two consumer warpgroups + one producer warp
 // The ring, slack to align it to the 1024-byte swizzle atoms, and the full / empty mbarriers.
 constexpr int kTmaSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
-constexpr long long kSpinLimit = 1ll << 22;  // a lost arrival traps instead of hanging the GPU
-
-__device__ __forceinline__ void mbarInit(unsigned bar, unsigned count)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbarArriveExpectTx(unsigned bar, unsigned bytes)
-{
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbarArrive(unsigned bar)
-{
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-// kCluster: the other block of a cluster arrives on the barrier too (acquire at cluster scope).
-template <bool kCluster = false>
-__device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity)
-{
-    for (long long spin = 0;; ++spin) {
-        unsigned done = 0;
-        if constexpr (kCluster)
-            asm volatile(
-                "{\n"
-                ".reg .pred p;\n"
-                "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
-                "selp.u32 %0, 1, 0, p;\n"
-                "}\n"
-                : "=r"(done)
-                : "r"(bar), "r"(parity)
-                : "memory");
-        else
-            asm volatile(
-                "{\n"
-                ".reg .pred p;\n"
-                "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                "selp.u32 %0, 1, 0, p;\n"
-                "}\n"
-                : "=r"(done)
-                : "r"(bar), "r"(parity)
-                : "memory");
-        if (done)
-            return;
-        if (spin > kSpinLimit)
-            __trap();
-    }
-}
 __device__ __forceinline__ void tmaLoad2d(unsigned dst, const CUtensorMap* map, int c0, int c1, unsigned bar)
 {
     asm volatile(
@@ -230,7 +182,7 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
             mbarInit(fullBar + s * 8, 1);            // the producer's arrival (+ the copies' bytes)
             mbarInit(emptyBar + s * 8, kThreads);    // every consumer thread, once its wgmma read the stage
         }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        mbarInitFence();
     }
     __syncthreads();
 
@@ -253,145 +205,6 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
     storeTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
 }
 
-// ---- Persistent pairs (setGroupedPairs): blocks of two along the columns, as thread-block clusters
-// that stay resident and walk the tiles. Both blocks of a cluster take the same row tile and
-// adjacent column tiles; each copies half of the A tile into both blocks' rings (TMA multicast),
-// so A crosses L2 once per two column tiles: a sixth fewer bytes than groupedTmaKernel, whose
-// copies are what bounds it. A block's "empty" barriers count the consumer warps of both blocks,
-// as the partner writes into its ring too. With an odd number of column tiles the last pair's
-// second block only copies (tiny, small: 1/12 to 1/6 of the blocks' time). Written to be
-// measured against groupedTmaKernel (a cluster per tile, not resident, was slower: two free SMs
-// of one GPC were needed per tile).
-
-constexpr int kHalfRows = BM / 2;
-constexpr int kConsumerWarps = kThreads / 32;
-
-// Arrival on the barrier at the same offset in block `rank` of the cluster.
-__device__ __forceinline__ void mbarArriveRemote(unsigned bar, unsigned rank)
-{
-    asm volatile(
-        "{\n"
-        ".reg .b32 remote;\n"
-        "mapa.shared::cluster.u32 remote, %0, %1;\n"
-        "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
-        "}\n" ::"r"(bar),
-        "r"(rank)
-        : "memory");
-}
-// The same box into the same offset of every block in ctaMask (and their barriers at that offset).
-__device__ __forceinline__ void tmaLoad2dMulticast(unsigned dst, const CUtensorMap* map, int c0, int c1, unsigned bar,
-                                                   unsigned short ctaMask)
-{
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], "
-        "%5;\n" ::"r"(dst),
-        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(ctaMask)
-        : "memory");
-}
-
-// Pair tile t: row tile t / columnPairs of all experts' row tiles, this block's column tile
-// 2·(t % columnPairs) + rank.
-struct PairPlace {
-    int g, n0;
-    long long rowBase, rowEnd;
-    bool idle;  // the partner of an odd last column tile: copies its half of A only
-};
-__device__ __forceinline__ PairPlace pairPlace(const MmaParams& p, int t, int columnPairs, unsigned rank)
-{
-    const int tile = t / columnPairs;
-    PairPlace w;
-    w.g = groupOfTile(p.tileOffsets, p.groups, tile);
-    w.rowBase = p.offsets[w.g] + static_cast<long long>(tile - p.tileOffsets[w.g]) * BM;
-    w.rowEnd = p.offsets[w.g + 1];
-    w.n0 = (2 * (t % columnPairs) + static_cast<int>(rank)) * BN;
-    w.idle = w.n0 >= p.N;
-    return w;
-}
-
-// a: [rows, K], box 64 × 64 (half a row tile); b as for groupedTmaKernel. 1-D grid of clusters of 2.
-template <typename TC>
-__global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaPairKernel(const __grid_constant__ CUtensorMap a,
-                                                                       const __grid_constant__ CUtensorMap b, MmaParams p,
-                                                                       int columnPairs, int maxTiles)
-{
-    extern __shared__ unsigned char smemRaw[];
-    const unsigned rawAddr = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw));
-    const unsigned base = (rawAddr + 1023u) & ~1023u;
-    const unsigned aBase = base, bBase = base + STAGES * BM * kRowBytes;
-    const unsigned fullBar = base + STAGES * kStageBytes, emptyBar = fullBar + STAGES * 8;
-
-    cg::cluster_group cluster = cg::this_cluster();
-    const unsigned rank = cluster.block_rank();
-    const int first = static_cast<int>(blockIdx.x >> 1), clusters = static_cast<int>(gridDim.x >> 1);
-    const int total = min(p.tileOffsets[p.groups], maxTiles) * columnPairs;
-    if (first >= total)
-        return;  // both blocks of the cluster
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int KT = (p.K + BK - 1) / BK;
-
-    if (tid == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbarInit(fullBar + s * 8, 1);                    // the producer's arrival (+ the copies' bytes)
-            mbarInit(emptyBar + s * 8, 2 * kConsumerWarps);  // each consumer warp of both blocks
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    cluster.sync();  // both blocks' barriers initialised before a copy lands in them
-
-    // it counts k tiles over all of this block's tiles (the partner's count is the same): stage
-    // it % STAGES, round it / STAGES.
-    if (warp == kConsumerWarps) {  // producer warp
-        if (lane == 0) {
-            int it = 0;
-            for (int t = first; t < total; t += clusters) {
-                const PairPlace w = pairPlace(p, t, columnPairs, rank);
-                const unsigned bytes = BM * kRowBytes + (w.idle ? 0 : BN * kRowBytes);
-                for (int kt = 0; kt < KT; ++kt, ++it) {
-                    const int s = it % STAGES;
-                    mbarWait<true>(emptyBar + s * 8, ((it / STAGES) & 1) ^ 1);  // first round: passes at once
-                    mbarArriveExpectTx(fullBar + s * 8, bytes);
-                    tmaLoad2dMulticast(aBase + s * BM * kRowBytes + rank * kHalfRows * kRowBytes, &a, kt * BK,
-                                       static_cast<int>(w.rowBase) + static_cast<int>(rank) * kHalfRows, fullBar + s * 8, 0x3);
-                    if (!w.idle)
-                        tmaLoad3d(bBase + s * BN * kRowBytes, &b, kt * BK, w.n0, w.g, fullBar + s * 8);
-                }
-            }
-        }
-        __syncwarp();
-        cluster.sync();  // neither block leaves while the other may still arrive or copy into it
-        return;
-    }
-
-    // Hands stage s back to both blocks' producers (lane 0 of each consumer warp).
-    auto release = [&](int s) {
-        if (lane == 0) {
-            mbarArriveRemote(emptyBar + s * 8, 0);
-            mbarArriveRemote(emptyBar + s * 8, 1);
-        }
-    };
-    const int wg = warp >> 2;
-    int it = 0;
-    for (int t = first; t < total; t += clusters) {
-        const PairPlace w = pairPlace(p, t, columnPairs, rank);
-        if (w.idle) {
-            for (int kt = 0; kt < KT; ++kt, ++it) {
-                const int s = it % STAGES;
-                mbarWait(fullBar + s * 8, (it / STAGES) & 1);
-                __syncwarp();
-                release(s);
-            }
-            continue;
-        }
-        float acc[128];
-        consumeTile(acc, aBase, bBase, fullBar, wg, it, KT, release);
-        it += KT;
-        if (KT > 0)
-            release((it - 1) % STAGES);  // the last stage, for the next tile's copies
-        storeTile<TC>(p, acc, w.rowBase, w.rowEnd, w.n0, wg, warp, lane);
-    }
-    cluster.sync();
-}
-
 PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
 {
     static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
@@ -407,15 +220,14 @@ PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
     return fn;
 }
 
-// aRows: the rows of A's box (BM, or kHalfRows for the pairs).
-bool encodeMaps(const GroupedGemmArgs& g, int aRows, CUtensorMap& a, CUtensorMap& b)
+bool encodeMaps(const GroupedGemmArgs& g, CUtensorMap& a, CUtensorMap& b)
 {
     const auto encode = tensorMapEncoder();
     if (!encode)
         return false;
     const cuuint64_t aDims[2] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(g.maxRows)};
     const cuuint64_t aStrides[1] = {static_cast<cuuint64_t>(g.lda) * 2};
-    const cuuint32_t aBox[2] = {BK, static_cast<cuuint32_t>(aRows)};
+    const cuuint32_t aBox[2] = {BK, BM};
     const cuuint64_t bDims[3] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(g.N), static_cast<cuuint64_t>(g.groups)};
     const cuuint64_t bStrides[2] = {static_cast<cuuint64_t>(g.ldb) * 2, static_cast<cuuint64_t>(g.strideB) * 2};
     const cuuint32_t bBox[3] = {BK, BN, 1};
@@ -426,57 +238,6 @@ bool encodeMaps(const GroupedGemmArgs& g, int aRows, CUtensorMap& a, CUtensorMap
            encode(&b, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(g.B), bDims, bStrides, bBox, ones,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
-// The persistent pairs: as many clusters as can be resident at once (each walks the tiles).
-Status launchPairs(const GroupedGemmArgs& a, int maxTiles, cudaStream_t stream, bool& launched)
-{
-    static const Status attribute = allowSharedMemory("grouped gemm (pairs)", kTmaSmemBytes, groupedTmaPairKernel<float>,
-                                                      groupedTmaPairKernel<bf16>);
-    if (!attribute.ok())
-        return attribute;
-    CUtensorMap mapA, mapB;
-    if (!encodeMaps(a, kHalfRows, mapA, mapB))
-        return {};
-    const int columnPairs = ((a.N + BN - 1) / BN + 1) / 2;
-    cudaLaunchAttribute cluster;
-    cluster.id = cudaLaunchAttributeClusterDimension;
-    cluster.val.clusterDim.x = 2;
-    cluster.val.clusterDim.y = 1;
-    cluster.val.clusterDim.z = 1;
-    // Resident clusters of each kernel (one block per SM; a cluster needs two SMs of one GPC);
-    // -1 where a cluster launch is not possible (the unpaired kernel runs). Asked once, of the
-    // first GPU used (as the shared-memory attributes of this file are).
-    auto resident = [&cluster](const void* kernel) {
-        cudaLaunchConfig_t probe = {};
-        probe.gridDim = dim3(2, 1, 1);
-        probe.blockDim = dim3(kTmaThreads, 1, 1);
-        probe.dynamicSmemBytes = kTmaSmemBytes;
-        probe.attrs = &cluster;
-        probe.numAttrs = 1;
-        int n = 0;
-        if (cudaOccupancyMaxActiveClusters(&n, kernel, &probe) != cudaSuccess || n <= 0) {
-            cudaGetLastError();
-            return -1;
-        }
-        return n;
-    };
-    static const int residentF32 = resident(reinterpret_cast<const void*>(groupedTmaPairKernel<float>));
-    static const int residentBf16 = resident(reinterpret_cast<const void*>(groupedTmaPairKernel<bf16>));
-    const int clusters = a.cType == DType::F32 ? residentF32 : residentBf16;
-    if (clusters < 0)
-        return {};
-    const long long tiles = static_cast<long long>(maxTiles) * columnPairs;
-    const dim3 grid(static_cast<unsigned>(2 * std::min<long long>(tiles, clusters)), 1, 1);
-    const MmaParams p = mmaParams(a);
-    const char* op = "grouped gemm (wgmma, tma, pairs)";
-    const Status r = a.cType == DType::F32
-                         ? launchWith(op, &cluster, 1, groupedTmaPairKernel<float>, grid, kTmaThreads, kTmaSmemBytes, stream, mapA, mapB, p,
-                                      columnPairs, maxTiles)
-                         : launchWith(op, &cluster, 1, groupedTmaPairKernel<bf16>, grid, kTmaThreads, kTmaSmemBytes, stream, mapA, mapB, p,
-                                      columnPairs, maxTiles);
-    launched = r.ok();  // a pair launch that fails leaves the product to the default kernel
-    return {};
 }
 
 }  // namespace
@@ -491,13 +252,8 @@ Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t str
     if (maxTiles > 65535)
         return Status::failure("grouped gemm: too many row tiles");
     const int columnTiles = (a.N + BN - 1) / BN;
-    if (groupedPairsEnabled() && columnTiles > 1) {
-        const Status r = launchPairs(a, maxTiles, stream, launched);
-        if (!r.ok() || launched)
-            return r;
-    }
     CUtensorMap mapA, mapB;
-    if (!encodeMaps(a, BM, mapA, mapB))
+    if (!encodeMaps(a, mapA, mapB))
         return {};  // no tensor maps (driver entry point missing): the caller runs the portable kernel
     const MmaParams p = mmaParams(a);
     const dim3 grid(columnTiles, maxTiles, 1);

@@ -59,7 +59,7 @@ void setSwitch(bool enabled)
     switchSetting<Name, Fallback>().store(enabled ? 1 : 0, std::memory_order_relaxed);
 }
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
-               kGroupedPairs[] = "TESSERA_GROUPED_PAIRS", kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS";
+               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -79,11 +79,8 @@ void setOverlappedLaunches(bool enabled) { setSwitch<kOverlap, 1>(enabled); }
 bool clusterRoutingEnabled() { return switchOn<kRouterCluster, 1>(); }
 void setClusterRouting(bool enabled) { setSwitch<kRouterCluster, 1>(enabled); }
 
-bool groupedPairsEnabled() { return switchOn<kGroupedPairs, 0>(); }
-void setGroupedPairs(bool enabled) { setSwitch<kGroupedPairs, 0>(enabled); }
-
-bool gemvTwoRowsEnabled() { return switchOn<kGemvTwoRows, 0>(); }
-void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 0>(enabled); }
+bool gemvTwoRowsEnabled() { return switchOn<kGemvTwoRows, 1>(); }
+void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

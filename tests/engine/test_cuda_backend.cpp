@@ -517,10 +517,7 @@ private slots:
         QTest::addRow("base gate/up 700 tok 74 exp top-8 3072x2560") << 700 << 74 << 8 << 3072 << 2560 << true;
         QTest::addRow("multi-tile experts 1000 tok 8 exp 1280x896") << 1000 << 8 << 2 << 1280 << 896 << false;
     }
-    void groupedGemmSweep() { groupedGemmCase(false); }
-
-private:
-    void groupedGemmCase(bool pairs)
+    void groupedGemmSweep()
     {
         REQUIRE_GPU();
         QFETCH(int, tokens);
@@ -554,15 +551,7 @@ private:
         const int E1 = experts + 1;
         DeviceBuffer ints(std::size_t(4 * E1 + tokens * topk) * sizeof(int), "dispatch");
         int* counts = ints.as<int>();
-        // Pairs: the bf16 product on the Hopper kernel (on sm_90) as resident pairs of blocks.
-        struct RestorePairs {
-            bool on;
-            ~RestorePairs() { k::setGroupedPairs(on); }
-        } restorePairs{k::groupedPairsEnabled()};
-        k::setGroupedPairs(pairs);
-        const std::vector<k::MathMode> modes =
-            pairs ? std::vector<k::MathMode>{k::MathMode::FastBf16} : std::vector<k::MathMode>{k::MathMode::ExactFp32, k::MathMode::FastBf16};
-        for (const k::MathMode math : modes) {
+        for (const k::MathMode math : {k::MathMode::ExactFp32, k::MathMode::FastBf16}) {
             const bool fast = math == k::MathMode::FastBf16;
             auto dX = fast ? upload(x16) : upload(x);
             const std::size_t eb = fast ? 2 : 4;
@@ -630,14 +619,13 @@ private:
                         worst = std::max(worst, std::isnan(err) ? INFINITY : err);
                     }
                 }
-            recordMax(std::string("kernel grouped gemm ") + (fast ? "bf16" : "fp32") + (pairs ? " pairs" : "") + (bf16Out ? " (bf16 out)" : "") +
+            recordMax(std::string("kernel grouped gemm ") + (fast ? "bf16" : "fp32") + (bf16Out ? " (bf16 out)" : "") +
                           " max rel err",
                       worst);
             QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K))) + (bf16Out ? 4e-3 : 0.0), qPrintable(QString::number(worst)));
         }
     }
 
-private slots:
     void flashAttentionSweep_data()
     {
         QTest::addColumn<int>("batch");
@@ -1626,11 +1614,6 @@ private slots:
             QVERIFY2(std::string(e.what()).find("does not fit") != std::string::npos, e.what());
         }
     }
-
-    // groupedGemmSweep's cases through the resident pairs of blocks (setGroupedPairs). Last, as a
-    // kernel that faults ends the run.
-    void groupedGemmPairs_data() { groupedGemmSweep_data(); }
-    void groupedGemmPairs() { groupedGemmCase(true); }
 #endif
 };
 
