@@ -85,23 +85,27 @@ __device__ __forceinline__ int newestRow(int context, int j0, int count)
 }
 
 // With a.counters: the block that finishes a kv head's last split merges the partials of that kv
-// head's query heads (saving the combine launch); it resets the counter for the next launch.
+// head's query heads (saving the combine launch); it resets the counter for the next launch. Its
+// shared memory is the tiles', no longer needed: kMergeFloats(splits) floats (no static shared
+// memory, see gemv.cu).
+constexpr std::size_t kMergeFloats(int splits) { return static_cast<std::size_t>(splits) + 8 + 33 + 1; }
+
 __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int context, int kvh, unsigned char* smem)
 {
     if (!a.counters)
         return;
-    __shared__ bool last;
-    __shared__ float scratch[33];
+    float* weights = reinterpret_cast<float*>(smem);  // splits + 8
+    float* scratch = weights + splits + 8;             // 33
+    int* last = reinterpret_cast<int*>(scratch + 33);  // 1
     __threadfence();
-    __syncthreads();
+    __syncthreads();  // every warp is done with the tiles
     const int used = (context + kDecodeChunk - 1) / kDecodeChunk;
     if (threadIdx.x == 0)
-        last = atomicAdd(a.counters + kvh, 1) == used - 1;
+        *last = atomicAdd(a.counters + kvh, 1) == used - 1;
     __syncthreads();
-    if (!last)
+    if (!*last)
         return;
     __threadfence();
-    float* weights = reinterpret_cast<float*>(smem);  // the tiles are no longer needed
     for (int local = 0; local < a.headsPerKv; ++local) {
         const int h = kvh * a.headsPerKv + local;
         if (a.outType == DType::F32)
@@ -257,6 +261,7 @@ static_assert(kLatKeys == 64, "the soft-max gives each lane two keys of a split"
 
 struct LatentShape {
     int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, halfSteps;
+    int barrierOffset;  // the row copies' barrier, after the tiles (no static shared memory: see gemv.cu)
     std::size_t smem;
 };
 
@@ -272,8 +277,10 @@ LatentShape latentShape(const DecodeAttentionArgs& a)
     s.tilesPerWarp = (s.valueTiles + kLatWarps - 1) / kLatWarps;
     s.tilesPerWarp += s.tilesPerWarp % 2;  // value tiles go in pairs (one ldmatrix.x4.trans)
     s.halfSteps = s.KP / 32;
-    s.smem = static_cast<std::size_t>(kLatKeys + s.HP) * s.LD * 2 + static_cast<std::size_t>(s.HP) * s.PLD * 2 +
-             static_cast<std::size_t>(2 * s.HP * kLatKeys + 2 * s.HP) * sizeof(float);
+    const std::size_t tiles = static_cast<std::size_t>(kLatKeys + s.HP) * s.LD * 2 + static_cast<std::size_t>(s.HP) * s.PLD * 2 +
+                              static_cast<std::size_t>(2 * s.HP * kLatKeys + 2 * s.HP) * sizeof(float);
+    s.barrierOffset = static_cast<int>((tiles + 7) / 8 * 8);
+    s.smem = s.barrierOffset + 8;
     return s;
 }
 
@@ -303,9 +310,8 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
     if (count == 0)
         return;  // see leaveEarly
-    __shared__ __align__(8) unsigned long long rowBarrier;
     const int t = threadIdx.x, rowBytes = a.keyDim * 2;
-    const RowCopies copies(smemAddr(&rowBarrier), (count + a.headsPerKv) * rowBytes);
+    const RowCopies copies(smemAddr(smemRaw + sh.barrierOffset), (count + a.headsPerKv) * rowBytes);
     if (t < count && t != fresh)
         copies.row(ks + t * sh.LD, K + t * a.keyLd, rowBytes);
     zeroPadding(ks, sh.LD, kLatKeys, count, sh.KP, a.keyDim);
@@ -469,7 +475,7 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int splits, cudaS
                                 splits, lat);
     }
     const DecodeMmaShape sh = decodeMmaShape(a);
-    if (sh.smem < (static_cast<std::size_t>(splits) + 8) * sizeof(float))
+    if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);

@@ -7,6 +7,7 @@
 
 #include "dot_util.cuh"
 #include "launch_util.cuh"
+#include "mbarrier.cuh"
 #include "tessera_kernels/runtime.h"
 
 #include <algorithm>
@@ -64,9 +65,15 @@ __device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, floa
 // Tiles of about 16 KB (gemvTileBytes(); 8 to 64 KB measured slower on tiny and small): many
 // blocks per SM keep enough bytes in flight, and fine blocks keep the last wave short. A row may
 // take up to 64 KB alone.
-constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024;
+// No static shared memory here: the same kernel with its bulk-copy barrier as a 16-byte static
+// __shared__ variable decoded 27 to 40 % slower on all three models, with or without bulk copies
+// (measured on one H200 against the same code with the barrier in the dynamic shared memory; the
+// cause is not known). The decode attention kernels keep theirs dynamic too.
+constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024, kBulkBarrierBytes = 16;
 
-template <typename TX, typename TY, bool kGated>
+// kBulk (setGemvBulkCopies): each weight row, and x, arrive as one bulk copy issued by one thread,
+// on a barrier after x in the dynamic shared memory (16 bytes more).
+template <typename TX, typename TY, bool kGated, bool kBulk>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
 {
     extern __shared__ __align__(16) uint4 tile[];
@@ -88,20 +95,41 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     // matrixOf(p, b), split at the wait: a fixed entry's matrix does not come from an earlier
     // kernel, nor with indexEarly the index list.
     const bool early = !p.batchIndex || b >= p.fixedFrom || p.indexEarly;
-    if (early)
-        issue(matrixOf(p, b));
-    gridDependencyWait();
-    if (p.triggerLate)
-        allowDependentLaunch();
-    if (!early)
-        issue(p.batchIndex[b]);
     uint4* xTile = tile + static_cast<long long>(tileRows) * chunks;
     const uint4* src = reinterpret_cast<const uint4*>(static_cast<const TX*>(p.x) + b * p.strideX);
     const int xChunks = p.K * static_cast<int>(sizeof(TX)) / 16;
-    for (int c = threadIdx.x; c < xChunks; c += blockDim.x)
-        copyAsync16(xTile + c, src + c);
-    copyAsyncCommit();
-    copyAsyncWaitAll();
+    if constexpr (kBulk) {
+        const RowCopies copies(static_cast<unsigned>(__cvta_generic_to_shared(xTile + xChunks)), (tileRows * p.K * 2) + xChunks * 16);
+        auto issueRow = [&](long long w) {
+            const int lr = threadIdx.x;
+            if (lr < tileRows) {
+                const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
+                copies.row(tile + static_cast<long long>(lr) * chunks, p.W + w * p.strideW + static_cast<long long>(row) * p.ldw, p.K * 2);
+            }
+        };
+        if (early)
+            issueRow(matrixOf(p, b));
+        gridDependencyWait();
+        if (p.triggerLate)
+            allowDependentLaunch();
+        if (!early)
+            issueRow(p.batchIndex[b]);
+        if (threadIdx.x == blockDim.x - 1)
+            copies.row(xTile, src, xChunks * 16);
+        copies.wait();
+    } else {
+        if (early)
+            issue(matrixOf(p, b));
+        gridDependencyWait();
+        if (p.triggerLate)
+            allowDependentLaunch();
+        if (!early)
+            issue(p.batchIndex[b]);
+        for (int c = threadIdx.x; c < xChunks; c += blockDim.x)
+            copyAsync16(xTile + c, src + c);
+        copyAsyncCommit();
+        copyAsyncWaitAll();
+    }
     __syncthreads();
 
     const TX* x = reinterpret_cast<const TX*>(xTile);
@@ -177,13 +205,15 @@ __global__ __launch_bounds__(kWarps * 32) void gemvScalarKernel(GemvParams p)
 }
 
 template <typename TX, typename TY, bool kGated>
-Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, cudaStream_t s)
+Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, bool bulk, cudaStream_t s)
 {
-    auto kernel = gemvTileKernel<TX, TY, kGated>;
-    static const Status attribute = allowSharedMemory("gemv", kMaxSmem, kernel);
+    auto kernel = gemvTileKernel<TX, TY, kGated, false>;
+    auto bulkKernel = gemvTileKernel<TX, TY, kGated, true>;
+    static const Status attribute = allowSharedMemory("gemv", kMaxSmem, kernel, bulkKernel);
     if (!attribute.ok())
         return attribute;
-    return launchOverlapped("gemv", kernel, grid, kWarps * 32, smem, s, p, rows);
+    return bulk ? launchOverlapped("gemv", bulkKernel, grid, kWarps * 32, smem, s, p, rows)
+                : launchOverlapped("gemv", kernel, grid, kWarps * 32, smem, s, p, rows);
 }
 
 }  // namespace
@@ -199,7 +229,9 @@ Status gemv(const GemvArgs& a, Stream stream)
     const std::size_t xb = dtypeBytes(a.xType);
     const int perRow = a.gatedOutput ? 2 : 1;
     const std::size_t rowBytes = static_cast<std::size_t>(a.K) * 2 * perRow;
-    const std::size_t xBytes = static_cast<std::size_t>(a.K) * xb;  // x staged after the tile
+    const bool bulk = gemvBulkCopiesEnabled();
+    // x staged after the tile (with bulk copies, their barrier after x)
+    const std::size_t xBytes = static_cast<std::size_t>(a.K) * xb + (bulk ? kBulkBarrierBytes : 0);
     const bool vector = a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && aligned16(a.x) &&
                         (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
@@ -221,7 +253,8 @@ Status gemv(const GemvArgs& a, Stream stream)
         const dim3 grid((a.N + rows - 1) / rows, a.batch);
         const std::size_t smem = rows * rowBytes + xBytes;
         TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
-            r = a.gatedOutput ? launchTiles<TX, TY, true>(p, grid, smem, rows, s) : launchTiles<TX, TY, false>(p, grid, smem, rows, s);
+            r = a.gatedOutput ? launchTiles<TX, TY, true>(p, grid, smem, rows, bulk, s)
+                              : launchTiles<TX, TY, false>(p, grid, smem, rows, bulk, s);
         }));
     } else {
         const dim3 grid((a.N + kWarps - 1) / kWarps, a.batch);

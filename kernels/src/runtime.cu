@@ -59,7 +59,7 @@ void setSwitch(bool enabled)
     switchSetting<Name, Fallback>().store(enabled ? 1 : 0, std::memory_order_relaxed);
 }
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
-               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS";
+               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvBulk[] = "TESSERA_GEMV_BULK";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -81,6 +81,9 @@ void setClusterRouting(bool enabled) { setSwitch<kRouterCluster, 1>(enabled); }
 
 bool gemvTwoRowsEnabled() { return switchOn<kGemvTwoRows, 1>(); }
 void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 1>(enabled); }
+
+bool gemvBulkCopiesEnabled() { return switchOn<kGemvBulk, 0>(); }
+void setGemvBulkCopies(bool enabled) { setSwitch<kGemvBulk, 0>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -458,46 +458,55 @@ private slots:
             index[b] = fixed ? 64 + b - fixedFrom : indexed ? (b * 11 + 5) % 64 : b;
             deviceIndex[b] = fixed ? -12345 : index[b];
         }
-        auto dW = upload(w), dX = bf16x ? upload(xb) : upload(x), dI = upload(deviceIndex), dY = upload(y0);
-        k::GemvArgs g;
-        g.N = N;
-        g.K = K;
-        g.batch = batch;
-        g.x = dX.get();
-        g.xType = bf16x ? k::DType::BF16 : k::DType::F32;
-        g.strideX = K;
-        g.W = dW.get();
-        g.ldw = K;
-        g.strideW = std::int64_t(rowsPer) * K;
-        g.batchIndex = indexed ? dI.as<std::int32_t>() : nullptr;
-        g.fixedFrom = fixedFrom;
-        g.fixedBase = 64;
-        g.y = dY.get();
-        g.yType = k::DType::F32;
-        g.strideY = N;
-        g.gatedOutput = gated;
-        g.beta = accumulate ? 1.f : 0.f;
-        cuda::check(k::gemv(g, nullptr), "gemv");
-        const auto got = download<float>(dY, std::size_t(batch) * N);
-        auto dot = [&](int b, int row) {
-            double s = 0;
-            const std::uint16_t* wr = w.data() + (std::size_t(index[b]) * rowsPer + row) * K;
-            for (int kk = 0; kk < K; ++kk)
-                s += double(bf16Value(wr[kk])) * x[std::size_t(b) * K + kk];
-            return s;
-        };
-        double worst = 0;
-        for (int b = 0; b < batch; ++b)
-            for (int n = 0; n < N; ++n) {
-                double s = dot(b, n);
-                if (gated)
-                    s = s / (1.0 + std::exp(-s)) * dot(b, N + n);
-                if (accumulate)
-                    s += y0[std::size_t(b) * N + n];
-                worst = std::max(worst, std::abs(got[std::size_t(b) * N + n] - s) / (1.0 + std::abs(s)));
-            }
-        recordMax("kernel gemv max rel err", worst);
-        QVERIFY2(worst < 1e-5 * std::sqrt(double(K)), qPrintable(QString::number(worst)));
+        auto dW = upload(w), dX = bf16x ? upload(xb) : upload(x), dI = upload(deviceIndex);
+        // Both ways of copying the weight rows (bulk copies: setGemvBulkCopies).
+        struct RestoreBulk {
+            bool on;
+            ~RestoreBulk() { k::setGemvBulkCopies(on); }
+        } restoreBulk{k::gemvBulkCopiesEnabled()};
+        for (const bool bulk : {false, true}) {
+            k::setGemvBulkCopies(bulk);
+            auto dY = upload(y0);
+            k::GemvArgs g;
+            g.N = N;
+            g.K = K;
+            g.batch = batch;
+            g.x = dX.get();
+            g.xType = bf16x ? k::DType::BF16 : k::DType::F32;
+            g.strideX = K;
+            g.W = dW.get();
+            g.ldw = K;
+            g.strideW = std::int64_t(rowsPer) * K;
+            g.batchIndex = indexed ? dI.as<std::int32_t>() : nullptr;
+            g.fixedFrom = fixedFrom;
+            g.fixedBase = 64;
+            g.y = dY.get();
+            g.yType = k::DType::F32;
+            g.strideY = N;
+            g.gatedOutput = gated;
+            g.beta = accumulate ? 1.f : 0.f;
+            cuda::check(k::gemv(g, nullptr), "gemv");
+            const auto got = download<float>(dY, std::size_t(batch) * N);
+            auto dot = [&](int b, int row) {
+                double s = 0;
+                const std::uint16_t* wr = w.data() + (std::size_t(index[b]) * rowsPer + row) * K;
+                for (int kk = 0; kk < K; ++kk)
+                    s += double(bf16Value(wr[kk])) * x[std::size_t(b) * K + kk];
+                return s;
+            };
+            double worst = 0;
+            for (int b = 0; b < batch; ++b)
+                for (int n = 0; n < N; ++n) {
+                    double s = dot(b, n);
+                    if (gated)
+                        s = s / (1.0 + std::exp(-s)) * dot(b, N + n);
+                    if (accumulate)
+                        s += y0[std::size_t(b) * N + n];
+                    worst = std::max(worst, std::abs(got[std::size_t(b) * N + n] - s) / (1.0 + std::abs(s)));
+                }
+            recordMax(bulk ? "kernel gemv max rel err (bulk copies)" : "kernel gemv max rel err", worst);
+            QVERIFY2(worst < 1e-5 * std::sqrt(double(K)), qPrintable(QString("%1 (bulk copies %2)").arg(worst).arg(bulk)));
+        }
     }
 
     void groupedGemmSweep_data()
