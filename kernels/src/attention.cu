@@ -157,7 +157,7 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
 }
 
 template <typename TO>
-__global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAttentionArgs a, int splits)
+__global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAttentionArgs a, int splits, int chunk)
 {
     // Static (not sized by splits): the unrolled loop may load a few entries past `used`.
     __shared__ float weights[kMaxDecodeSplits + 8];
@@ -165,7 +165,7 @@ __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAtte
     gridDependencyWait();
     allowDependentLaunch();
     const int context = *a.lengthOnDevice + 1;
-    const int used = (context + kChunk - 1) / kChunk;
+    const int used = (context + chunk - 1) / chunk;
     // Blocks (head, slice of kDecodeThreads value dimensions): one value dimension per thread.
     const int d0 = blockIdx.y * blockDim.x;
     combineHeadPartials<TO>(a, splits, used, blockIdx.x, weights, scratch, d0, min(a.valueDim, d0 + static_cast<int>(blockDim.x)));
@@ -184,7 +184,8 @@ Status causalSoftmax(const SoftmaxArgs& a, Stream stream)
 
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity)
 {
-    const std::size_t splits = (static_cast<std::size_t>(capacity) + kChunk - 1) / kChunk;
+    // Room for the shortest splits (the latent kernel's, setLatentShortSplits).
+    const std::size_t splits = (static_cast<std::size_t>(capacity) + kDecodeMinChunk - 1) / kDecodeMinChunk;
     return static_cast<std::size_t>(heads) * splits * (valueDim + 2);
 }
 
@@ -196,14 +197,14 @@ Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
         return Status::failure("decode attention: key and value dimensions must be even");
     if (a.valueDim > kDecodeThreads * kMaxValuePerThread)
         return Status::failure("decode attention: value dimension too large");
-    const int splits = (a.capacity + kChunk - 1) / kChunk;
+    int splits = (a.capacity + kChunk - 1) / kChunk, chunk = kChunk;
     if (splits > kMaxDecodeSplits)
         return Status::failure("decode attention: more than 65536 positions of context");
     cudaStream_t s = cuStream(stream);
     Status r;
     bool combined = false;
     if (decodeSharedKvSupported(a)) {
-        r = decodeSharedKvPartials(a, splits, s, combined);
+        r = decodeSharedKvPartials(a, splits, chunk, s, combined);
     } else {
         const dim3 grid(splits, a.heads);
         const std::size_t smem = static_cast<std::size_t>(a.keyDim) * sizeof(float);
@@ -212,7 +213,7 @@ Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
     if (!r.ok() || combined)
         return r;
     const dim3 grid(a.heads, (a.valueDim + kDecodeThreads - 1) / kDecodeThreads);
-    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, 0, s, a, splits));
+    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, 0, s, a, splits, chunk));
     return r;
 }
 

@@ -9,6 +9,7 @@
 namespace tessera::kernels {
 
 inline constexpr int kDecodeChunk = 64;  // context positions per decode split
+inline constexpr int kDecodeMinChunk = 32;  // the latent kernel's short splits (setLatentShortSplits)
 inline constexpr int kMaxDecodeSplits = 1024;  // capacity up to 65536 positions
 
 // leaveEarly: the grids cover the cache's capacity, most of whose splits hold no position yet.
@@ -89,6 +90,7 @@ __device__ void combineHeadPartials(const DecodeAttentionArgs& a, int splits, in
 // combined: set when the launch also merged the partials (the last block of each kv head does it,
 // when a.counters is given); otherwise a combine pass must follow.
 bool decodeSharedKvSupported(const DecodeAttentionArgs& a);
-Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int splits, cudaStream_t stream, bool& combined);
+// splits and chunk (positions per split) come in as kDecodeChunk's and go out as the launch's.
+Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int& splits, int& chunk, cudaStream_t stream, bool& combined);
 
 }  // namespace tessera::kernels

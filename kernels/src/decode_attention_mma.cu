@@ -8,6 +8,7 @@
 #include "attention_internal.cuh"
 #include "mbarrier.cuh"
 #include "mma_util.cuh"
+#include "tessera_kernels/runtime.h"
 
 
 namespace tessera::kernels {
@@ -252,33 +253,39 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
 }
 
 // Latent rows shared by every head (MLA's absorbed decode): keys and values are the same rows, so
-// a block reads its 64 positions once and 8 warps split each phase. Scores: warp (g, half) takes
-// keys [16g, 16g + 16) over one half of the key dimensions, for every head; the two halves meet
-// in shared memory. Soft-max: one warp per head row at a time. P·V: warps split the value
-// columns. Partials have the layout of the kernels above.
-constexpr int kLatWarps = 8, kLatKeys = kDecodeChunk, kLatMaxMTiles = 4, kLatMaxTilesPerWarp = 8;
-static_assert(kLatKeys == 64, "the soft-max gives each lane two keys of a split");
+// a block reads its kKeys positions (a split: 64, or 32 with setLatentShortSplits) once and 8
+// warps split each phase. Scores: warp (g, part) takes keys [16g, 16g + 16) over one of
+// kParts parts of the key dimensions (2 parts with 64 keys, 4 with 32), for every head; the parts
+// meet in shared memory. Soft-max: one warp per head row at a time, kKeys / 32 keys per lane.
+// P·V: warps split the value columns. Partials have the layout of the kernels above, with
+// kKeys-position splits.
+constexpr int kLatWarps = 8, kLatMaxMTiles = 4, kLatMaxTilesPerWarp = 8;
+template <int kKeys>
+constexpr int kLatParts = kLatWarps / (kKeys / 16);
+static_assert(kDecodeChunk == 64 && kDecodeMinChunk == 32, "the latent kernel's two split sizes");
 
 struct LatentShape {
-    int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, halfSteps;
+    int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, partSteps;
     int barrierOffset;  // the row copies' barrier, after the tiles (no static shared memory: see gemv.cu)
     std::size_t smem;
 };
 
+template <int kKeys>
 LatentShape latentShape(const DecodeAttentionArgs& a)
 {
+    constexpr int parts = kLatParts<kKeys>;
     LatentShape s{};
     s.HP = roundUp(a.headsPerKv, 16);
-    s.KP = roundUp(a.keyDim, 32);  // two halves of whole 16-column steps
+    s.KP = roundUp(a.keyDim, 16 * parts);  // parts of whole 16-column steps
     s.LD = s.KP + 8;
-    s.PLD = kLatKeys + 8;
+    s.PLD = kKeys + 8;
     s.mTiles = s.HP / 16;
     s.valueTiles = a.valueDim / 8;
     s.tilesPerWarp = (s.valueTiles + kLatWarps - 1) / kLatWarps;
     s.tilesPerWarp += s.tilesPerWarp % 2;  // value tiles go in pairs (one ldmatrix.x4.trans)
-    s.halfSteps = s.KP / 32;
-    const std::size_t tiles = static_cast<std::size_t>(kLatKeys + s.HP) * s.LD * 2 + static_cast<std::size_t>(s.HP) * s.PLD * 2 +
-                              static_cast<std::size_t>(2 * s.HP * kLatKeys + 2 * s.HP) * sizeof(float);
+    s.partSteps = s.KP / (16 * parts);
+    const std::size_t tiles = static_cast<std::size_t>(kKeys + s.HP) * s.LD * 2 + static_cast<std::size_t>(s.HP) * s.PLD * 2 +
+                              static_cast<std::size_t>(parts * s.HP * kKeys + 2 * s.HP) * sizeof(float);
     s.barrierOffset = static_cast<int>((tiles + 7) / 8 * 8);
     s.smem = s.barrierOffset + 8;
     return s;
@@ -291,19 +298,21 @@ bool latentSupported(const DecodeAttentionArgs& a, const LatentShape& sh)
            a.valueDim <= a.keyDim && sh.smem <= 200 * 1024;
 }
 
+template <int kKeys>
 __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAttentionArgs a, int splits, LatentShape sh)
 {
+    constexpr int kParts = kLatParts<kKeys>;
     extern __shared__ __align__(16) unsigned char smemRaw[];
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
-    bf16* qs = ks + kLatKeys * sh.LD;
+    bf16* qs = ks + kKeys * sh.LD;
     bf16* ps = qs + sh.HP * sh.LD;
-    float* scores = reinterpret_cast<float*>(ps + sh.HP * sh.PLD);  // [2 halves][HP][keys]
-    float* rowMax = scores + 2 * sh.HP * kLatKeys;
+    float* scores = reinterpret_cast<float*>(ps + sh.HP * sh.PLD);  // [parts][HP][keys]
+    float* rowMax = scores + kParts * sh.HP * kKeys;
     float* rowSum = rowMax + sh.HP;
     const int s = blockIdx.x, kvh = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;  // see newestRow()
-    const int j0 = s * kLatKeys;
-    const int count = max(0, min(kLatKeys, context - j0));
+    const int j0 = s * kKeys;
+    const int count = max(0, min(kKeys, context - j0));
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
@@ -314,7 +323,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     const RowCopies copies(smemAddr(smemRaw + sh.barrierOffset), (count + a.headsPerKv) * rowBytes);
     if (t < count && t != fresh)
         copies.row(ks + t * sh.LD, K + t * a.keyLd, rowBytes);
-    zeroPadding(ks, sh.LD, kLatKeys, count, sh.KP, a.keyDim);
+    zeroPadding(ks, sh.LD, kKeys, count, sh.KP, a.keyDim);
     zeroPadding(qs, sh.LD, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
     gridDependencyWait();
     allowDependentLaunch();
@@ -327,15 +336,15 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     {
-        const int g = warp & 3, half = warp >> 2;
+        const int g = warp % (kKeys / 16), part = warp / (kKeys / 16);
         float sc[kLatMaxMTiles][2][4];
 #pragma unroll
         for (int m = 0; m < kLatMaxMTiles; ++m)
 #pragma unroll
             for (int n = 0; n < 2; ++n)
                 sc[m][n][0] = sc[m][n][1] = sc[m][n][2] = sc[m][n][3] = 0.f;
-        for (int step = 0; step < sh.halfSteps; ++step) {
-            const int col = (half * sh.halfSteps + step) * 16;
+        for (int step = 0; step < sh.partSteps; ++step) {
+            const int col = (part * sh.partSteps + step) * 16;
             unsigned kb[4];
             ldsm4(kb, ks + (g * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + col + ((lane >> 3) & 1) * 8);
 #pragma unroll
@@ -348,7 +357,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
                 mma(sc[m][1], qa, kb[2], kb[3]);
             }
         }
-        float* out = scores + half * sh.HP * kLatKeys;
+        float* out = scores + part * sh.HP * kKeys;
 #pragma unroll
         for (int m = 0; m < kLatMaxMTiles; ++m) {
             if (m >= sh.mTiles)
@@ -359,22 +368,34 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
                 for (int e = 0; e < 4; ++e) {
                     const int row = m * 16 + (lane >> 2) + (e >> 1) * 8;
                     const int key = g * 16 + n * 8 + (lane & 3) * 2 + (e & 1);
-                    out[row * kLatKeys + key] = sc[m][n][e];
+                    out[row * kKeys + key] = sc[m][n][e];
                 }
         }
     }
     __syncthreads();
     // Soft-max within the split (natural-log scale, as the combine pass expects).
+    constexpr int kPerLane = kKeys / 32;
     for (int row = warp; row < sh.HP; row += kLatWarps) {
-        const float* s0 = scores + row * kLatKeys;
-        const float* s1 = s0 + sh.HP * kLatKeys;
-        const float v0 = lane < count ? (s0[lane] + s1[lane]) * a.scale : -INFINITY;
-        const float v1 = lane + 32 < count ? (s0[lane + 32] + s1[lane + 32]) * a.scale : -INFINITY;
-        const float mx = warpMax(fmaxf(v0, v1));
-        const float p0 = __expf(v0 - mx), p1 = __expf(v1 - mx);
-        const float sum = warpSum(p0 + p1);
-        ps[row * sh.PLD + lane] = __float2bfloat16_rn(p0);
-        ps[row * sh.PLD + lane + 32] = __float2bfloat16_rn(p1);
+        float v[kPerLane], mx = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) {
+            const int key = lane + 32 * i;
+            float dot = 0.f;
+#pragma unroll
+            for (int q = 0; q < kParts; ++q)
+                dot += scores[(q * sh.HP + row) * kKeys + key];
+            v[i] = key < count ? dot * a.scale : -INFINITY;
+            mx = fmaxf(mx, v[i]);
+        }
+        mx = warpMax(mx);
+        float sum = 0.f;
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) {
+            const float p = __expf(v[i] - mx);
+            sum += p;
+            ps[row * sh.PLD + lane + 32 * i] = __float2bfloat16_rn(p);
+        }
+        sum = warpSum(sum);
         if (lane == 0) {
             rowMax[row] = mx;
             rowSum[row] = sum;
@@ -391,7 +412,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     const int tile0 = warp * sh.tilesPerWarp;
     const int tiles = max(0, min(sh.tilesPerWarp, sh.valueTiles - tile0));
 #pragma unroll
-    for (int kk = 0; kk < kLatKeys / 16; ++kk) {
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
         unsigned pa[kLatMaxMTiles][4];
 #pragma unroll
         for (int m = 0; m < kLatMaxMTiles; ++m)
@@ -454,12 +475,12 @@ bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
     return sh.groups >= 1 && sh.tilesPerWarp <= kMaxValueTilesPerWarp && sh.smem <= 200 * 1024;
 }
 
-Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int splits, cudaStream_t stream, bool& combined)
+Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int& chunk, cudaStream_t stream, bool& combined)
 {
     combined = false;
     DecodeAttentionArgs a = args;
-    static const Status attribute =
-        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel, decodeLatentKernel);
+    static const Status attribute = allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel,
+                                                      decodeLatentKernel<kDecodeChunk>, decodeLatentKernel<kDecodeMinChunk>);
     if (!attribute.ok())
         return attribute;
     // One latent row set read by more than 16 heads (base's 32): blocks of 16 heads each, so that
@@ -467,12 +488,22 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int splits, cudaS
     DecodeAttentionArgs heads16 = a;
     if (a.heads == a.headsPerKv && a.keyHeadStride == 0 && a.headsPerKv > 16 && a.headsPerKv % 16 == 0)
         heads16.headsPerKv = 16;
-    const LatentShape lat = latentShape(heads16);
+    const int shortSplits = (a.capacity + kDecodeMinChunk - 1) / kDecodeMinChunk;
+    if (latentShortSplitsEnabled() && shortSplits <= kMaxDecodeSplits) {
+        const LatentShape lat = latentShape<kDecodeMinChunk>(heads16);
+        if (latentSupported(heads16, lat)) {
+            splits = shortSplits;
+            chunk = kDecodeMinChunk;
+            const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
+            return launchOverlapped("decode attention (latent rows)", decodeLatentKernel<kDecodeMinChunk>, grid, kLatWarps * 32,
+                                    lat.smem, stream, heads16, splits, lat);
+        }
+    }
+    const LatentShape lat = latentShape<kDecodeChunk>(heads16);
     if (latentSupported(heads16, lat)) {
-        a = heads16;
-        const dim3 grid(splits, a.heads / a.headsPerKv);
-        return launchOverlapped("decode attention (latent rows)", decodeLatentKernel, grid, kLatWarps * 32, lat.smem, stream, a,
-                                splits, lat);
+        const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
+        return launchOverlapped("decode attention (latent rows)", decodeLatentKernel<kDecodeChunk>, grid, kLatWarps * 32, lat.smem,
+                                stream, heads16, splits, lat);
     }
     const DecodeMmaShape sh = decodeMmaShape(a);
     if (sh.smem < kMergeFloats(splits) * sizeof(float))

@@ -59,7 +59,8 @@ void setSwitch(bool enabled)
     switchSetting<Name, Fallback>().store(enabled ? 1 : 0, std::memory_order_relaxed);
 }
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
-               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvBulk[] = "TESSERA_GEMV_BULK";
+               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvBulk[] = "TESSERA_GEMV_BULK",
+               kLatentSplit32[] = "TESSERA_LATENT_SPLIT32";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -84,6 +85,9 @@ void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 1>(enabled); }
 
 bool gemvBulkCopiesEnabled() { return switchOn<kGemvBulk, 0>(); }
 void setGemvBulkCopies(bool enabled) { setSwitch<kGemvBulk, 0>(enabled); }
+
+bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 0>(); }
+void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 0>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

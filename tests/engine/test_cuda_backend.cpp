@@ -879,45 +879,55 @@ private slots:
         d.capacity = capacity;
         d.scale = 1.f / std::sqrt(float(keyDim));
         d.workspace = ws.as<float>();
-        DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
-        d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
-        d.out = dOut.get();
-        d.outType = k::DType::F32;
-        d.outHeadStride = valueDim;
-        // Twice: the second launch must find the counters reset by the first.
-        cuda::check(k::fillZero(dOut.get(), std::size_t(heads) * valueDim * sizeof(float), nullptr), "poison");
-        cuda::check(k::decodeAttention(d, nullptr), "decode attention");
-        const auto first = download<float>(dOut, std::size_t(heads) * valueDim);
-        cuda::check(k::fillZero(dOut.get(), std::size_t(heads) * valueDim * sizeof(float), nullptr), "poison");
-        cuda::check(k::decodeAttention(d, nullptr), "decode attention");
-        const auto got = download<float>(dOut, std::size_t(heads) * valueDim);
-        QVERIFY2(first == got, "a second launch gave another result");
-        QVERIFY(download<int>(counters, std::size_t(kvHeads)) == std::vector<int>(kvHeads, 0));
-        std::vector<float> ref(got.size());
-        for (int h = 0; h < heads; ++h) {
-            const int g = h / group;
-            std::vector<double> p(context);
-            double mx = -1e300, sum = 0;
-            for (int j = 0; j < context; ++j) {
-                double dot = 0;
-                for (int c = 0; c < keyDim; ++c)
-                    dot += double(q[std::size_t(h) * keyDim + c]) * keys[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
-                p[j] = dot * d.scale;
-                mx = std::max(mx, p[j]);
+        // Both split sizes of the latent kernel (setLatentShortSplits; the other kernels ignore it).
+        struct RestoreSplits {
+            bool on;
+            ~RestoreSplits() { k::setLatentShortSplits(on); }
+        } restoreSplits{k::latentShortSplitsEnabled()};
+        for (const bool shortSplits : {false, true}) {
+            k::setLatentShortSplits(shortSplits);
+            DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
+            d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
+            d.out = dOut.get();
+            d.outType = k::DType::F32;
+            d.outHeadStride = valueDim;
+            // Twice: the second launch must find the counters reset by the first.
+            cuda::check(k::fillZero(dOut.get(), std::size_t(heads) * valueDim * sizeof(float), nullptr), "poison");
+            cuda::check(k::decodeAttention(d, nullptr), "decode attention");
+            const auto first = download<float>(dOut, std::size_t(heads) * valueDim);
+            cuda::check(k::fillZero(dOut.get(), std::size_t(heads) * valueDim * sizeof(float), nullptr), "poison");
+            cuda::check(k::decodeAttention(d, nullptr), "decode attention");
+            const auto got = download<float>(dOut, std::size_t(heads) * valueDim);
+            QVERIFY2(first == got, "a second launch gave another result");
+            QVERIFY(download<int>(counters, std::size_t(kvHeads)) == std::vector<int>(kvHeads, 0));
+            std::vector<float> ref(got.size());
+            for (int h = 0; h < heads; ++h) {
+                const int g = h / group;
+                std::vector<double> p(context);
+                double mx = -1e300, sum = 0;
+                for (int j = 0; j < context; ++j) {
+                    double dot = 0;
+                    for (int c = 0; c < keyDim; ++c)
+                        dot += double(q[std::size_t(h) * keyDim + c]) * keys[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
+                    p[j] = dot * d.scale;
+                    mx = std::max(mx, p[j]);
+                }
+                for (auto& x : p)
+                    sum += (x = std::exp(x - mx));
+                for (int c = 0; c < valueDim; ++c) {
+                    double acc = 0;
+                    for (int j = 0; j < context; ++j)
+                        acc += p[j] * values[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
+                    ref[std::size_t(h) * valueDim + c] = float(acc / sum);
+                }
             }
-            for (auto& x : p)
-                sum += (x = std::exp(x - mx));
-            for (int c = 0; c < valueDim; ++c) {
-                double acc = 0;
-                for (int j = 0; j < context; ++j)
-                    acc += p[j] * values[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
-                ref[std::size_t(h) * valueDim + c] = float(acc / sum);
-            }
+            const Stats st = stats(got.data(), ref.data(), ref.size());
+            recordMax(std::string("kernel decode attention rel err ") + (bf16 ? "(bf16)" : "(fp32)") + (shortSplits ? " 32-position splits" : ""),
+                      st.relError);
+            // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
+            QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5),
+                     qPrintable(QString("relative error %1 (32-position splits %2)").arg(st.relError).arg(shortSplits)));
         }
-        const Stats st = stats(got.data(), ref.data(), ref.size());
-        recordMax(std::string("kernel decode attention rel err ") + (bf16 ? "(bf16)" : "(fp32)"), st.relError);
-        // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
-        QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1").arg(st.relError)));
     }
 
     void normsAndSoftmax()

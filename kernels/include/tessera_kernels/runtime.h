@@ -70,6 +70,12 @@ bool gemvTwoRowsEnabled();
 void setGemvBulkCopies(bool enabled);
 bool gemvBulkCopiesEnabled();
 
+// MLA decode attention over splits of 32 positions instead of 64: twice the blocks share a
+// context (16 busy blocks per 16 heads at 1024 positions with 64). Off unless
+// TESSERA_LATENT_SPLIT32=1 (under measurement). Applies to launches after the call.
+void setLatentShortSplits(bool enabled);
+bool latentShortSplitsEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
