@@ -86,8 +86,8 @@ void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 1>(enabled); }
 bool gemvBulkCopiesEnabled() { return switchOn<kGemvBulk, 0>(); }
 void setGemvBulkCopies(bool enabled) { setSwitch<kGemvBulk, 0>(enabled); }
 
-bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 0>(); }
-void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 0>(enabled); }
+bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }
+void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

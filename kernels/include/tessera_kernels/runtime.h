@@ -71,8 +71,8 @@ void setGemvBulkCopies(bool enabled);
 bool gemvBulkCopiesEnabled();
 
 // MLA decode attention over splits of 32 positions instead of 64: twice the blocks share a
-// context (16 busy blocks per 16 heads at 1024 positions with 64). Off unless
-// TESSERA_LATENT_SPLIT32=1 (under measurement). Applies to launches after the call.
+// context (16 busy blocks per 16 heads at 1024 positions with 64): base +1.9 %, small +0.4 %
+// (measured). On unless TESSERA_LATENT_SPLIT32=0. Applies to launches after the call.
 void setLatentShortSplits(bool enabled);
 bool latentShortSplitsEnabled();
 
