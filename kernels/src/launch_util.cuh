@@ -166,6 +166,9 @@ __device__ __forceinline__ void store4(bf16* p, float4 v)
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();
 
+// Applies sharedMemoryCarveout() (runtime.h) to `kernel` where it is set; a no-op by default.
+void preferCarveout(const void* kernel);
+
 // cudaLaunchKernelEx with the first `count` of `attributes`.
 template <typename... Params, typename... Args>
 Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int count, void (*kernel)(Params...), dim3 grid, dim3 block,
@@ -178,6 +181,7 @@ Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int cou
     config.stream = stream;
     config.attrs = const_cast<cudaLaunchAttribute*>(attributes);
     config.numAttrs = count;
+    preferCarveout(reinterpret_cast<const void*>(kernel));
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) {
         cudaGetLastError();

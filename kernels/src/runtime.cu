@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 namespace tessera::kernels {
 
@@ -60,7 +62,7 @@ void setSwitch(bool enabled)
 }
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
                kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvBulk[] = "TESSERA_GEMV_BULK",
-               kLatentSplit32[] = "TESSERA_LATENT_SPLIT32";
+               kLatentSplit32[] = "TESSERA_LATENT_SPLIT32", kMhaSplit32[] = "TESSERA_MHA_SPLIT32";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -72,7 +74,48 @@ std::atomic<int>& gemvTileSetting()
     return setting;
 }
 
+std::atomic<int>& carveoutSetting()
+{
+    static std::atomic<int> setting{[] {
+        const char* v = std::getenv("TESSERA_SMEM_CARVEOUT");
+        const int percent = v && *v ? std::atoi(v) : -1;
+        return percent >= 0 && percent <= 100 ? percent : -1;
+    }()};
+    return setting;
+}
+std::atomic<bool> carveoutEverSet{false};
+
 }  // namespace
+
+int sharedMemoryCarveout() { return carveoutSetting().load(std::memory_order_relaxed); }
+void setSharedMemoryCarveout(int percent)
+{
+    carveoutSetting().store(percent >= 0 && percent <= 100 ? percent : -1, std::memory_order_relaxed);
+}
+
+void preferCarveout(const void* kernel)
+{
+    const int percent = sharedMemoryCarveout();
+    if (percent < 0 && !carveoutEverSet.load(std::memory_order_relaxed))
+        return;  // the default: the driver's choice, nothing to undo
+    static std::mutex mutex;
+    static std::unordered_map<const void*, int> applied;  // kernel → the percentage it has
+    const std::lock_guard<std::mutex> lock(mutex);
+    carveoutEverSet.store(true, std::memory_order_relaxed);
+    auto [entry, fresh] = applied.try_emplace(kernel, -1);
+    if (!fresh && entry->second == percent)
+        return;
+    if (fresh && percent < 0)
+        return;
+    // -1 is cudaSharedmemCarveoutDefault. A refusal leaves the driver's choice (a hint only). The
+    // call may come while a decode step is being captured: relaxed capture mode for it.
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, percent) != cudaSuccess)
+        cudaGetLastError();
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    entry->second = percent;
+}
 
 bool overlappedLaunchesEnabled() { return switchOn<kOverlap, 1>(); }
 void setOverlappedLaunches(bool enabled) { setSwitch<kOverlap, 1>(enabled); }
@@ -88,6 +131,9 @@ void setGemvBulkCopies(bool enabled) { setSwitch<kGemvBulk, 0>(enabled); }
 
 bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }
 void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
+
+bool mhaShortSplitsEnabled() { return switchOn<kMhaSplit32, 0>(); }
+void setMhaShortSplits(bool enabled) { setSwitch<kMhaSplit32, 0>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

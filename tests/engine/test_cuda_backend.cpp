@@ -879,13 +879,18 @@ private slots:
         d.capacity = capacity;
         d.scale = 1.f / std::sqrt(float(keyDim));
         d.workspace = ws.as<float>();
-        // Both split sizes of the latent kernel (setLatentShortSplits; the other kernels ignore it).
+        // Both split sizes of the tensor-core kernels (setLatentShortSplits, setMhaShortSplits).
         struct RestoreSplits {
-            bool on;
-            ~RestoreSplits() { k::setLatentShortSplits(on); }
-        } restoreSplits{k::latentShortSplitsEnabled()};
+            bool latent, mha;
+            ~RestoreSplits()
+            {
+                k::setLatentShortSplits(latent);
+                k::setMhaShortSplits(mha);
+            }
+        } restoreSplits{k::latentShortSplitsEnabled(), k::mhaShortSplitsEnabled()};
         for (const bool shortSplits : {false, true}) {
             k::setLatentShortSplits(shortSplits);
+            k::setMhaShortSplits(shortSplits);
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
             d.out = dOut.get();

@@ -76,6 +76,20 @@ bool gemvBulkCopiesEnabled();
 void setLatentShortSplits(bool enabled);
 bool latentShortSplitsEnabled();
 
+// The same for the tensor-core decode attention of MHA (tiny, small's dense layers have none):
+// 32-position splits. Off unless TESSERA_MHA_SPLIT32=1: written to be measured, not yet run on a
+// GPU. Applies to launches after the call.
+void setMhaShortSplits(bool enabled);
+bool mhaShortSplitsEnabled();
+
+// Measurement: every kernel launched through the launch helpers (launch_util.cuh) prefers this
+// share, 0 to 100 %, of its SM's L1 / shared memory as shared memory
+// (cudaFuncAttributePreferredSharedMemoryCarveout), so that the kernels of an overlapped decode
+// chain agree on the split; -1 leaves the choice to the driver. -1 unless TESSERA_SMEM_CARVEOUT
+// says otherwise. Written to be measured; not yet run on a GPU. Applies to launches after the call.
+void setSharedMemoryCarveout(int percent);
+int sharedMemoryCarveout();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
