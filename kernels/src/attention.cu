@@ -184,8 +184,10 @@ Status causalSoftmax(const SoftmaxArgs& a, Stream stream)
 
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity)
 {
-    // Room for the shortest splits (the latent kernel's, setLatentShortSplits).
-    const std::size_t splits = (static_cast<std::size_t>(capacity) + kDecodeMinChunk - 1) / kDecodeMinChunk;
+    // Room for the short splits (setLatentShortSplits, setMhaShortSplits) where they are used.
+    std::size_t splits = (static_cast<std::size_t>(capacity) + kDecodeMinChunk - 1) / kDecodeMinChunk;
+    if (splits > static_cast<std::size_t>(kMaxDecodeSplits))
+        splits = (static_cast<std::size_t>(capacity) + kChunk - 1) / kChunk;
     return static_cast<std::size_t>(heads) * splits * (valueDim + 2);
 }
 

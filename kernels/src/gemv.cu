@@ -101,8 +101,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     if constexpr (kBulk) {
         const RowCopies copies(static_cast<unsigned>(__cvta_generic_to_shared(xTile + xChunks)), (tileRows * p.K * 2) + xChunks * 16);
         auto issueRow = [&](long long w) {
-            const int lr = threadIdx.x;
-            if (lr < tileRows) {
+            for (int lr = threadIdx.x; lr < tileRows; lr += blockDim.x) {
                 const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
                 copies.row(tile + static_cast<long long>(lr) * chunks, p.W + w * p.strideW + static_cast<long long>(row) * p.ldw, p.K * 2);
             }

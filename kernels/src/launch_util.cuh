@@ -166,10 +166,11 @@ __device__ __forceinline__ void store4(bf16* p, float4 v)
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();
 
-// Applies sharedMemoryCarveout() (runtime.h) to `kernel` where it is set; a no-op by default.
-void preferCarveout(const void* kernel);
+int sharedMemoryCarveout();  // runtime.h
 
-// cudaLaunchKernelEx with the first `count` of `attributes`.
+// cudaLaunchKernelEx with the first `count` (at most 3) of `attributes`, and the preferred
+// shared-memory carveout where sharedMemoryCarveout() sets one (a launch attribute: graph
+// nodes keep it).
 template <typename... Params, typename... Args>
 Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int count, void (*kernel)(Params...), dim3 grid, dim3 block,
                   std::size_t smem, cudaStream_t stream, Args&&... args)
@@ -179,9 +180,16 @@ Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int cou
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream;
-    config.attrs = const_cast<cudaLaunchAttribute*>(attributes);
-    config.numAttrs = count;
-    preferCarveout(reinterpret_cast<const void*>(kernel));
+    cudaLaunchAttribute all[4];
+    for (int i = 0; i < count && i < 3; ++i)
+        all[i] = attributes[i];
+    config.attrs = all;
+    config.numAttrs = count < 3 ? count : 3;
+    if (const int carveout = sharedMemoryCarveout(); carveout >= 0) {
+        all[config.numAttrs].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+        all[config.numAttrs].val.sharedMemCarveout = static_cast<unsigned>(carveout);
+        ++config.numAttrs;
+    }
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) {
         cudaGetLastError();

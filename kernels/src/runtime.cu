@@ -9,9 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 namespace tessera::kernels {
 
@@ -83,7 +81,6 @@ std::atomic<int>& carveoutSetting()
     }()};
     return setting;
 }
-std::atomic<bool> carveoutEverSet{false};
 
 }  // namespace
 
@@ -91,30 +88,6 @@ int sharedMemoryCarveout() { return carveoutSetting().load(std::memory_order_rel
 void setSharedMemoryCarveout(int percent)
 {
     carveoutSetting().store(percent >= 0 && percent <= 100 ? percent : -1, std::memory_order_relaxed);
-}
-
-void preferCarveout(const void* kernel)
-{
-    const int percent = sharedMemoryCarveout();
-    if (percent < 0 && !carveoutEverSet.load(std::memory_order_relaxed))
-        return;  // the default: the driver's choice, nothing to undo
-    static std::mutex mutex;
-    static std::unordered_map<const void*, int> applied;  // kernel → the percentage it has
-    const std::lock_guard<std::mutex> lock(mutex);
-    carveoutEverSet.store(true, std::memory_order_relaxed);
-    auto [entry, fresh] = applied.try_emplace(kernel, -1);
-    if (!fresh && entry->second == percent)
-        return;
-    if (fresh && percent < 0)
-        return;
-    // -1 is cudaSharedmemCarveoutDefault. A refusal leaves the driver's choice (a hint only). The
-    // call may come while a decode step is being captured: relaxed capture mode for it.
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    cudaThreadExchangeStreamCaptureMode(&mode);
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, percent) != cudaSuccess)
-        cudaGetLastError();
-    cudaThreadExchangeStreamCaptureMode(&mode);
-    entry->second = percent;
 }
 
 bool overlappedLaunchesEnabled() { return switchOn<kOverlap, 1>(); }

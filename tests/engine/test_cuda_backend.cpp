@@ -459,7 +459,8 @@ private slots:
             deviceIndex[b] = fixed ? -12345 : index[b];
         }
         auto dW = upload(w), dX = bf16x ? upload(xb) : upload(x), dI = upload(deviceIndex);
-        // Both ways of copying the weight rows (bulk copies: setGemvBulkCopies).
+        // Both ways of copying the weight rows (bulk copies: setGemvBulkCopies; the odd shapes take
+        // the scalar kernel either way).
         struct RestoreBulk {
             bool on;
             ~RestoreBulk() { k::setGemvBulkCopies(on); }
@@ -818,6 +819,7 @@ private slots:
         QTest::addRow("base mla 32 heads 576/512 @1 bf16") << 32 << 32 << 576 << 512 << 1 << true << true;
         QTest::addRow("base mla 32 heads 576/512 @3001 bf16") << 32 << 32 << 576 << 512 << 3001 << true << true;
         QTest::addRow("small mla 16 heads 576/512 @129 bf16") << 16 << 16 << 576 << 512 << 129 << true << true;
+        QTest::addRow("small mla 16 heads 576/512 @1024 bf16 (last split full)") << 16 << 16 << 576 << 512 << 1024 << true << true;
         QTest::addRow("tiny mha 10x128 @17 bf16") << 10 << 1 << 128 << 128 << 17 << false << true;
         QTest::addRow("mini mla 4 heads 40/32 @77 bf16") << 4 << 4 << 40 << 32 << 77 << true << true;
         QTest::addRow("mini mla 4 heads 40/32 @77 fp32") << 4 << 4 << 40 << 32 << 77 << true << false;
@@ -879,7 +881,8 @@ private slots:
         d.capacity = capacity;
         d.scale = 1.f / std::sqrt(float(keyDim));
         d.workspace = ws.as<float>();
-        // Both split sizes of the tensor-core kernels (setLatentShortSplits, setMhaShortSplits).
+        // Both split sizes of the tensor-core kernels (setLatentShortSplits, setMhaShortSplits; the
+        // fp32 cases take the portable kernel either way).
         struct RestoreSplits {
             bool latent, mha;
             ~RestoreSplits()

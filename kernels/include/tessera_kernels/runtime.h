@@ -83,8 +83,8 @@ void setMhaShortSplits(bool enabled);
 bool mhaShortSplitsEnabled();
 
 // Measurement: every kernel launched through the launch helpers (launch_util.cuh) prefers this
-// share, 0 to 100 %, of its SM's L1 / shared memory as shared memory
-// (cudaFuncAttributePreferredSharedMemoryCarveout), so that the kernels of an overlapped decode
+// share, 0 to 100 %, of its SM's L1 / shared memory as shared memory (the launch attribute
+// cudaLaunchAttributePreferredSharedMemoryCarveout), so that the kernels of an overlapped decode
 // chain agree on the split; -1 leaves the choice to the driver. -1 unless TESSERA_SMEM_CARVEOUT
 // says otherwise. Written to be measured; not yet run on a GPU. Applies to launches after the call.
 void setSharedMemoryCarveout(int percent);
