@@ -493,37 +493,32 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
     DecodeAttentionArgs heads16 = a;
     if (a.heads == a.headsPerKv && a.keyHeadStride == 0 && a.headsPerKv > 16 && a.headsPerKv % 16 == 0)
         heads16.headsPerKv = 16;
+    // 32-position splits where switched on and the capacity allows (kMaxDecodeSplits).
     const int shortSplits = (a.capacity + kDecodeMinChunk - 1) / kDecodeMinChunk;
-    if (latentShortSplitsEnabled() && shortSplits <= kMaxDecodeSplits) {
-        const LatentShape lat = latentShape<kDecodeMinChunk>(heads16);
-        if (latentSupported(heads16, lat)) {
-            splits = shortSplits;
-            chunk = kDecodeMinChunk;
-            const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
-            return launchOverlapped("decode attention (latent rows)", decodeLatentKernel<kDecodeMinChunk>, grid, kLatWarps * 32,
-                                    lat.smem, stream, heads16, splits, lat);
-        }
-    }
-    const LatentShape lat = latentShape<kDecodeChunk>(heads16);
-    if (latentSupported(heads16, lat)) {
-        const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
-        return launchOverlapped("decode attention (latent rows)", decodeLatentKernel<kDecodeChunk>, grid, kLatWarps * 32, lat.smem,
-                                stream, heads16, splits, lat);
-    }
-    const bool mhaShort = mhaShortSplitsEnabled() && shortSplits <= kMaxDecodeSplits;
-    if (mhaShort) {
+    const bool shortFits = shortSplits <= kMaxDecodeSplits;
+    auto takeShort = [&] {
         splits = shortSplits;
         chunk = kDecodeMinChunk;
+    };
+    const bool latentShort = shortFits && latentShortSplitsEnabled() && latentSupported(heads16, latentShape<kDecodeMinChunk>(heads16));
+    const LatentShape lat = latentShort ? latentShape<kDecodeMinChunk>(heads16) : latentShape<kDecodeChunk>(heads16);
+    if (latentSupported(heads16, lat)) {
+        if (latentShort)
+            takeShort();
+        const auto kernel = latentShort ? decodeLatentKernel<kDecodeMinChunk> : decodeLatentKernel<kDecodeChunk>;
+        const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
+        return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, lat.smem, stream, heads16, splits, lat);
     }
+    const bool mhaShort = shortFits && mhaShortSplitsEnabled();
+    if (mhaShort)
+        takeShort();
+    const auto kernel = mhaShort ? decodeMmaKernel<kDecodeMinChunk> : decodeMmaKernel<kDecodeChunk>;
     const DecodeMmaShape sh = decodeMmaShape(a, chunk);
     if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);
-    return mhaShort ? launchOverlapped("decode attention (tensor cores)", decodeMmaKernel<kDecodeMinChunk>, grid, kDecWarps * 32, sh.smem,
-                                       stream, a, splits, sh)
-                    : launchOverlapped("decode attention (tensor cores)", decodeMmaKernel<kDecodeChunk>, grid, kDecWarps * 32, sh.smem,
-                                       stream, a, splits, sh);
+    return launchOverlapped("decode attention (tensor cores)", kernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
 }
 
 }  // namespace tessera::kernels

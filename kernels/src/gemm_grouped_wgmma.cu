@@ -108,19 +108,18 @@ __device__ __forceinline__ void tmaLoad3d(unsigned dst, const CUtensorMap* map, 
         : "memory");
 }
 
-// A consumer warpgroup's products of one tile: k tiles it0 .. it0 + KT − 1 of the ring (stage
-// it % STAGES, round it / STAGES). Each stage goes back through release(stage) once the next
-// k tile's products are issued and its own are done; the last stage is left to the caller.
-template <typename Release>
-__device__ __forceinline__ void consumeTile(float (&acc)[128], unsigned aBase, unsigned bBase, unsigned fullBar, int wg, int it0, int KT,
-                                            const Release& release)
+// A consumer warpgroup's products of one tile: k tiles 0 .. KT − 1 of the ring (stage
+// kt % STAGES, round kt / STAGES). Each stage goes back to the producer (its "empty" barrier)
+// once the next k tile's products are issued and its own are done; the last one needs no return.
+__device__ __forceinline__ void consumeTile(float (&acc)[128], unsigned aBase, unsigned bBase, unsigned fullBar, unsigned emptyBar, int wg,
+                                            int KT)
 {
 #pragma unroll
     for (int i = 0; i < 128; ++i)
         acc[i] = 0.f;
     for (int kt = 0; kt < KT; ++kt) {
-        const int it = it0 + kt, s = it % STAGES;
-        mbarWait(fullBar + s * 8, (it / STAGES) & 1);
+        const int s = kt % STAGES;
+        mbarWait(fullBar + s * 8, (kt / STAGES) & 1);
         const std::uint64_t da = smemDescriptor(aBase + s * BM * kRowBytes + wg * 64 * kRowBytes);
         const std::uint64_t db = smemDescriptor(bBase + s * BN * kRowBytes);
         wgmmaFence();
@@ -130,7 +129,7 @@ __device__ __forceinline__ void consumeTile(float (&acc)[128], unsigned aBase, u
         wgmmaCommit();
         wgmmaWait<1>();  // the previous k tile's products are done: hand its stage back
         if (kt > 0)
-            release((it - 1) % STAGES);
+            mbarArrive(emptyBar + (kt - 1) % STAGES * 8);
     }
     wgmmaWait<0>();
 }
@@ -201,7 +200,7 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
 
     const int wg = warp >> 2;
     float acc[128];
-    consumeTile(acc, aBase, bBase, fullBar, wg, 0, KT, [&](int s) { mbarArrive(emptyBar + s * 8); });
+    consumeTile(acc, aBase, bBase, fullBar, emptyBar, wg, KT);
     storeTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
 }
 

@@ -84,46 +84,43 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     const int tileRows = kGated ? 2 * rows : rows;
     if (!p.triggerLate)
         allowDependentLaunch();
+    uint4* xTile = tile + static_cast<long long>(tileRows) * chunks;
+    const uint4* src = reinterpret_cast<const uint4*>(static_cast<const TX*>(p.x) + b * p.strideX);
+    const int xChunks = p.K * static_cast<int>(sizeof(TX)) / 16;
+    // kBulk: one bulk copy per weight row and one for x, on a barrier after x (the launch's 16
+    // extra bytes); otherwise 16-byte copies from every thread.
+    const RowCopies copies = kBulk ? RowCopies(static_cast<unsigned>(__cvta_generic_to_shared(xTile + xChunks)), tileRows * p.K * 2 + xChunks * 16)
+                                   : RowCopies::none();
     auto issue = [&](long long w) {
         const bf16* base = p.W + w * p.strideW;
-        for (int c = threadIdx.x; c < tileRows * chunks; c += blockDim.x) {
-            const int lr = c / chunks, kc = c - lr * chunks;
-            const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
-            copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
+        if constexpr (kBulk) {
+            for (int lr = threadIdx.x; lr < tileRows; lr += blockDim.x) {
+                const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
+                copies.row(tile + static_cast<long long>(lr) * chunks, base + static_cast<long long>(row) * p.ldw, p.K * 2);
+            }
+        } else {
+            for (int c = threadIdx.x; c < tileRows * chunks; c += blockDim.x) {
+                const int lr = c / chunks, kc = c - lr * chunks;
+                const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
+                copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
+            }
         }
     };
     // matrixOf(p, b), split at the wait: a fixed entry's matrix does not come from an earlier
     // kernel, nor with indexEarly the index list.
     const bool early = !p.batchIndex || b >= p.fixedFrom || p.indexEarly;
-    uint4* xTile = tile + static_cast<long long>(tileRows) * chunks;
-    const uint4* src = reinterpret_cast<const uint4*>(static_cast<const TX*>(p.x) + b * p.strideX);
-    const int xChunks = p.K * static_cast<int>(sizeof(TX)) / 16;
+    if (early)
+        issue(matrixOf(p, b));
+    gridDependencyWait();
+    if (p.triggerLate)
+        allowDependentLaunch();
+    if (!early)
+        issue(p.batchIndex[b]);
     if constexpr (kBulk) {
-        const RowCopies copies(static_cast<unsigned>(__cvta_generic_to_shared(xTile + xChunks)), (tileRows * p.K * 2) + xChunks * 16);
-        auto issueRow = [&](long long w) {
-            for (int lr = threadIdx.x; lr < tileRows; lr += blockDim.x) {
-                const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
-                copies.row(tile + static_cast<long long>(lr) * chunks, p.W + w * p.strideW + static_cast<long long>(row) * p.ldw, p.K * 2);
-            }
-        };
-        if (early)
-            issueRow(matrixOf(p, b));
-        gridDependencyWait();
-        if (p.triggerLate)
-            allowDependentLaunch();
-        if (!early)
-            issueRow(p.batchIndex[b]);
         if (threadIdx.x == blockDim.x - 1)
             copies.row(xTile, src, xChunks * 16);
         copies.wait();
     } else {
-        if (early)
-            issue(matrixOf(p, b));
-        gridDependencyWait();
-        if (p.triggerLate)
-            allowDependentLaunch();
-        if (!early)
-            issue(p.batchIndex[b]);
         for (int c = threadIdx.x; c < xChunks; c += blockDim.x)
             copyAsync16(xTile + c, src + c);
         copyAsyncCommit();

@@ -69,6 +69,8 @@ __device__ __forceinline__ void bulkCopyToShared(unsigned dst, const void* src, 
 // of 16 bytes long. Rows may be issued before and after gridDependencyWait().
 class RowCopies {
 public:
+    // A kernel variant that copies otherwise: no barrier, nothing to call.
+    __device__ static RowCopies none() { return RowCopies(); }
     __device__ RowCopies(unsigned bar, unsigned bytes) : bar_(bar)
     {
         if constexpr (kHaveBulkCopy) {
@@ -103,6 +105,7 @@ public:
     }
 
 private:
+    __device__ RowCopies() : bar_(0) {}
     unsigned bar_;
 };
 
