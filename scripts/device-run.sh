@@ -44,12 +44,12 @@ echo "($(grep -c figure "$out/tests.txt") figures in tests.txt)"
 if [ "${SKIP_FUSED:-0}" != 1 ]; then
   # The golden and sampling tests again with the paths that are not the default: the cooperative
   # decode kernels, draws always from the sorted vocabulary, one row per gemv block, gemv rows as
-  # bulk copies, MHA decode attention in 32-position splits, a fixed shared-memory carveout
+  # 16-byte copies without evict-first lines, the latent attention's 64-position splits
   # (fusedDecode, samplingCandidates, gemvSweep and decodeAttentionSweep compare the kernels
   # directly; this ties them to the reference).
-  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 TESSERA_GEMV_TWO_ROWS=0 TESSERA_GEMV_BULK=1 TESSERA_MHA_SPLIT32=1 TESSERA_SMEM_CARVEOUT=100 (limit ${tests_limit}s)"
-  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 TESSERA_GEMV_TWO_ROWS=0 TESSERA_GEMV_BULK=1 \
-    TESSERA_MHA_SPLIT32=1 TESSERA_SMEM_CARVEOUT=100 \
+  echo "== GPU tests with TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 TESSERA_GEMV_TWO_ROWS=0 TESSERA_GEMV_BULK=0 TESSERA_GEMV_EVICT_FIRST=0 TESSERA_LATENT_SPLIT32=0 (limit ${tests_limit}s)"
+  TESSERA_FUSED_MOE=1 TESSERA_FUSED_ATTENTION=1 TESSERA_FUSED_STEP=1 TESSERA_SAMPLE_CANDIDATES=0 TESSERA_GEMV_TWO_ROWS=0 TESSERA_GEMV_BULK=0 \
+    TESSERA_GEMV_EVICT_FIRST=0 TESSERA_LATENT_SPLIT32=0 \
     timeout "$tests_limit" "$test_bin" goldenParity gemvSweep samplingMatchesHost sessionsOnGpu \
     -o "$out/tests-fused.txt,txt" -o -,txt > "$out/tests-fused.console" 2>&1
   fused_rc=$?

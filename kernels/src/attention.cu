@@ -184,17 +184,26 @@ Status causalSoftmax(const SoftmaxArgs& a, Stream stream)
 
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity)
 {
-    // Room for the short splits (setLatentShortSplits, setMhaShortSplits) where they are used.
+    // Room for the latent kernel's short splits (setLatentShortSplits) where they are used.
     std::size_t splits = (static_cast<std::size_t>(capacity) + kDecodeMinChunk - 1) / kDecodeMinChunk;
     if (splits > static_cast<std::size_t>(kMaxDecodeSplits))
         splits = (static_cast<std::size_t>(capacity) + kChunk - 1) / kChunk;
     return static_cast<std::size_t>(heads) * splits * (valueDim + 2);
 }
 
-Status decodeAttention(const DecodeAttentionArgs& a, Stream stream)
+bool decodeAttentionFusesPrepare(const DecodeAttentionArgs& args) { return args.fusePrepare && decodePrepareFusable(args); }
+
+Status decodeAttention(const DecodeAttentionArgs& args, Stream stream)
 {
-    if (a.heads <= 0)
+    if (args.heads <= 0)
         return {};
+    DecodeAttentionArgs a = args;
+    if (a.fusePrepare && !decodePrepareFusable(a)) {
+        // The rotary embedding and cache write as a launch of their own; then the usual path.
+        if (Status r = mhaPrepare(a.prepare, stream); !r.ok())
+            return r;
+        a.fusePrepare = false;
+    }
     if (a.keyDim % 2 || a.keyLd % 2 || a.keyHeadStride % 2 || a.valueDim % 2 || a.valueLd % 2 || a.valueHeadStride % 2)
         return Status::failure("decode attention: key and value dimensions must be even");
     if (a.valueDim > kDecodeThreads * kMaxValuePerThread)

@@ -75,6 +75,54 @@ __device__ __forceinline__ void loadRow(bf16* dst, int ldDst, const bf16* src, l
         copyAsync16(dst + r * ldDst + d, d < validCols ? src + static_cast<long long>(r) * ldSrc + d : src, d < validCols);
 }
 
+// With a.fusePrepare (MHA): the block's queries rotated from the q | k | v row into qs (rows past
+// headsPerKv and columns past keyDim zero), and, where the newest position is in this split
+// (fresh >= 0), its key rotated and its value into the tiles and the cache. The arithmetic of
+// mhaPrepareKernel (rotatePair, rounded to bf16 where that kernel stores).
+__device__ __forceinline__ void prepareInBlock(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, bf16* qs, bf16* ks, bf16* vs,
+                                               int kvh, int h0, int pos, int fresh, bf16* keyRow, bf16* valueRow)
+{
+    const MhaPrepareArgs& p = a.prepare;
+    const int hd = p.headDim, half = hd / 2, qw = p.heads * hd, kw = p.kvHeads * hd;
+    const bf16* row = static_cast<const bf16*>(p.qkv);
+    const float* c = p.rotary.cos + static_cast<long long>(pos) * half;
+    const float* s = p.rotary.sin + static_cast<long long>(pos) * half;
+    for (int e = threadIdx.x; e < sh.HP * half; e += blockDim.x) {
+        const int l = e / half, i = e - l * half;
+        float2 y = make_float2(0.f, 0.f);
+        if (l < a.headsPerKv) {
+            const bf16* in = row + (h0 + l) * hd;
+            y = rotatePair(__bfloat162float(in[i]), __bfloat162float(in[half + i]), c[i], s[i]);
+        }
+        qs[l * sh.LD + i] = __float2bfloat16_rn(y.x);
+        qs[l * sh.LD + half + i] = __float2bfloat16_rn(y.y);
+    }
+    for (int e = threadIdx.x; e < sh.HP * (sh.KP - hd); e += blockDim.x) {
+        const int l = e / (sh.KP - hd);
+        qs[l * sh.LD + hd + (e - l * (sh.KP - hd))] = __float2bfloat16_rn(0.f);
+    }
+    if (fresh < 0)
+        return;
+    const bf16* kin = row + qw + kvh * hd;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float2 y = rotatePair(__bfloat162float(kin[i]), __bfloat162float(kin[half + i]), c[i], s[i]);
+        const bf16 y0 = __float2bfloat16_rn(y.x), y1 = __float2bfloat16_rn(y.y);
+        ks[fresh * sh.LD + i] = y0;
+        ks[fresh * sh.LD + half + i] = y1;
+        keyRow[i] = y0;
+        keyRow[half + i] = y1;
+    }
+    const bf16* vin = row + qw + kw + kvh * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        vs[fresh * sh.LDV + d] = vin[d];
+        valueRow[d] = vin[d];
+    }
+    for (int d = hd + threadIdx.x; d < sh.KP; d += blockDim.x)
+        ks[fresh * sh.LD + d] = __float2bfloat16_rn(0.f);
+    for (int d = hd + threadIdx.x; d < sh.VP; d += blockDim.x)
+        vs[fresh * sh.LDV + d] = __float2bfloat16_rn(0.f);
+}
+
 // The cache rows a decode step reads are old except the newest (context − 1), which the kernel
 // before writes: a block copies the old rows of its split before gridDependencyWait() and the
 // newest row and the queries after it (the length: see leaveEarly). Returns the newest row's index
@@ -122,7 +170,7 @@ template <int kChunk>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
                                               const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane);
 
-// kChunk: positions per split (64, or 32 with setMhaShortSplits).
+// kChunk: positions per split (kDecodeChunk; 32-position splits measured tiny −1.1 %).
 template <int kChunk>
 __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
 {
@@ -146,11 +194,17 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
         loadRows(vs, sh.LDV, V, a.valueLd, kChunk, count, sh.VP, a.valueDim, fresh);
     gridDependencyWait();
     allowDependentLaunch();
-    loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
-    if (fresh >= 0) {
-        loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
-        if (sh.separateV)
-            loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
+    if (a.fusePrepare) {
+        const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
+        prepareInBlock(a, sh, qs, ks, vs, kvh, h0, context - 1, fresh, static_cast<bf16*>(a.prepare.keys) + at,
+                       static_cast<bf16*>(a.prepare.values) + at);
+    } else {
+        loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+        if (fresh >= 0) {
+            loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
+            if (sh.separateV)
+                loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
+        }
     }
     copyAsyncCommit();
     copyAsyncWaitAll();
@@ -479,13 +533,24 @@ bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
     return sh.groups >= 1 && sh.tilesPerWarp <= kMaxValueTilesPerWarp && sh.smem <= 200 * 1024;
 }
 
+bool decodePrepareFusable(const DecodeAttentionArgs& a)
+{
+    const MhaPrepareArgs& p = a.prepare;
+    const int hd = p.headDim;
+    return mhaFusedPrepareEnabled() && decodeSharedKvSupported(a) && p.qkv && p.n == 1 && p.qkvType == DType::BF16 &&
+           p.cacheType == DType::BF16 && p.startOnDevice == a.lengthOnDevice && p.keys == a.keys && p.values == a.values &&
+           a.keys != a.values && hd % 2 == 0 && p.rotary.dim == hd && hd == a.keyDim && hd == a.valueDim && p.heads == a.heads &&
+           p.kvHeads > 0 && p.kvHeads * a.headsPerKv == a.heads && a.keyLd == static_cast<std::int64_t>(p.kvHeads) * hd &&
+           a.valueLd == a.keyLd && a.keyHeadStride == hd && a.valueHeadStride == hd;
+}
+
 Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int& chunk, cudaStream_t stream, bool& combined)
 {
     combined = false;
     DecodeAttentionArgs a = args;
     static const Status attribute =
-        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel<kDecodeChunk>, decodeMmaKernel<kDecodeMinChunk>,
-                          decodeLatentKernel<kDecodeChunk>, decodeLatentKernel<kDecodeMinChunk>);
+        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel<kDecodeChunk>, decodeLatentKernel<kDecodeChunk>,
+                          decodeLatentKernel<kDecodeMinChunk>);
     if (!attribute.ok())
         return attribute;
     // One latent row set read by more than 16 heads (base's 32): blocks of 16 heads each, so that
@@ -493,26 +558,22 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
     DecodeAttentionArgs heads16 = a;
     if (a.heads == a.headsPerKv && a.keyHeadStride == 0 && a.headsPerKv > 16 && a.headsPerKv % 16 == 0)
         heads16.headsPerKv = 16;
-    // 32-position splits where switched on and the capacity allows (kMaxDecodeSplits).
+    // The latent kernel's 32-position splits where switched on and the capacity allows
+    // (kMaxDecodeSplits).
     const int shortSplits = (a.capacity + kDecodeMinChunk - 1) / kDecodeMinChunk;
-    const bool shortFits = shortSplits <= kMaxDecodeSplits;
-    auto takeShort = [&] {
-        splits = shortSplits;
-        chunk = kDecodeMinChunk;
-    };
-    const bool latentShort = shortFits && latentShortSplitsEnabled() && latentSupported(heads16, latentShape<kDecodeMinChunk>(heads16));
+    const bool latentShort = shortSplits <= kMaxDecodeSplits && latentShortSplitsEnabled() &&
+                             latentSupported(heads16, latentShape<kDecodeMinChunk>(heads16));
     const LatentShape lat = latentShort ? latentShape<kDecodeMinChunk>(heads16) : latentShape<kDecodeChunk>(heads16);
     if (latentSupported(heads16, lat)) {
-        if (latentShort)
-            takeShort();
+        if (latentShort) {
+            splits = shortSplits;
+            chunk = kDecodeMinChunk;
+        }
         const auto kernel = latentShort ? decodeLatentKernel<kDecodeMinChunk> : decodeLatentKernel<kDecodeChunk>;
         const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
         return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, lat.smem, stream, heads16, splits, lat);
     }
-    const bool mhaShort = shortFits && mhaShortSplitsEnabled();
-    if (mhaShort)
-        takeShort();
-    const auto kernel = mhaShort ? decodeMmaKernel<kDecodeMinChunk> : decodeMmaKernel<kDecodeChunk>;
+    const auto kernel = decodeMmaKernel<kDecodeChunk>;
     const DecodeMmaShape sh = decodeMmaShape(a, chunk);
     if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel

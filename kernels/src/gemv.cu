@@ -32,6 +32,7 @@ struct GemvParams {
     bool gated;
     int fixedFrom, fixedBase;  // batch entries b >= fixedFrom read matrix fixedBase + b − fixedFrom
     bool triggerLate, indexEarly;  // GemvArgs
+    bool evictFirst;               // setGemvEvictFirst
 };
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
@@ -93,16 +94,23 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
                                    : RowCopies::none();
     auto issue = [&](long long w) {
         const bf16* base = p.W + w * p.strideW;
+        const unsigned long long policy = p.evictFirst ? l2EvictFirstPolicy() : 0;
         if constexpr (kBulk) {
             for (int lr = threadIdx.x; lr < tileRows; lr += blockDim.x) {
                 const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
-                copies.row(tile + static_cast<long long>(lr) * chunks, base + static_cast<long long>(row) * p.ldw, p.K * 2);
+                if (p.evictFirst)
+                    copies.row(tile + static_cast<long long>(lr) * chunks, base + static_cast<long long>(row) * p.ldw, p.K * 2, policy);
+                else
+                    copies.row(tile + static_cast<long long>(lr) * chunks, base + static_cast<long long>(row) * p.ldw, p.K * 2);
             }
         } else {
             for (int c = threadIdx.x; c < tileRows * chunks; c += blockDim.x) {
                 const int lr = c / chunks, kc = c - lr * chunks;
                 const int row = (kGated && lr >= rows) ? p.N + r0 + (lr - rows) : r0 + lr;
-                copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
+                if (p.evictFirst)
+                    copyAsync16Hint(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8, policy);
+                else
+                    copyAsync16(tile + static_cast<long long>(lr) * chunks + kc, base + static_cast<long long>(row) * p.ldw + kc * 8);
             }
         }
     };
@@ -225,14 +233,15 @@ Status gemv(const GemvArgs& a, Stream stream)
     const std::size_t xb = dtypeBytes(a.xType);
     const int perRow = a.gatedOutput ? 2 : 1;
     const std::size_t rowBytes = static_cast<std::size_t>(a.K) * 2 * perRow;
-    const bool bulk = gemvBulkCopiesEnabled();
+    const int bulkMinK = gemvBulkMinK();
+    const bool bulk = bulkMinK > 0 && a.K >= bulkMinK;
     // x staged after the tile (with bulk copies, their barrier after x)
     const std::size_t xBytes = static_cast<std::size_t>(a.K) * xb + (bulk ? kBulkBarrierBytes : 0);
     const bool vector = a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && aligned16(a.x) &&
                         (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
                  a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase,
-                 a.triggerLate, a.indexEarly};
+                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled()};
     cudaStream_t s = cuStream(stream);
     Status r;
     if (vector) {

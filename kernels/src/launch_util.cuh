@@ -162,15 +162,18 @@ __device__ __forceinline__ void store4(bf16* p, float4 v)
     *reinterpret_cast<uint2*>(p) = u;
 }
 
+// One rotary pair (i, i + half) at angle (c, s), without contractions, so that every kernel that
+// rotates the same values (mhaPrepare, the decode attention with its prepare fused) rounds alike.
+__device__ __forceinline__ float2 rotatePair(float x0, float x1, float c, float s)
+{
+    return make_float2(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s)));
+}
+
 // Whether launchOverlapped() asks for the overlap (TESSERA_OVERLAP_LAUNCHES=0 turns it off, to
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();
 
-int sharedMemoryCarveout();  // runtime.h
-
-// cudaLaunchKernelEx with the first `count` (at most 3) of `attributes`, and the preferred
-// shared-memory carveout where sharedMemoryCarveout() sets one (a launch attribute: graph
-// nodes keep it).
+// cudaLaunchKernelEx with `count` launch attributes.
 template <typename... Params, typename... Args>
 Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int count, void (*kernel)(Params...), dim3 grid, dim3 block,
                   std::size_t smem, cudaStream_t stream, Args&&... args)
@@ -180,16 +183,8 @@ Status launchWith(const char* op, const cudaLaunchAttribute* attributes, int cou
     config.blockDim = block;
     config.dynamicSmemBytes = smem;
     config.stream = stream;
-    cudaLaunchAttribute all[4];
-    for (int i = 0; i < count && i < 3; ++i)
-        all[i] = attributes[i];
-    config.attrs = all;
-    config.numAttrs = count < 3 ? count : 3;
-    if (const int carveout = sharedMemoryCarveout(); carveout >= 0) {
-        all[config.numAttrs].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-        all[config.numAttrs].val.sharedMemCarveout = static_cast<unsigned>(carveout);
-        ++config.numAttrs;
-    }
+    config.attrs = const_cast<cudaLaunchAttribute*>(attributes);
+    config.numAttrs = count;
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
     if (err != cudaSuccess) {
         cudaGetLastError();
@@ -307,6 +302,18 @@ __device__ __forceinline__ void copyAsync16(void* smem, const void* gmem, bool v
 {
     const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0));
+}
+// The same with an L2 eviction policy (l2EvictFirstPolicy()): the line goes first when L2 needs room.
+__device__ __forceinline__ unsigned long long l2EvictFirstPolicy()
+{
+    unsigned long long policy;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+    return policy;
+}
+__device__ __forceinline__ void copyAsync16Hint(void* smem, const void* gmem, unsigned long long policy)
+{
+    const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "l"(policy));
 }
 __device__ __forceinline__ void copyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void copyAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }

@@ -60,6 +60,14 @@ __device__ __forceinline__ void bulkCopyToShared(unsigned dst, const void* src, 
                  "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
 }
+// The same, the lines marked in L2 with `policy` (createpolicy; l2EvictFirstPolicy()).
+__device__ __forceinline__ void bulkCopyToSharedHint(unsigned dst, const void* src, unsigned bytes, unsigned bar,
+                                                     unsigned long long policy)
+{
+    TESSERA_MBAR_ASM("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar), "l"(policy)
+                 : "memory");
+}
 #undef TESSERA_MBAR_ASM
 
 // A block's copies of rows (of a matrix, a cache, a vector) into shared memory, one thread per row:
@@ -90,6 +98,16 @@ public:
         } else {
             for (int o = 0; o < bytes; o += 16)
                 copyAsync16(static_cast<char*>(dst) + o, static_cast<const char*>(src) + o);
+        }
+    }
+    // row() with the L2 lines marked by `policy` (l2EvictFirstPolicy()).
+    __device__ void row(void* dst, const void* src, int bytes, unsigned long long policy) const
+    {
+        if constexpr (kHaveBulkCopy) {
+            bulkCopyToSharedHint(static_cast<unsigned>(__cvta_generic_to_shared(dst)), src, static_cast<unsigned>(bytes), bar_, policy);
+        } else {
+            for (int o = 0; o < bytes; o += 16)
+                copyAsync16Hint(static_cast<char*>(dst) + o, static_cast<const char*>(src) + o, policy);
         }
     }
     // Every row has landed (as this thread sees it; a __syncthreads() after it also shares the

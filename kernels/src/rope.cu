@@ -36,7 +36,8 @@ __global__ __launch_bounds__(kPrepareThreads) void mhaPrepareKernel(MhaPrepareAr
     const TI* in = row + (key ? qw : 0) + h * hd;
     const float x0 = toFloat(in[i]), x1 = toFloat(in[half + i]);
     const float c = a.rotary.cos[static_cast<long long>(pos) * half + i], sn = a.rotary.sin[static_cast<long long>(pos) * half + i];
-    const float y0 = x0 * c - x1 * sn, y1 = x1 * c + x0 * sn;
+    const float2 y = rotatePair(x0, x1, c, sn);
+    const float y0 = y.x, y1 = y.y;
     if (key) {
         TC* k = static_cast<TC*>(a.keys) + static_cast<long long>(pos) * kw + h * hd;
         k[i] = fromFloat<TC>(y0);

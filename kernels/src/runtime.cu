@@ -59,8 +59,9 @@ void setSwitch(bool enabled)
     switchSetting<Name, Fallback>().store(enabled ? 1 : 0, std::memory_order_relaxed);
 }
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
-               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvBulk[] = "TESSERA_GEMV_BULK",
-               kLatentSplit32[] = "TESSERA_LATENT_SPLIT32", kMhaSplit32[] = "TESSERA_MHA_SPLIT32";
+               kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvEvictFirst[] = "TESSERA_GEMV_EVICT_FIRST",
+               kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
+               kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -72,23 +73,19 @@ std::atomic<int>& gemvTileSetting()
     return setting;
 }
 
-std::atomic<int>& carveoutSetting()
+// TESSERA_GEMV_BULK: "1" every product, "0" none, a larger N the products whose rows are at least N
+// elements long.
+std::atomic<int>& gemvBulkSetting()
 {
     static std::atomic<int> setting{[] {
-        const char* v = std::getenv("TESSERA_SMEM_CARVEOUT");
-        const int percent = v && *v ? std::atoi(v) : -1;
-        return percent >= 0 && percent <= 100 ? percent : -1;
+        const char* v = std::getenv("TESSERA_GEMV_BULK");
+        const int n = v && *v ? std::atoi(v) : 1;
+        return n > 0 ? n : 0;
     }()};
     return setting;
 }
 
 }  // namespace
-
-int sharedMemoryCarveout() { return carveoutSetting().load(std::memory_order_relaxed); }
-void setSharedMemoryCarveout(int percent)
-{
-    carveoutSetting().store(percent >= 0 && percent <= 100 ? percent : -1, std::memory_order_relaxed);
-}
 
 bool overlappedLaunchesEnabled() { return switchOn<kOverlap, 1>(); }
 void setOverlappedLaunches(bool enabled) { setSwitch<kOverlap, 1>(enabled); }
@@ -99,14 +96,18 @@ void setClusterRouting(bool enabled) { setSwitch<kRouterCluster, 1>(enabled); }
 bool gemvTwoRowsEnabled() { return switchOn<kGemvTwoRows, 1>(); }
 void setGemvTwoRows(bool enabled) { setSwitch<kGemvTwoRows, 1>(enabled); }
 
-bool gemvBulkCopiesEnabled() { return switchOn<kGemvBulk, 0>(); }
-void setGemvBulkCopies(bool enabled) { setSwitch<kGemvBulk, 0>(enabled); }
+bool gemvEvictFirstEnabled() { return switchOn<kGemvEvictFirst, 1>(); }
+void setGemvEvictFirst(bool enabled) { setSwitch<kGemvEvictFirst, 1>(enabled); }
+
+int gemvBulkMinK() { return gemvBulkSetting().load(std::memory_order_relaxed); }
+void setGemvBulkCopies(bool enabled) { gemvBulkSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
+void setGemvBulkMinK(int k) { gemvBulkSetting().store(k > 0 ? k : 0, std::memory_order_relaxed); }
 
 bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }
 void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
 
-bool mhaShortSplitsEnabled() { return switchOn<kMhaSplit32, 0>(); }
-void setMhaShortSplits(bool enabled) { setSwitch<kMhaSplit32, 0>(enabled); }
+bool mhaFusedPrepareEnabled() { return switchOn<kMhaFusedPrepare, 1>(); }
+void setMhaFusedPrepare(bool enabled) { setSwitch<kMhaFusedPrepare, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -460,13 +460,20 @@ private slots:
         }
         auto dW = upload(w), dX = bf16x ? upload(xb) : upload(x), dI = upload(deviceIndex);
         // Both ways of copying the weight rows (bulk copies: setGemvBulkCopies; the odd shapes take
-        // the scalar kernel either way).
-        struct RestoreBulk {
-            bool on;
-            ~RestoreBulk() { k::setGemvBulkCopies(on); }
-        } restoreBulk{k::gemvBulkCopiesEnabled()};
-        for (const bool bulk : {false, true}) {
+        // the scalar kernel either way), each with and without evict-first L2 lines.
+        struct RestoreCopies {
+            int minK;
+            bool evictFirst;
+            ~RestoreCopies()
+            {
+                k::setGemvBulkMinK(minK);
+                k::setGemvEvictFirst(evictFirst);
+            }
+        } restoreCopies{k::gemvBulkMinK(), k::gemvEvictFirstEnabled()};
+        for (const int copies : {0, 1, 2, 3}) {
+            const bool bulk = copies & 1, evictFirst = copies & 2;
             k::setGemvBulkCopies(bulk);
+            k::setGemvEvictFirst(evictFirst);
             auto dY = upload(y0);
             k::GemvArgs g;
             g.N = N;
@@ -506,7 +513,8 @@ private slots:
                     worst = std::max(worst, std::abs(got[std::size_t(b) * N + n] - s) / (1.0 + std::abs(s)));
                 }
             recordMax(bulk ? "kernel gemv max rel err (bulk copies)" : "kernel gemv max rel err", worst);
-            QVERIFY2(worst < 1e-5 * std::sqrt(double(K)), qPrintable(QString("%1 (bulk copies %2)").arg(worst).arg(bulk)));
+            QVERIFY2(worst < 1e-5 * std::sqrt(double(K)),
+                     qPrintable(QString("%1 (bulk copies %2, evict-first %3)").arg(worst).arg(bulk).arg(evictFirst)));
         }
     }
 
@@ -806,6 +814,123 @@ private slots:
         QVERIFY(download<std::uint16_t>(dKeys, keys.size()) == keys);
     }
 
+    // The MHA decode attention with its rotary embedding and cache write fused
+    // (DecodeAttentionArgs::fusePrepare) against mhaPrepare then decodeAttention: the same output
+    // and the same cache, bit for bit, wherever the newest position falls in its split; and the
+    // fallback (a shape the kernel does not fuse) gives them too.
+    void fusedPrepare_data()
+    {
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("kvHeads");
+        QTest::addColumn<int>("headDim");
+        QTest::addColumn<int>("context");
+        QTest::addColumn<bool>("fusable");
+        for (const int context : {1, 17, 64, 65, 1024, 3001})
+            QTest::addRow("tiny 10x128 @%d", context) << 10 << 10 << 128 << context << true;
+        QTest::addRow("gqa 16 heads / 4 x64 @130") << 16 << 4 << 64 << 130 << true;
+        QTest::addRow("odd head dim 6 heads x40 @77") << 6 << 6 << 40 << 77 << true;
+        QTest::addRow("head dim 36 (portable kernel) @50") << 4 << 4 << 36 << 50 << false;
+    }
+    void fusedPrepare()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, heads);
+        QFETCH(int, kvHeads);
+        QFETCH(int, headDim);
+        QFETCH(int, context);
+        QFETCH(bool, fusable);
+        const int capacity = 4096, hd = headDim, half = hd / 2;
+        const int qw = heads * hd, kw = kvHeads * hd;
+        std::mt19937 rng(heads * hd + context);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        auto bits = [&](std::size_t n) {
+            std::vector<std::uint16_t> v(n);
+            for (auto& x : v)
+                x = bf16Bits(nd(rng));
+            return v;
+        };
+        const auto qkv = bits(std::size_t(qw + 2 * kw));
+        const auto oldKeys = bits(std::size_t(capacity) * kw), oldValues = bits(std::size_t(capacity) * kw);
+        std::vector<float> cosT(std::size_t(capacity) * half), sinT(cosT.size());
+        for (int p = 0; p < capacity; ++p)
+            for (int i = 0; i < half; ++i) {
+                const double angle = p / std::pow(10000.0, 2.0 * i / hd);
+                cosT[std::size_t(p) * half + i] = float(std::cos(angle));
+                sinT[std::size_t(p) * half + i] = float(std::sin(angle));
+            }
+        auto dQkv = upload(qkv), dCos = upload(cosT), dSin = upload(sinT), dLen = upload(std::vector<int>{context - 1});
+        struct Run {
+            std::vector<float> out;
+            std::vector<std::uint16_t> keys, values;
+        };
+        struct RestoreFusion {
+            bool on = k::mhaFusedPrepareEnabled();
+            ~RestoreFusion() { k::setMhaFusedPrepare(on); }
+        } restoreFusion;
+        k::setMhaFusedPrepare(true);
+        bool fusedInKernel = false;
+        auto run = [&](bool fuse) {
+            auto dK = upload(oldKeys), dV = upload(oldValues);
+            DeviceBuffer dQ(std::size_t(qw) * 2, "q"), ws(k::decodeAttentionWorkspaceFloats(heads, hd, capacity) * sizeof(float), "ws");
+            DeviceBuffer dOut(std::size_t(heads) * hd * sizeof(float), "out");
+            DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
+            k::MhaPrepareArgs prep;
+            prep.qkv = dQkv.get();
+            prep.qkvType = k::DType::BF16;
+            prep.n = 1;
+            prep.heads = heads;
+            prep.kvHeads = kvHeads;
+            prep.headDim = hd;
+            prep.startOnDevice = dLen.as<int>();
+            prep.q = dQ.get();
+            prep.qType = k::DType::BF16;
+            prep.keys = dK.get();
+            prep.values = dV.get();
+            prep.cacheType = k::DType::BF16;
+            prep.rotary = {dCos.as<float>(), dSin.as<float>(), hd};
+            if (!fuse)
+                cuda::check(k::mhaPrepare(prep, nullptr), "mhaPrepare");
+            k::DecodeAttentionArgs d;
+            d.q = dQ.get();
+            d.qType = k::DType::BF16;
+            d.qHeadStride = hd;
+            d.heads = heads;
+            d.headsPerKv = heads / kvHeads;
+            d.keys = dK.get();
+            d.keyLd = kw;
+            d.keyHeadStride = hd;
+            d.keyDim = hd;
+            d.values = dV.get();
+            d.valueLd = kw;
+            d.valueHeadStride = hd;
+            d.valueDim = hd;
+            d.cacheType = k::DType::BF16;
+            d.lengthOnDevice = dLen.as<int>();
+            d.capacity = capacity;
+            d.scale = 1.f / std::sqrt(float(hd));
+            d.workspace = ws.as<float>();
+            d.counters = counters.as<int>();
+            d.out = dOut.get();
+            d.outType = k::DType::F32;
+            d.outHeadStride = hd;
+            d.fusePrepare = fuse;
+            d.prepare = prep;
+            if (fuse)
+                fusedInKernel = k::decodeAttentionFusesPrepare(d);
+            cuda::check(k::decodeAttention(d, nullptr), "decodeAttention");
+            return Run{download<float>(dOut, std::size_t(heads) * hd), download<std::uint16_t>(dK, oldKeys.size()),
+                       download<std::uint16_t>(dV, oldValues.size())};
+        };
+        const Run twoLaunches = run(false), fused = run(true);
+        QCOMPARE(fused.keys, twoLaunches.keys);
+        QCOMPARE(fused.values, twoLaunches.values);
+        QVERIFY2(std::memcmp(fused.out.data(), twoLaunches.out.data(), fused.out.size() * sizeof(float)) == 0, "the outputs differ");
+        // The new row did land (the cache differs from its old contents there and only there).
+        QVERIFY(twoLaunches.keys != oldKeys);
+        QVERIFY(std::equal(twoLaunches.keys.begin(), twoLaunches.keys.begin() + std::size_t(context - 1) * kw, oldKeys.begin()));
+        QCOMPARE(fusedInKernel, fusable);  // the kernel did take the prepare on (or the fallback ran)
+    }
+
     void decodeAttentionSweep_data()
     {
         QTest::addColumn<int>("heads");
@@ -881,19 +1006,14 @@ private slots:
         d.capacity = capacity;
         d.scale = 1.f / std::sqrt(float(keyDim));
         d.workspace = ws.as<float>();
-        // Both split sizes of the tensor-core kernels (setLatentShortSplits, setMhaShortSplits; the
+        // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
         // fp32 cases take the portable kernel either way).
         struct RestoreSplits {
-            bool latent, mha;
-            ~RestoreSplits()
-            {
-                k::setLatentShortSplits(latent);
-                k::setMhaShortSplits(mha);
-            }
-        } restoreSplits{k::latentShortSplitsEnabled(), k::mhaShortSplitsEnabled()};
+            bool latent;
+            ~RestoreSplits() { k::setLatentShortSplits(latent); }
+        } restoreSplits{k::latentShortSplitsEnabled()};
         for (const bool shortSplits : {false, true}) {
             k::setLatentShortSplits(shortSplits);
-            k::setMhaShortSplits(shortSplits);
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
             d.out = dOut.get();

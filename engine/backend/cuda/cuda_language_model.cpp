@@ -535,7 +535,10 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
     prep.values = seq.values[layer];
     prep.cacheType = act_;
     prep.rotary = {cos_, sin_, hd};
-    if (runs(kStagePrepare, decode))
+    // Decode: the attention launch takes the rotary embedding and cache write with it
+    // (DecodeAttentionArgs::fusePrepare; where its kernel cannot, it launches mhaPrepare first).
+    const bool prepareInAttention = decode && runs(kStagePrepare, decode) && runs(kStageAttention, decode);
+    if (runs(kStagePrepare, decode) && !prepareInAttention)
         check(k::mhaPrepare(prep, stream_), "rotary embedding");
     if (decode) {
         k::DecodeAttentionArgs d;
@@ -561,6 +564,8 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
         d.out = ctx_;
         d.outType = act_;
         d.outHeadStride = hd;
+        d.fusePrepare = prepareInAttention;
+        d.prepare = prep;
         if (runs(kStageAttention, decode))
             check(k::decodeAttention(d, stream_), "decode attention");
     } else if (act_ == k::DType::BF16 && k::flashAttentionSupports(hd)) {

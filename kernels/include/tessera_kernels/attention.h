@@ -4,6 +4,7 @@
 // attention is a split-context kernel that reads the context length from the device, so that a
 // captured decode step can be replayed at every position.
 #include "tessera_kernels/common.h"
+#include "tessera_kernels/rope.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -52,9 +53,19 @@ struct DecodeAttentionArgs {
     void* out = nullptr;
     DType outType = DType::F32;
     std::int64_t outHeadStride = 0;
+    // Optional (MHA, one token): the step's mhaPrepare, done here instead of by a launch of its own
+    // where the tensor-core kernel runs (else decodeAttention launches mhaPrepare first). Its
+    // startOnDevice is lengthOnDevice, its q, keys and values this attention's q, keys and values:
+    // the blocks rotate q from prepare.qkv themselves, and the block whose split holds the newest
+    // position rotates k, writes k and v into the cache and uses them. Same results as the two
+    // launches, bit for bit (rotatePair()).
+    bool fusePrepare = false;
+    MhaPrepareArgs prepare;
 };
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity);
 Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);
+// Whether decodeAttention(args) runs args.prepare inside its kernel (else as a launch before it).
+bool decodeAttentionFusesPrepare(const DecodeAttentionArgs& args);
 
 // The attention half of an MHA layer for one decode token in one cooperative launch, in place of
 // the q/k/v product, mhaPrepare, decodeAttention and o_proj. It rounds where they store, so in fp32

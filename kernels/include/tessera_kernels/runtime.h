@@ -64,11 +64,22 @@ int gemvTileBytes();
 void setGemvTwoRows(bool enabled);
 bool gemvTwoRowsEnabled();
 
+// The one-row products' weight copies mark their L2 lines evict-first: a decode step streams
+// every weight once, and the lines it would otherwise leave behind push out what the step reads
+// again (the KV cache, activations, partials). Alone: base +1.7 %, small +1.1 %, tiny +2.1 %
+// (measured). On unless TESSERA_GEMV_EVICT_FIRST=0.
+void setGemvEvictFirst(bool enabled);
+bool gemvEvictFirstEnabled();
+
 // The one-row products' weight rows and x as one bulk copy each (sm_90's copy engine, a thread
-// per row) instead of 16-byte copies from every thread. Off unless TESSERA_GEMV_BULK=1: measured
-// base +4.4 %, small ±0, tiny −1.3 % (within the spread). Applies to launches after the call.
-void setGemvBulkCopies(bool enabled);
-bool gemvBulkCopiesEnabled();
+// per row) instead of 16-byte copies from every thread, for the products whose rows have at least
+// gemvBulkMinK() elements (0: none). With the evict-first lines above, every product (1) measured
+// base +4.6 %, small +5.2 %, tiny +1.6 % against neither; rows of 1536 and more: base +5.5 %,
+// small +3.6 %, tiny +1.7 %. 1 unless TESSERA_GEMV_BULK says otherwise (0 off, N > 1 the
+// threshold). Applies to launches after the call.
+void setGemvBulkCopies(bool enabled);  // threshold 1 (every product) or 0
+void setGemvBulkMinK(int k);
+int gemvBulkMinK();
 
 // MLA decode attention over splits of 32 positions instead of 64: twice the blocks share a
 // context (16 busy blocks per 16 heads at 1024 positions with 64): base +1.9 %, small +0.4 %
@@ -76,19 +87,11 @@ bool gemvBulkCopiesEnabled();
 void setLatentShortSplits(bool enabled);
 bool latentShortSplitsEnabled();
 
-// The same for the tensor-core decode attention of MHA (tiny, small's dense layers have none):
-// 32-position splits. Off unless TESSERA_MHA_SPLIT32=1: written to be measured, not yet run on a
-// GPU. Applies to launches after the call.
-void setMhaShortSplits(bool enabled);
-bool mhaShortSplitsEnabled();
-
-// Measurement: every kernel launched through the launch helpers (launch_util.cuh) prefers this
-// share, 0 to 100 %, of its SM's L1 / shared memory as shared memory (the launch attribute
-// cudaLaunchAttributePreferredSharedMemoryCarveout), so that the kernels of an overlapped decode
-// chain agree on the split; -1 leaves the choice to the driver. -1 unless TESSERA_SMEM_CARVEOUT
-// says otherwise. Written to be measured; not yet run on a GPU. Applies to launches after the call.
-void setSharedMemoryCarveout(int percent);
-int sharedMemoryCarveout();
+// MHA decode: the tensor-core attention kernel rotates q and the new key and writes the cache row
+// itself (DecodeAttentionArgs::fusePrepare), one launch fewer per layer. On unless
+// TESSERA_MHA_FUSED_PREPARE=0. Applies to launches after the call.
+void setMhaFusedPrepare(bool enabled);
+bool mhaFusedPrepareEnabled();
 
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
