@@ -200,7 +200,7 @@ Status decodeAttention(const DecodeAttentionArgs& args, Stream stream)
     DecodeAttentionArgs a = args;
     if (a.fusePrepare && !decodePrepareFusable(a)) {
         // The rotary embedding and cache write as a launch of their own; then the usual path.
-        if (Status r = mhaPrepare(a.prepare, stream); !r.ok())
+        if (Status r = a.latentPrepare.fused ? mlaPrepare(a.latentPrepare, stream) : mhaPrepare(a.prepare, stream); !r.ok())
             return r;
         a.fusePrepare = false;
     }

@@ -356,6 +356,56 @@ bool latentSupported(const DecodeAttentionArgs& a, const LatentShape& sh)
            a.valueDim <= a.keyDim && sh.smem <= 200 * 1024;
 }
 
+// With a.fusePrepare (MLA): the rotary columns of the block's query rows from the projection row
+// (its first rank columns came from q), and, where the newest position is in this split
+// (fresh >= 0), that cache row: RMSNorm(latent)·kvNorm | rotated k_pe, into the tile and (the first
+// head group's block) the cache. The arithmetic of mlaPrepareKernel (rotatePair, warpSumSquares,
+// rounded to bf16 where that kernel stores). scratch: one float.
+__device__ __forceinline__ void latentPrepareInBlock(const DecodeAttentionArgs& a, const LatentShape& sh, bf16* qs, bf16* ks, int h0,
+                                                     int pos, int fresh, bool storeRow, float* scratch)
+{
+    const MlaPrepareArgs& p = a.latentPrepare;
+    const int qhd = p.nope + p.rope, half = p.rope / 2, qw = p.heads * qhd;
+    const bf16* row = static_cast<const bf16*>(p.fused);
+    const float* c = p.rotary.cos + static_cast<long long>(pos) * half;
+    const float* s = p.rotary.sin + static_cast<long long>(pos) * half;
+    for (int e = threadIdx.x; e < a.headsPerKv * half; e += blockDim.x) {
+        const int l = e / half, i = e - l * half;
+        const bf16* in = row + (h0 + l) * qhd + p.nope;
+        const float2 y = rotatePair(__bfloat162float(in[2 * i]), __bfloat162float(in[2 * i + 1]), c[i], s[i]);
+        qs[l * sh.LD + p.rank + i] = __float2bfloat16_rn(y.x);
+        qs[l * sh.LD + p.rank + half + i] = __float2bfloat16_rn(y.y);
+    }
+    if (fresh < 0)
+        return;
+    const bf16* kv = row + qw;
+    bf16* cache = static_cast<bf16*>(p.cache) + static_cast<long long>(pos) * (p.rank + p.rope);
+    bf16* tile = ks + fresh * sh.LD;
+    if (threadIdx.x < 32) {
+        const float ss = warpSumSquares(kv, p.rank);
+        if (threadIdx.x == 0)
+            *scratch = ss;
+    }
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        const float2 y = rotatePair(__bfloat162float(kv[p.rank + 2 * i]), __bfloat162float(kv[p.rank + 2 * i + 1]), c[i], s[i]);
+        const bf16 y0 = __float2bfloat16_rn(y.x), y1 = __float2bfloat16_rn(y.y);
+        tile[p.rank + i] = y0;
+        tile[p.rank + half + i] = y1;
+        if (storeRow) {
+            cache[p.rank + i] = y0;
+            cache[p.rank + half + i] = y1;
+        }
+    }
+    __syncthreads();  // fresh is the same for the whole block
+    const float inv = rsqrtf(*scratch / p.rank + p.eps);
+    for (int i = threadIdx.x; i < p.rank; i += blockDim.x) {
+        const bf16 v = __float2bfloat16_rn(p.kvNorm[i] * (__bfloat162float(kv[i]) * inv));
+        tile[i] = v;
+        if (storeRow)
+            cache[i] = v;
+    }
+}
+
 template <int kKeys>
 __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAttentionArgs a, int splits, LatentShape sh)
 {
@@ -378,7 +428,11 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     if (count == 0)
         return;  // see leaveEarly
     const int t = threadIdx.x, rowBytes = a.keyDim * 2;
-    const RowCopies copies(smemAddr(smemRaw + sh.barrierOffset), (count + a.headsPerKv) * rowBytes);
+    // Fused prepare: the queries' first rank columns are copied (the block makes the rest), and the
+    // newest row is made here, not copied.
+    const int qBytes = a.fusePrepare ? a.latentPrepare.rank * 2 : rowBytes;
+    const int copiedRows = a.fusePrepare && fresh >= 0 ? count - 1 : count;
+    const RowCopies copies(smemAddr(smemRaw + sh.barrierOffset), copiedRows * rowBytes + a.headsPerKv * qBytes);
     if (t < count && t != fresh)
         copies.row(ks + t * sh.LD, K + t * a.keyLd, rowBytes);
     zeroPadding(ks, sh.LD, kKeys, count, sh.KP, a.keyDim);
@@ -386,8 +440,10 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     gridDependencyWait();
     allowDependentLaunch();
     if (t < a.headsPerKv)
-        copies.row(qs + t * sh.LD, Q + t * a.qHeadStride, rowBytes);
-    if (t == fresh)
+        copies.row(qs + t * sh.LD, Q + t * a.qHeadStride, qBytes);
+    if (a.fusePrepare)
+        latentPrepareInBlock(a, sh, qs, ks, h0, context - 1, fresh, kvh == 0, rowMax);
+    else if (t == fresh)
         copies.row(ks + t * sh.LD, K + t * a.keyLd, rowBytes);
     copies.wait();
     __syncthreads();
@@ -533,8 +589,48 @@ bool decodeSharedKvSupported(const DecodeAttentionArgs& a)
     return sh.groups >= 1 && sh.tilesPerWarp <= kMaxValueTilesPerWarp && sh.smem <= 200 * 1024;
 }
 
+namespace {
+
+// How the latent kernel would run a (use: whether it takes it at all).
+struct LatentPlan {
+    bool use = false, shortSplits = false;
+    DecodeAttentionArgs heads16;
+    LatentShape shape;
+};
+
+LatentPlan latentPlan(const DecodeAttentionArgs& a)
+{
+    LatentPlan plan;
+    // One latent row set read by more than 16 heads (base's 32): blocks of 16 heads each, so that
+    // twice the SMs share the work of a split; the second block finds the rows in L2.
+    plan.heads16 = a;
+    if (a.heads == a.headsPerKv && a.keyHeadStride == 0 && a.headsPerKv > 16 && a.headsPerKv % 16 == 0)
+        plan.heads16.headsPerKv = 16;
+    // 32-position splits where switched on and the capacity allows (kMaxDecodeSplits).
+    const int shortSplits = (a.capacity + kDecodeMinChunk - 1) / kDecodeMinChunk;
+    plan.shortSplits = shortSplits <= kMaxDecodeSplits && latentShortSplitsEnabled() &&
+                       latentSupported(plan.heads16, latentShape<kDecodeMinChunk>(plan.heads16));
+    plan.shape = plan.shortSplits ? latentShape<kDecodeMinChunk>(plan.heads16) : latentShape<kDecodeChunk>(plan.heads16);
+    plan.use = latentSupported(plan.heads16, plan.shape);
+    return plan;
+}
+
+bool latentPrepareFusable(const DecodeAttentionArgs& a)
+{
+    const MlaPrepareArgs& p = a.latentPrepare;
+    const int width = p.rank + p.rope;
+    return mlaFusedPrepareEnabled() && p.n == 1 && p.fusedType == DType::BF16 && p.cacheType == DType::BF16 &&
+           p.startOnDevice == a.lengthOnDevice && p.cache == a.keys && p.qcat == a.q && p.heads == a.heads && p.rope % 2 == 0 &&
+           p.rotary.dim == p.rope && p.rank % 8 == 0 && width == a.keyDim && p.rank == a.valueDim && a.keyLd == width &&
+           a.qHeadStride == width && decodeSharedKvSupported(a) && latentPlan(a).use;
+}
+
+}  // namespace
+
 bool decodePrepareFusable(const DecodeAttentionArgs& a)
 {
+    if (a.latentPrepare.fused)
+        return latentPrepareFusable(a);
     const MhaPrepareArgs& p = a.prepare;
     const int hd = p.headDim;
     return mhaFusedPrepareEnabled() && decodeSharedKvSupported(a) && p.qkv && p.n == 1 && p.qkvType == DType::BF16 &&
@@ -553,25 +649,15 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
                           decodeLatentKernel<kDecodeMinChunk>);
     if (!attribute.ok())
         return attribute;
-    // One latent row set read by more than 16 heads (base's 32): blocks of 16 heads each, so that
-    // twice the SMs share the work of a split; the second block finds the rows in L2.
-    DecodeAttentionArgs heads16 = a;
-    if (a.heads == a.headsPerKv && a.keyHeadStride == 0 && a.headsPerKv > 16 && a.headsPerKv % 16 == 0)
-        heads16.headsPerKv = 16;
-    // The latent kernel's 32-position splits where switched on and the capacity allows
-    // (kMaxDecodeSplits).
-    const int shortSplits = (a.capacity + kDecodeMinChunk - 1) / kDecodeMinChunk;
-    const bool latentShort = shortSplits <= kMaxDecodeSplits && latentShortSplitsEnabled() &&
-                             latentSupported(heads16, latentShape<kDecodeMinChunk>(heads16));
-    const LatentShape lat = latentShort ? latentShape<kDecodeMinChunk>(heads16) : latentShape<kDecodeChunk>(heads16);
-    if (latentSupported(heads16, lat)) {
-        if (latentShort) {
-            splits = shortSplits;
+    if (const LatentPlan plan = latentPlan(a); plan.use) {
+        if (plan.shortSplits) {
+            splits = (a.capacity + kDecodeMinChunk - 1) / kDecodeMinChunk;
             chunk = kDecodeMinChunk;
         }
-        const auto kernel = latentShort ? decodeLatentKernel<kDecodeMinChunk> : decodeLatentKernel<kDecodeChunk>;
-        const dim3 grid(splits, heads16.heads / heads16.headsPerKv);
-        return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, lat.smem, stream, heads16, splits, lat);
+        const auto kernel = plan.shortSplits ? decodeLatentKernel<kDecodeMinChunk> : decodeLatentKernel<kDecodeChunk>;
+        const dim3 grid(splits, plan.heads16.heads / plan.heads16.headsPerKv);
+        return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, plan.shape.smem, stream, plan.heads16,
+                                splits, plan.shape);
     }
     const auto kernel = decodeMmaKernel<kDecodeChunk>;
     const DecodeMmaShape sh = decodeMmaShape(a, chunk);

@@ -169,6 +169,18 @@ __device__ __forceinline__ float2 rotatePair(float x0, float x1, float c, float 
     return make_float2(__fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s)), __fadd_rn(__fmul_rn(x1, c), __fmul_rn(x0, s)));
 }
 
+// Σ v[i]² over n values by one warp in a fixed order (lane l takes l, l + 32, ...), so that every
+// kernel that norms the same row (mlaPrepare, the latent decode attention with its prepare fused)
+// gets the same sum whatever its block size. Every lane gets the result.
+template <typename T>
+__device__ __forceinline__ float warpSumSquares(const T* v, int n)
+{
+    float ss = 0.f;
+    for (int i = threadIdx.x & 31; i < n; i += 32)
+        ss = fmaf(toFloat(v[i]), toFloat(v[i]), ss);
+    return warpSum(ss);
+}
+
 // Whether launchOverlapped() asks for the overlap (TESSERA_OVERLAP_LAUNCHES=0 turns it off, to
 // measure what it brings or to rule it out).
 bool overlappedLaunchesEnabled();

@@ -56,7 +56,7 @@ constexpr int kMlaPrepareThreads = 512;
 template <typename TI, typename TQ, typename TC>
 __global__ __launch_bounds__(kMlaPrepareThreads) void mlaPrepareKernel(MlaPrepareArgs a)
 {
-    __shared__ float scratch[33];
+    __shared__ float sumSquares;
     gridDependencyWait();
     allowDependentLaunch();
     const int t = blockIdx.x;
@@ -76,8 +76,8 @@ __global__ __launch_bounds__(kMlaPrepareThreads) void mlaPrepareKernel(MlaPrepar
         const int h = e / half, i = e % half;
         const bool latent = h == a.heads;
         const TI* in = latent ? kv + a.rank : row + h * qhd + a.nope;
-        const float x0 = toFloat(in[2 * i]), x1 = toFloat(in[2 * i + 1]);
-        const float y0 = x0 * c[i] - x1 * s[i], y1 = x1 * c[i] + x0 * s[i];
+        const float2 y = rotatePair(toFloat(in[2 * i]), toFloat(in[2 * i + 1]), c[i], s[i]);
+        const float y0 = y.x, y1 = y.y;
         if (latent) {
             cache[a.rank + i] = fromFloat<TC>(y0);
             cache[a.rank + half + i] = fromFloat<TC>(y1);
@@ -87,11 +87,13 @@ __global__ __launch_bounds__(kMlaPrepareThreads) void mlaPrepareKernel(MlaPrepar
             out[half + i] = fromFloat<TQ>(y1);
         }
     }
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < a.rank; i += blockDim.x)
-        ss = fmaf(toFloat(kv[i]), toFloat(kv[i]), ss);
-    ss = blockSum(ss, scratch);
-    const float inv = rsqrtf(ss / a.rank + a.eps);
+    if (threadIdx.x < 32) {
+        const float ss = warpSumSquares(kv, a.rank);
+        if (threadIdx.x == 0)
+            sumSquares = ss;
+    }
+    __syncthreads();
+    const float inv = rsqrtf(sumSquares / a.rank + a.eps);
     for (int i = threadIdx.x; i < a.rank; i += blockDim.x)
         cache[i] = fromFloat<TC>(a.kvNorm[i] * (toFloat(kv[i]) * inv));
 }

@@ -61,7 +61,7 @@ void setSwitch(bool enabled)
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
                kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvEvictFirst[] = "TESSERA_GEMV_EVICT_FIRST",
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
-               kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE";
+               kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -108,6 +108,9 @@ void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled);
 
 bool mhaFusedPrepareEnabled() { return switchOn<kMhaFusedPrepare, 1>(); }
 void setMhaFusedPrepare(bool enabled) { setSwitch<kMhaFusedPrepare, 1>(enabled); }
+
+bool mlaFusedPrepareEnabled() { return switchOn<kMlaFusedPrepare, 1>(); }
+void setMlaFusedPrepare(bool enabled) { setSwitch<kMlaFusedPrepare, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

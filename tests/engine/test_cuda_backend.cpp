@@ -931,6 +931,114 @@ private slots:
         QCOMPARE(fusedInKernel, fusable);  // the kernel did take the prepare on (or the fallback ran)
     }
 
+    // The same for MLA (DecodeAttentionArgs::latentPrepare): the latent decode attention making the
+    // cache row and its queries' rotary columns against mlaPrepare then decodeAttention.
+    void fusedLatentPrepare_data()
+    {
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("rank");
+        QTest::addColumn<int>("rope");
+        QTest::addColumn<int>("context");
+        QTest::addColumn<bool>("fusable");
+        for (const int context : {1, 31, 33, 1024, 3001})
+            QTest::addRow("small 16 heads 512+64 @%d", context) << 16 << 512 << 64 << context << true;
+        QTest::addRow("base 32 heads 512+64 @1000") << 32 << 512 << 64 << 1000 << true;
+        QTest::addRow("base 32 heads 512+64 @65") << 32 << 512 << 64 << 65 << true;
+        QTest::addRow("mini 4 heads 32+8 @77 (no latent kernel)") << 4 << 32 << 8 << 77 << false;
+    }
+    void fusedLatentPrepare()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, heads);
+        QFETCH(int, rank);
+        QFETCH(int, rope);
+        QFETCH(int, context);
+        QFETCH(bool, fusable);
+        const int capacity = 4096, nope = 128, half = rope / 2, width = rank + rope, qhd = nope + rope;
+        std::mt19937 rng(heads * rank + context);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        auto bits = [&](std::size_t n) {
+            std::vector<std::uint16_t> v(n);
+            for (auto& x : v)
+                x = bf16Bits(nd(rng));
+            return v;
+        };
+        const auto fused = bits(std::size_t(heads) * qhd + width);  // q_proj | kv_a_proj_with_mqa of one token
+        const auto oldCache = bits(std::size_t(capacity) * width);
+        const auto qcat = bits(std::size_t(heads) * width);  // the first rank columns: the absorbed queries
+        std::vector<float> kvNorm(rank), cosT(std::size_t(capacity) * half), sinT(cosT.size());
+        for (auto& w : kvNorm)
+            w = 1.f + 0.1f * nd(rng);
+        for (int p = 0; p < capacity; ++p)
+            for (int i = 0; i < half; ++i) {
+                const double angle = p / std::pow(10000.0, 2.0 * i / rope);
+                cosT[std::size_t(p) * half + i] = float(std::cos(angle));
+                sinT[std::size_t(p) * half + i] = float(std::sin(angle));
+            }
+        auto dFused = upload(fused), dNorm = upload(kvNorm), dCos = upload(cosT), dSin = upload(sinT);
+        auto dLen = upload(std::vector<int>{context - 1});
+        struct RestoreFusion {
+            bool on = k::mlaFusedPrepareEnabled();
+            ~RestoreFusion() { k::setMlaFusedPrepare(on); }
+        } restoreFusion;
+        k::setMlaFusedPrepare(true);
+        bool fusedInKernel = false;
+        auto run = [&](bool fuse) {
+            auto dCache = upload(oldCache), dQ = upload(qcat);
+            DeviceBuffer ws(k::decodeAttentionWorkspaceFloats(heads, rank, capacity) * sizeof(float), "ws");
+            DeviceBuffer dOut(std::size_t(heads) * rank * sizeof(float), "out");
+            k::MlaPrepareArgs prep;
+            prep.fused = dFused.get();
+            prep.fusedType = k::DType::BF16;
+            prep.n = 1;
+            prep.heads = heads;
+            prep.nope = nope;
+            prep.rope = rope;
+            prep.rank = rank;
+            prep.kvNorm = dNorm.as<float>();
+            prep.startOnDevice = dLen.as<int>();
+            prep.qcat = dQ.get();
+            prep.qType = k::DType::BF16;
+            prep.cache = dCache.get();
+            prep.cacheType = k::DType::BF16;
+            prep.rotary = {dCos.as<float>(), dSin.as<float>(), rope};
+            if (!fuse)
+                cuda::check(k::mlaPrepare(prep, nullptr), "mlaPrepare");
+            k::DecodeAttentionArgs d;
+            d.q = dQ.get();
+            d.qType = k::DType::BF16;
+            d.qHeadStride = width;
+            d.heads = heads;
+            d.headsPerKv = heads;
+            d.keys = dCache.get();
+            d.keyLd = width;
+            d.keyDim = width;
+            d.values = dCache.get();
+            d.valueLd = width;
+            d.valueDim = rank;
+            d.cacheType = k::DType::BF16;
+            d.lengthOnDevice = dLen.as<int>();
+            d.capacity = capacity;
+            d.scale = 1.f / std::sqrt(float(qhd));
+            d.workspace = ws.as<float>();
+            d.out = dOut.get();
+            d.outType = k::DType::F32;
+            d.outHeadStride = rank;
+            d.fusePrepare = fuse;
+            d.latentPrepare = prep;
+            if (fuse)
+                fusedInKernel = k::decodeAttentionFusesPrepare(d);
+            cuda::check(k::decodeAttention(d, nullptr), "decodeAttention");
+            return std::make_pair(download<float>(dOut, std::size_t(heads) * rank), download<std::uint16_t>(dCache, oldCache.size()));
+        };
+        const auto twoLaunches = run(false), fusedRun = run(true);
+        QCOMPARE(fusedRun.second, twoLaunches.second);
+        QVERIFY2(std::memcmp(fusedRun.first.data(), twoLaunches.first.data(), fusedRun.first.size() * sizeof(float)) == 0,
+                 "the outputs differ");
+        QVERIFY(twoLaunches.second != oldCache);  // the new row did land
+        QCOMPARE(fusedInKernel, fusable);
+    }
+
     void decodeAttentionSweep_data()
     {
         QTest::addColumn<int>("heads");

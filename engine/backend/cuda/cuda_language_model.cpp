@@ -688,7 +688,11 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
     prep.cache = seq.keys[layer];
     prep.cacheType = act_;
     prep.rotary = {cos_, sin_, rope_};
-    if (runs(kStagePrepare, decode))
+    // Decode: the attention launch makes the cache row and the queries' rotary columns itself
+    // (DecodeAttentionArgs::fusePrepare; where its kernel cannot, it launches mlaPrepare first),
+    // after the absorption, which reads only the projection.
+    const bool prepareInAttention = decode && runs(kStagePrepare, decode) && runs(kStageAttention, decode);
+    if (runs(kStagePrepare, decode) && !prepareInAttention)
         check(k::mlaPrepare(prep, stream_), "mla rotary embedding and latent cache");
     if (decode) {
         k::GemvArgs absorb;
@@ -728,6 +732,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         d.out = olat_;
         d.outType = act_;
         d.outHeadStride = rank_;
+        d.fusePrepare = prepareInAttention;
+        d.latentPrepare = prep;
         if (runs(kStageAttention, decode))
             check(k::decodeAttention(d, stream_), "mla decode attention");
         k::GemvArgs expand;

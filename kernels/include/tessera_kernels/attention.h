@@ -53,14 +53,17 @@ struct DecodeAttentionArgs {
     void* out = nullptr;
     DType outType = DType::F32;
     std::int64_t outHeadStride = 0;
-    // Optional (MHA, one token): the step's mhaPrepare, done here instead of by a launch of its own
-    // where the tensor-core kernel runs (else decodeAttention launches mhaPrepare first). Its
-    // startOnDevice is lengthOnDevice, its q, keys and values this attention's q, keys and values:
-    // the blocks rotate q from prepare.qkv themselves, and the block whose split holds the newest
-    // position rotates k, writes k and v into the cache and uses them. Same results as the two
-    // launches, bit for bit (rotatePair()).
+    // Optional (one token): the step's mhaPrepare (prepare.qkv set) or mlaPrepare (latentPrepare.fused
+    // set), done here instead of by a launch of its own where a tensor-core kernel runs (else
+    // decodeAttention launches it first). Its startOnDevice is lengthOnDevice, its outputs this
+    // attention's inputs (MHA: q, keys, values; MLA: qcat = q, whose first rank columns an earlier
+    // launch wrote, and cache = keys = values). The blocks rotate their queries' rotary part
+    // themselves, and the block whose split holds the newest position makes that cache row (MHA:
+    // rotated k and v; MLA: the latent norm and rotated k_pe), stores it and uses it. Same results
+    // as the two launches, bit for bit (rotatePair(), warpSumSquares()).
     bool fusePrepare = false;
     MhaPrepareArgs prepare;
+    MlaPrepareArgs latentPrepare;
 };
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity);
 Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);

@@ -93,6 +93,12 @@ bool latentShortSplitsEnabled();
 void setMhaFusedPrepare(bool enabled);
 bool mhaFusedPrepareEnabled();
 
+// MLA decode: likewise the latent attention kernel makes the cache row (latent norm, rotated k_pe)
+// and its queries' rotary columns, in place of mlaPrepare; the query absorption runs before it. On
+// unless TESSERA_MLA_FUSED_PREPARE=0. Applies to launches after the call.
+void setMlaFusedPrepare(bool enabled);
+bool mlaFusedPrepareEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
