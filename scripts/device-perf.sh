@@ -16,12 +16,17 @@
 # (ENV_VARIANTS="TESSERA_X=1;TESSERA_X=0" ROUNDS=3: an A/B of environment switches on this one
 # machine, the variants alternating ROUNDS times; medians per variant. Decode only unless
 # VARIANT_ARGS says otherwise, e.g. VARIANT_ARGS="--decode-steps 16" for the time to first token. Machines of one kind differ
-# by a few per cent, as much as many single changes: compare on one machine.)
+# by a few per cent, as much as many single changes: compare on one machine. A variant may name
+# another binary first: "BENCH=bins/7c8d568 TESSERA_X=1", from scripts/device-binaries.sh's
+# .device-extra/bins.tar.xz; BENCH=current is the staged one.)
 set -uo pipefail
 repo=$(pwd)
 out="${OUT:-/tmp/tessera-out}"
 work=/tmp/tessera-device
 [ -x "$work/bin/tessera-bench" ] || { mkdir -p "$work" && tar -xJf "${STAGE_DIR:-$repo/.device-stage}/stage.tar.xz" -C "$work"; }
+if [ -f "$repo/.device-extra/bins.tar.xz" ] && [ ! -d "$work/bins" ]; then
+  tar -xJf "$repo/.device-extra/bins.tar.xz" -C "$work"
+fi
 export LD_LIBRARY_PATH="$work/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PATH="$PATH:/usr/local/cuda/bin"
 bench="$work/bin/tessera-bench --configs $repo/tests/data/configs"
@@ -51,7 +56,14 @@ if [ -n "${ENV_VARIANTS:-}" ]; then
   IFS=';' read -r -a variants <<< "$ENV_VARIANTS"
   for round in $(seq 1 "${ROUNDS:-3}"); do
     for i in "${!variants[@]}"; do
-      env ${variants[$i]} timeout 300 $bench --models "$models" ${VARIANT_ARGS---decode-only} --no-kernels ${PERF_ARGS:-} \
+      variant="${variants[$i]}" run="$bench"
+      if [[ "$variant" == BENCH=* ]]; then  # another binary: BENCH=bins/<commit> or BENCH=current
+        binary="${variant%% *}"
+        binary="${binary#BENCH=}"
+        [ "$binary" = current ] || run="$work/$binary --configs $repo/tests/data/configs"
+        [[ "$variant" == *" "* ]] && variant="${variant#* }" || variant=""
+      fi
+      env $variant timeout 300 $run --models "$models" ${VARIANT_ARGS---decode-only} --no-kernels ${PERF_ARGS:-} \
         > "$out/variant$i-round$round.json" 2> "$out/variant$i-round$round.err"
     done
   done
