@@ -29,7 +29,8 @@ if [ -f "$repo/.device-extra/bins.tar.xz" ] && [ ! -d "$work/bins" ]; then
 fi
 export LD_LIBRARY_PATH="$work/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PATH="$PATH:/usr/local/cuda/bin"
-bench="$work/bin/tessera-bench --configs $repo/tests/data/configs"
+configs="--configs $repo/tests/data/configs"
+bench="$work/bin/tessera-bench $configs"
 models="${PERF_MODELS:-tiny,small,base}"
 summarize() {
   python3 - "$1" <<'PY'
@@ -60,7 +61,7 @@ if [ -n "${ENV_VARIANTS:-}" ]; then
       if [[ "$variant" == BENCH=* ]]; then  # another binary: BENCH=bins/<commit> or BENCH=current
         binary="${variant%% *}"
         binary="${binary#BENCH=}"
-        [ "$binary" = current ] || run="$work/$binary --configs $repo/tests/data/configs"
+        [ "$binary" = current ] || run="$work/$binary $configs"
         [[ "$variant" == *" "* ]] && variant="${variant#* }" || variant=""
       fi
       env $variant timeout 300 $run --models "$models" ${VARIANT_ARGS---decode-only} --no-kernels ${PERF_ARGS:-} \

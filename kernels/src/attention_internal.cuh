@@ -91,8 +91,8 @@ __device__ void combineHeadPartials(const DecodeAttentionArgs& a, int splits, in
 // when a.counters is given); otherwise a combine pass must follow.
 bool decodeSharedKvSupported(const DecodeAttentionArgs& a);
 // splits and chunk (positions per split) come in as kDecodeChunk's and go out as the launch's.
+Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int& splits, int& chunk, cudaStream_t stream, bool& combined);
 // Whether the tensor-core kernel takes a.prepare on itself (DecodeAttentionArgs::fusePrepare).
 bool decodePrepareFusable(const DecodeAttentionArgs& a);
-Status decodeSharedKvPartials(const DecodeAttentionArgs& a, int& splits, int& chunk, cudaStream_t stream, bool& combined);
 
 }  // namespace tessera::kernels

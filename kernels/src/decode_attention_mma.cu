@@ -25,7 +25,7 @@ struct DecodeMmaShape {
     std::size_t smem;
 };
 
-DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int chunk = kDecodeChunk)
+DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
 {
     DecodeMmaShape s{};
     s.HP = roundUp(a.headsPerKv, 16);
@@ -37,7 +37,7 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int chunk = kDecodeC
     s.mTiles = s.HP / 16;
     s.groups = kDecWarps / s.mTiles;
     s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
-    s.smem = (static_cast<std::size_t>(chunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(chunk) * s.LDV : 0)) * 2;
+    s.smem = (static_cast<std::size_t>(kDecodeChunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(kDecodeChunk) * s.LDV : 0)) * 2;
     return s;
 }
 
@@ -139,7 +139,7 @@ __device__ __forceinline__ int newestRow(int context, int j0, int count)
 // memory, see gemv.cu).
 constexpr std::size_t kMergeFloats(int splits) { return static_cast<std::size_t>(splits) + 8 + 33 + 1; }
 
-__device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int chunk, int context, int kvh, unsigned char* smem)
+__device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int context, int kvh, unsigned char* smem)
 {
     if (!a.counters)
         return;
@@ -148,7 +148,7 @@ __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int 
     int* last = reinterpret_cast<int*>(scratch + 33);  // 1
     __threadfence();
     __syncthreads();  // every warp is done with the tiles
-    const int used = (context + chunk - 1) / chunk;
+    const int used = (context + kDecodeChunk - 1) / kDecodeChunk;
     if (threadIdx.x == 0)
         *last = atomicAdd(a.counters + kvh, 1) == used - 1;
     __syncthreads();
@@ -166,22 +166,20 @@ __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int 
         a.counters[kvh] = 0;
 }
 
-template <int kChunk>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
                                               const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane);
 
-// kChunk: positions per split (kDecodeChunk; 32-position splits measured tiny −1.1 %).
-template <int kChunk>
+// Splits of kDecodeChunk positions (32-position splits measured tiny −1.1 %).
 __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
 {
     extern __shared__ __align__(16) unsigned char smemRaw[];
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
-    bf16* qs = ks + kChunk * sh.LD;
+    bf16* qs = ks + kDecodeChunk * sh.LD;
     bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
     const int s = blockIdx.x, kvh = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;
-    const int j0 = s * kChunk;
-    const int count = max(0, min(kChunk, context - j0));
+    const int j0 = s * kDecodeChunk;
+    const int count = max(0, min(kDecodeChunk, context - j0));
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
@@ -189,9 +187,9 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
     if (count == 0)
         return;  // see leaveEarly
-    loadRows(ks, sh.LD, K, a.keyLd, kChunk, count, sh.KP, a.keyDim, fresh);
+    loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim, fresh);
     if (sh.separateV)
-        loadRows(vs, sh.LDV, V, a.valueLd, kChunk, count, sh.VP, a.valueDim, fresh);
+        loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
     gridDependencyWait();
     allowDependentLaunch();
     if (a.fusePrepare) {
@@ -212,25 +210,24 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (warp < sh.mTiles * sh.groups)
-        decodeMmaWarp<kChunk>(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
-    mergeWhenLast(a, splits, kChunk, context, kvh, smemRaw);
+        decodeMmaWarp(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
+    mergeWhenLast(a, splits, context, kvh, smemRaw);
 }
 
 // The score, soft-max and value work of one warp of decodeMmaKernel.
-template <int kChunk>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
                                               const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane)
 {
     const int mt = warp % sh.mTiles, group = warp / sh.mTiles;
-    float sc[kChunk / 8][4];
+    float sc[kDecodeChunk / 8][4];
 #pragma unroll
-    for (int j = 0; j < kChunk / 8; ++j)
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
         sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
     for (int kk = 0; kk < sh.KP / 16; ++kk) {
         unsigned qa[4];
         ldsm4(qa, qs + (mt * 16 + (lane & 15)) * sh.LD + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
-        for (int nj = 0; nj < kChunk / 16; ++nj) {
+        for (int nj = 0; nj < kDecodeChunk / 16; ++nj) {
             unsigned r[4];
             ldsm4(r, ks + (nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + kk * 16 + ((lane >> 3) & 1) * 8);
             mma(sc[2 * nj], qa, r[0], r[1]);
@@ -240,7 +237,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
     // Soft-max within the split, natural-log scale (the combine pass works with expf).
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int j = 0; j < kChunk / 8; ++j)
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             const int key = j * 8 + (lane & 3) * 2 + (e & 1);
@@ -254,7 +251,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     }
 #pragma unroll
-    for (int j = 0; j < kChunk / 8; ++j)
+    for (int j = 0; j < kDecodeChunk / 8; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
             const float p = __expf(sc[j][e] - mx[e >> 1]);
@@ -274,7 +271,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
     const int tile0 = group * sh.tilesPerWarp;
     const int tiles = min(sh.tilesPerWarp, a.valueDim / 8 - tile0);
 #pragma unroll
-    for (int kk = 0; kk < kChunk / 16; ++kk) {
+    for (int kk = 0; kk < kDecodeChunk / 16; ++kk) {
         const unsigned pa[4] = {pack(sc[2 * kk][0], sc[2 * kk][1]), pack(sc[2 * kk][2], sc[2 * kk][3]),
                                 pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
 #pragma unroll
@@ -645,7 +642,7 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
     combined = false;
     DecodeAttentionArgs a = args;
     static const Status attribute =
-        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel<kDecodeChunk>, decodeLatentKernel<kDecodeChunk>,
+        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel, decodeLatentKernel<kDecodeChunk>,
                           decodeLatentKernel<kDecodeMinChunk>);
     if (!attribute.ok())
         return attribute;
@@ -659,13 +656,12 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
         return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, plan.shape.smem, stream, plan.heads16,
                                 splits, plan.shape);
     }
-    const auto kernel = decodeMmaKernel<kDecodeChunk>;
-    const DecodeMmaShape sh = decodeMmaShape(a, chunk);
+    const DecodeMmaShape sh = decodeMmaShape(a);
     if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);
-    return launchOverlapped("decode attention (tensor cores)", kernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
+    return launchOverlapped("decode attention (tensor cores)", decodeMmaKernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
 }
 
 }  // namespace tessera::kernels

@@ -9,11 +9,9 @@
 #include "gemm_internal.cuh"
 #include "launch_util.cuh"
 #include "mbarrier.cuh"
-#include "tessera_kernels/runtime.h"
 
 #include <cudaTypedefs.h>
 
-#include <algorithm>
 #include <cstdint>
 
 namespace tessera::kernels {
@@ -250,12 +248,11 @@ Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t str
         return attribute;
     if (maxTiles > 65535)
         return Status::failure("grouped gemm: too many row tiles");
-    const int columnTiles = (a.N + BN - 1) / BN;
     CUtensorMap mapA, mapB;
     if (!encodeMaps(a, mapA, mapB))
         return {};  // no tensor maps (driver entry point missing): the caller runs the portable kernel
     const MmaParams p = mmaParams(a);
-    const dim3 grid(columnTiles, maxTiles, 1);
+    const dim3 grid((a.N + BN - 1) / BN, maxTiles, 1);
     if (a.cType == DType::F32)
         groupedTmaKernel<float><<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
     else

@@ -72,7 +72,7 @@ __device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, floa
 // cause is not known). The decode attention kernels keep theirs dynamic too.
 constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024, kBulkBarrierBytes = 16;
 
-// kBulk (setGemvBulkCopies): each weight row, and x, arrive as one bulk copy issued by one thread,
+// kBulk (setGemvBulkMinK): each weight row, and x, arrive as one bulk copy issued by one thread,
 // on a barrier after x in the dynamic shared memory (16 bytes more).
 template <typename TX, typename TY, bool kGated, bool kBulk>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
@@ -216,8 +216,7 @@ Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, b
     static const Status attribute = allowSharedMemory("gemv", kMaxSmem, kernel, bulkKernel);
     if (!attribute.ok())
         return attribute;
-    return bulk ? launchOverlapped("gemv", bulkKernel, grid, kWarps * 32, smem, s, p, rows)
-                : launchOverlapped("gemv", kernel, grid, kWarps * 32, smem, s, p, rows);
+    return launchOverlapped("gemv", bulk ? bulkKernel : kernel, grid, kWarps * 32, smem, s, p, rows);
 }
 
 }  // namespace

@@ -100,7 +100,6 @@ bool gemvEvictFirstEnabled() { return switchOn<kGemvEvictFirst, 1>(); }
 void setGemvEvictFirst(bool enabled) { setSwitch<kGemvEvictFirst, 1>(enabled); }
 
 int gemvBulkMinK() { return gemvBulkSetting().load(std::memory_order_relaxed); }
-void setGemvBulkCopies(bool enabled) { gemvBulkSetting().store(enabled ? 1 : 0, std::memory_order_relaxed); }
 void setGemvBulkMinK(int k) { gemvBulkSetting().store(k > 0 ? k : 0, std::memory_order_relaxed); }
 
 bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }

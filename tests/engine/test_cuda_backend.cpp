@@ -459,7 +459,24 @@ private slots:
             deviceIndex[b] = fixed ? -12345 : index[b];
         }
         auto dW = upload(w), dX = bf16x ? upload(xb) : upload(x), dI = upload(deviceIndex);
-        // Both ways of copying the weight rows (bulk copies: setGemvBulkCopies; the odd shapes take
+        auto dot = [&](int b, int row) {
+            double s = 0;
+            const std::uint16_t* wr = w.data() + (std::size_t(index[b]) * rowsPer + row) * K;
+            for (int kk = 0; kk < K; ++kk)
+                s += double(bf16Value(wr[kk])) * x[std::size_t(b) * K + kk];
+            return s;
+        };
+        std::vector<double> ref(std::size_t(batch) * N);  // the same for every way of copying
+        for (int b = 0; b < batch; ++b)
+            for (int n = 0; n < N; ++n) {
+                double s = dot(b, n);
+                if (gated)
+                    s = s / (1.0 + std::exp(-s)) * dot(b, N + n);
+                if (accumulate)
+                    s += y0[std::size_t(b) * N + n];
+                ref[std::size_t(b) * N + n] = s;
+            }
+        // Both ways of copying the weight rows (bulk copies: setGemvBulkMinK; the odd shapes take
         // the scalar kernel either way), each with and without evict-first L2 lines.
         struct RestoreCopies {
             int minK;
@@ -472,7 +489,7 @@ private slots:
         } restoreCopies{k::gemvBulkMinK(), k::gemvEvictFirstEnabled()};
         for (const int copies : {0, 1, 2, 3}) {
             const bool bulk = copies & 1, evictFirst = copies & 2;
-            k::setGemvBulkCopies(bulk);
+            k::setGemvBulkMinK(bulk ? 1 : 0);
             k::setGemvEvictFirst(evictFirst);
             auto dY = upload(y0);
             k::GemvArgs g;
@@ -495,23 +512,9 @@ private slots:
             g.beta = accumulate ? 1.f : 0.f;
             cuda::check(k::gemv(g, nullptr), "gemv");
             const auto got = download<float>(dY, std::size_t(batch) * N);
-            auto dot = [&](int b, int row) {
-                double s = 0;
-                const std::uint16_t* wr = w.data() + (std::size_t(index[b]) * rowsPer + row) * K;
-                for (int kk = 0; kk < K; ++kk)
-                    s += double(bf16Value(wr[kk])) * x[std::size_t(b) * K + kk];
-                return s;
-            };
             double worst = 0;
-            for (int b = 0; b < batch; ++b)
-                for (int n = 0; n < N; ++n) {
-                    double s = dot(b, n);
-                    if (gated)
-                        s = s / (1.0 + std::exp(-s)) * dot(b, N + n);
-                    if (accumulate)
-                        s += y0[std::size_t(b) * N + n];
-                    worst = std::max(worst, std::abs(got[std::size_t(b) * N + n] - s) / (1.0 + std::abs(s)));
-                }
+            for (std::size_t i = 0; i < ref.size(); ++i)
+                worst = std::max(worst, std::abs(got[i] - ref[i]) / (1.0 + std::abs(ref[i])));
             recordMax(bulk ? "kernel gemv max rel err (bulk copies)" : "kernel gemv max rel err", worst);
             QVERIFY2(worst < 1e-5 * std::sqrt(double(K)),
                      qPrintable(QString("%1 (bulk copies %2, evict-first %3)").arg(worst).arg(bulk).arg(evictFirst)));
@@ -1114,6 +1117,27 @@ private slots:
         d.capacity = capacity;
         d.scale = 1.f / std::sqrt(float(keyDim));
         d.workspace = ws.as<float>();
+        std::vector<float> ref(std::size_t(heads) * valueDim);  // the same for both split sizes
+        for (int h = 0; h < heads; ++h) {
+            const int g = h / group;
+            std::vector<double> p(context);
+            double mx = -1e300, sum = 0;
+            for (int j = 0; j < context; ++j) {
+                double dot = 0;
+                for (int c = 0; c < keyDim; ++c)
+                    dot += double(q[std::size_t(h) * keyDim + c]) * keys[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
+                p[j] = dot * d.scale;
+                mx = std::max(mx, p[j]);
+            }
+            for (auto& x : p)
+                sum += (x = std::exp(x - mx));
+            for (int c = 0; c < valueDim; ++c) {
+                double acc = 0;
+                for (int j = 0; j < context; ++j)
+                    acc += p[j] * values[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
+                ref[std::size_t(h) * valueDim + c] = float(acc / sum);
+            }
+        }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
         // fp32 cases take the portable kernel either way).
         struct RestoreSplits {
@@ -1136,27 +1160,6 @@ private slots:
             const auto got = download<float>(dOut, std::size_t(heads) * valueDim);
             QVERIFY2(first == got, "a second launch gave another result");
             QVERIFY(download<int>(counters, std::size_t(kvHeads)) == std::vector<int>(kvHeads, 0));
-            std::vector<float> ref(got.size());
-            for (int h = 0; h < heads; ++h) {
-                const int g = h / group;
-                std::vector<double> p(context);
-                double mx = -1e300, sum = 0;
-                for (int j = 0; j < context; ++j) {
-                    double dot = 0;
-                    for (int c = 0; c < keyDim; ++c)
-                        dot += double(q[std::size_t(h) * keyDim + c]) * keys[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
-                    p[j] = dot * d.scale;
-                    mx = std::max(mx, p[j]);
-                }
-                for (auto& x : p)
-                    sum += (x = std::exp(x - mx));
-                for (int c = 0; c < valueDim; ++c) {
-                    double acc = 0;
-                    for (int j = 0; j < context; ++j)
-                        acc += p[j] * values[std::size_t(j) * ld + (shared ? 0 : g * keyDim) + c];
-                    ref[std::size_t(h) * valueDim + c] = float(acc / sum);
-                }
-            }
             const Stats st = stats(got.data(), ref.data(), ref.size());
             recordMax(std::string("kernel decode attention rel err ") + (bf16 ? "(bf16)" : "(fp32)") + (shortSplits ? " 32-position splits" : ""),
                       st.relError);

@@ -77,7 +77,6 @@ bool gemvEvictFirstEnabled();
 // base +4.6 %, small +5.2 %, tiny +1.6 % against neither; rows of 1536 and more: base +5.5 %,
 // small +3.6 %, tiny +1.7 %. 1 unless TESSERA_GEMV_BULK says otherwise (0 off, N > 1 the
 // threshold). Applies to launches after the call.
-void setGemvBulkCopies(bool enabled);  // threshold 1 (every product) or 0
 void setGemvBulkMinK(int k);
 int gemvBulkMinK();
 
