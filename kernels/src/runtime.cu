@@ -61,7 +61,8 @@ void setSwitch(bool enabled)
 constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESSERA_ROUTER_CLUSTER",
                kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvEvictFirst[] = "TESSERA_GEMV_EVICT_FIRST",
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
-               kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE";
+               kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
+               kMergedExpansion[] = "TESSERA_MERGED_EXPANSION";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -110,6 +111,9 @@ void setMhaFusedPrepare(bool enabled) { setSwitch<kMhaFusedPrepare, 1>(enabled);
 
 bool mlaFusedPrepareEnabled() { return switchOn<kMlaFusedPrepare, 1>(); }
 void setMlaFusedPrepare(bool enabled) { setSwitch<kMlaFusedPrepare, 1>(enabled); }
+
+bool mergedExpansionEnabled() { return switchOn<kMergedExpansion, 1>(); }
+void setMergedExpansion(bool enabled) { setSwitch<kMergedExpansion, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -1042,6 +1042,131 @@ private slots:
         QCOMPARE(fusedInKernel, fusable);
     }
 
+    // The value expansion that merges the attention's split partials as it loads x
+    // (DecodeAttentionArgs::expansion, TESSERA_MERGED_EXPANSION) against the merge launch and then
+    // the product: the same bits. `merges`: whether the merged path must run, seen in `out`, which
+    // it leaves unwritten (the MHA kernel with counters merges in its own last block instead).
+    void mergedExpansion_data()
+    {
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("headsPerKv");
+        QTest::addColumn<int>("keyDim");
+        QTest::addColumn<int>("valueDim");
+        QTest::addColumn<int>("context");
+        QTest::addColumn<bool>("fp32");
+        QTest::addColumn<bool>("counters");
+        QTest::addColumn<bool>("merges");
+        for (const int context : {1, 31, 33, 1024, 3001})
+            QTest::addRow("small latent 16 heads @%d", context) << 16 << 16 << 576 << 512 << context << false << false << true;
+        QTest::addRow("base latent 32 heads @1000") << 32 << 32 << 576 << 512 << 1000 << false << false << true;
+        QTest::addRow("fp32 latent 4 heads @200 (CUDA-core partials)") << 4 << 4 << 40 << 32 << 200 << true << false << true;
+        QTest::addRow("MHA 8 heads / 2 kv @300") << 8 << 4 << 64 << 64 << 300 << false << false << true;
+        QTest::addRow("MHA 8 heads / 2 kv @300, merged in its last block") << 8 << 4 << 64 << 64 << 300 << false << true << false;
+    }
+    void mergedExpansion()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, heads);
+        QFETCH(int, headsPerKv);
+        QFETCH(int, keyDim);
+        QFETCH(int, valueDim);
+        QFETCH(int, context);
+        QFETCH(bool, fp32);
+        QFETCH(bool, counters);
+        QFETCH(bool, merges);
+        const int capacity = 4096, kvHeads = heads / headsPerKv, N = 128;
+        const bool latent = headsPerKv == heads;  // one shared row set: keys = values, the first valueDim columns
+        const std::size_t elem = fp32 ? sizeof(float) : sizeof(std::uint16_t);
+        std::mt19937 rng(heads * keyDim + context);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        auto values = [&](std::size_t n, float scale) {
+            std::vector<std::uint16_t> half(n);
+            std::vector<float> full(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                full[i] = nd(rng) * scale;
+                half[i] = bf16Bits(full[i]);
+            }
+            return fp32 ? upload(full) : upload(half);
+        };
+        const long long keyLd = latent ? keyDim : static_cast<long long>(kvHeads) * keyDim;
+        auto dQ = values(std::size_t(heads) * keyDim, 1.f);
+        auto dKeys = values(std::size_t(capacity) * keyLd, 1.f);
+        auto dValues = values(std::size_t(capacity) * kvHeads * valueDim, 1.f);
+        std::vector<std::uint16_t> w(std::size_t(heads) * N * valueDim);
+        for (auto& x : w)
+            x = bf16Bits(nd(rng) / std::sqrt(float(valueDim)));
+        auto dW = upload(w), dLen = upload(std::vector<int>{context - 1});
+        DeviceBuffer dCounters(std::size_t(kvHeads) * sizeof(int), "counters");
+        cuda::check(k::fillZero(dCounters.get(), std::size_t(kvHeads) * sizeof(int), nullptr), "counters");
+        struct Restore {
+            bool on = k::mergedExpansionEnabled();
+            ~Restore() { k::setMergedExpansion(on); }
+        } restore;
+        const std::size_t outBytes = std::size_t(heads) * valueDim * elem, yBytes = std::size_t(heads) * N * elem;
+        auto run = [&](bool merged) {
+            k::setMergedExpansion(merged);
+            DeviceBuffer ws(k::decodeAttentionWorkspaceFloats(heads, valueDim, capacity) * sizeof(float), "ws");
+            DeviceBuffer dOut(outBytes, "out"), dY(yBytes, "y");
+            const std::vector<unsigned char> unwritten(outBytes, 0xff);
+            cuda::check(k::copyToDevice(dOut.get(), unwritten.data(), outBytes, nullptr), "out");
+            const k::DType type = fp32 ? k::DType::F32 : k::DType::BF16;
+            k::GemvArgs e;
+            e.N = N;
+            e.K = valueDim;
+            e.batch = heads;
+            e.x = dOut.get();
+            e.xType = type;
+            e.strideX = valueDim;
+            e.W = dW.get();
+            e.ldw = valueDim;
+            e.strideW = static_cast<std::int64_t>(N) * valueDim;
+            e.y = dY.get();
+            e.yType = type;
+            e.strideY = N;
+            k::DecodeAttentionArgs d;
+            d.q = dQ.get();
+            d.qType = type;
+            d.qHeadStride = keyDim;
+            d.heads = heads;
+            d.headsPerKv = headsPerKv;
+            d.keys = dKeys.get();
+            d.keyLd = keyLd;
+            d.keyHeadStride = latent ? 0 : keyDim;
+            d.keyDim = keyDim;
+            d.values = latent ? dKeys.get() : dValues.get();
+            d.valueLd = latent ? keyLd : static_cast<long long>(kvHeads) * valueDim;
+            d.valueHeadStride = latent ? 0 : valueDim;
+            d.valueDim = valueDim;
+            d.cacheType = type;
+            d.lengthOnDevice = dLen.as<int>();
+            d.capacity = capacity;
+            d.scale = 1.f / std::sqrt(float(keyDim));
+            d.workspace = ws.as<float>();
+            d.counters = counters ? dCounters.as<int>() : nullptr;
+            d.out = dOut.get();
+            d.outType = type;
+            d.outHeadStride = valueDim;
+            d.expansion = &e;
+            cuda::check(k::decodeAttention(d, nullptr), "decodeAttention + expansion");
+            return std::make_pair(download<unsigned char>(dY, yBytes), download<unsigned char>(dOut, outBytes) == unwritten);
+        };
+        const auto separate = run(false), merged = run(true);
+        QVERIFY2(!separate.second, "the merge launch wrote no output");
+        QCOMPARE(merged.second, merges);
+        QVERIFY2(merged.first == separate.first, "the expansions differ");
+        // Not a vacuous comparison: the product's output is finite and not all zero.
+        std::vector<float> y(std::size_t(heads) * N);
+        if (fp32) {
+            std::memcpy(y.data(), separate.first.data(), yBytes);
+        } else {
+            std::vector<std::uint16_t> h(y.size());
+            std::memcpy(h.data(), separate.first.data(), yBytes);
+            std::transform(h.begin(), h.end(), y.begin(), bf16Value);
+        }
+        QVERIFY(std::all_of(y.begin(), y.end(), [](float v) { return std::isfinite(v); }));
+        QVERIFY(std::any_of(y.begin(), y.end(), [](float v) { return v != 0.f; }));
+    }
+
     void decodeAttentionSweep_data()
     {
         QTest::addColumn<int>("heads");

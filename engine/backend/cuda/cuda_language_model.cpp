@@ -734,8 +734,6 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         d.outHeadStride = rank_;
         d.fusePrepare = prepareInAttention;
         d.latentPrepare = prep;
-        if (runs(kStageAttention, decode))
-            check(k::decodeAttention(d, stream_), "mla decode attention");
         k::GemvArgs expand;
         expand.N = vDim_;
         expand.K = rank_;
@@ -749,7 +747,14 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         expand.y = ctx_;
         expand.yType = act_;
         expand.strideY = vDim_;
-        if (runs(kStageExpand, decode))
+        // The attention launches the expansion itself, which merges the attention's splits as it
+        // loads them (DecodeAttentionArgs::expansion), unless a stage is left out for measurement.
+        const bool expandInAttention = runs(kStageAttention, decode) && runs(kStageExpand, decode);
+        if (expandInAttention)
+            d.expansion = &expand;
+        if (runs(kStageAttention, decode))
+            check(k::decodeAttention(d, stream_), "mla decode attention + value expansion");
+        if (runs(kStageExpand, decode) && !expandInAttention)
             check(k::gemv(expand, stream_), "mla value expansion");
     } else if (mlaFlash_) {
         // Fast prefill in the expanded form: k_nope and v of every visible position from the

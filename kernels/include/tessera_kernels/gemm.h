@@ -91,7 +91,17 @@ struct GemvArgs {
     // indexEarly: batchIndex was written by a kernel before the previous one, which triggered
     // late, so the chosen matrices' rows are copied before the wait too.
     bool triggerLate = false, indexEarly = false;
+    // x as a decode attention's unmerged split partials, merged while it is loaded (set by
+    // decodeAttention for DecodeAttentionArgs::expansion, x then unused): entry b merges the
+    // splits at partials + b·partialSplits·(K + 2) that hold positions 0 .. *partialLength,
+    // partialChunk positions each (the layout and merge of split_merge.cuh).
+    const float* partials = nullptr;
+    int partialSplits = 0, partialChunk = 0;
+    const int* partialLength = nullptr;
 };
 Status gemv(const GemvArgs& args, Stream stream);
+// Whether gemv(args) can take its x as partials (args.partials set): not gated, no index list, and
+// a shape its shared-memory kernel handles.
+bool gemvMergesPartials(const GemvArgs& args);
 
 }  // namespace tessera::kernels
