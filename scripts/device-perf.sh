@@ -12,7 +12,9 @@
 # KERNEL_SECTIONS="REGEX;REGEX": Nsight Compute's throughput, memory, stall and occupancy sections
 # of the first launch whose demangled name matches each REGEX in tessera-bench's kernel figures;
 # KERNEL_SOURCE="REGEX;REGEX": the full Nsight Compute set of that launch, and its SASS lines with
-# the most warp stall samples)
+# the most warp stall samples; KERNEL_ARGS: the bench arguments of both, "--models none" (the
+# kernel figures) unless set, e.g. "--models small --decode-only --no-kernels --decode-steps 2"
+# for a kernel of a decode step)
 # (ENV_VARIANTS="TESSERA_X=1;TESSERA_X=0" ROUNDS=3: an A/B of environment switches on this one
 # machine, the variants alternating ROUNDS times; medians per variant. Decode only unless
 # VARIANT_ARGS says otherwise, e.g. VARIANT_ARGS="--decode-steps 16" for the time to first token. Machines of one kind differ
@@ -106,7 +108,7 @@ if [ -n "${KERNEL_SECTIONS:-}" ]; then
     echo "== ncu sections: the first launch matching ${patterns[$i]}"
     timeout "${PROFILE_LIMIT:-150}" ncu --clock-control none --kernel-name-base demangled -k "regex:${patterns[$i]}" -c 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section WarpStateStats \
-      --section Occupancy --section LaunchStats $bench --models none > "$out/ncu-sections-$i.txt" 2> "$out/ncu-sections-$i.err"
+      --section Occupancy --section LaunchStats $bench ${KERNEL_ARGS:---models none} > "$out/ncu-sections-$i.txt" 2> "$out/ncu-sections-$i.err"
     echo "ncu exit $?"
     grep -E "Duration|Memory Throughput|DRAM Throughput|L2 Cache Throughput|L1/TEX Cache Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|Executed Ipc A|Stall|Grid Size|Block Size" \
       "$out/ncu-sections-$i.txt" | sed 's/  */ /g' | cut -c1-120 | head -24
@@ -117,7 +119,7 @@ if [ -n "${KERNEL_SOURCE:-}" ]; then
   for i in "${!patterns[@]}"; do
     echo "== ncu source counters: the first launch matching ${patterns[$i]} (SASS with stall samples in $out/ncu-source-$i.csv)"
     timeout "${PROFILE_LIMIT:-150}" ncu --clock-control none --kernel-name-base demangled -k "regex:${patterns[$i]}" -c 1 \
-      --set full --import-source no -o "$out/ncu-source-$i" -f $bench --models none > "$out/ncu-source-$i.err" 2>&1
+      --set full --import-source no -o "$out/ncu-source-$i" -f $bench ${KERNEL_ARGS:---models none} > "$out/ncu-source-$i.err" 2>&1
     echo "ncu exit $?"
     ncu -i "$out/ncu-source-$i.ncu-rep" --page source --csv --print-source sass > "$out/ncu-source-$i.csv" 2>> "$out/ncu-source-$i.err"
     python3 "$repo/scripts/sass-hotspots.py" "$out/ncu-source-$i.csv" | head -40

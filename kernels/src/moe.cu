@@ -36,6 +36,7 @@ constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 
 // The cluster variant uses the same blocks (so the same norm and products, bit for bit); up to 16
 // of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
 constexpr int kMaxClusterBlocks = 16;
+constexpr int kRouteRowPieces = 16;  // 16-byte pieces of its router row a lane holds: hidden up to 4096
 
 // One router row against x (shared memory), reduced over the warp.
 __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec)
@@ -57,7 +58,17 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     const int e = blockIdx.x * kRouteWarps + warp;
     const bf16* w = reinterpret_cast<const bf16*>(d.routerWeight);
     const bf16* row = w + static_cast<long long>(e) * d.hidden;
-    if (e < a.experts)
+    const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
+    // The warp's router row does not depend on the kernel before: into registers now where it
+    // fits (the same 16-byte pieces, in the same order, as rowDot), else into L2.
+    const bool held = vec && d.hidden <= 8 * 32 * kRouteRowPieces;
+    uint4 piece[kRouteRowPieces];
+#pragma unroll
+    for (int j = 0; j < kRouteRowPieces; ++j) {
+        const int c = lane + 32 * j;
+        piece[j] = held && e < a.experts && c * 8 < d.hidden ? __ldg(reinterpret_cast<const uint4*>(row) + c) : make_uint4(0, 0, 0, 0);
+    }
+    if (!held && e < a.experts)
         for (int l = lane; l * 64 < d.hidden; l += 32)
             prefetchL2(row + l * 64);
     gridDependencyWait();
@@ -99,9 +110,23 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         put(k, residual[k], d.normWeight[k]);
     __syncthreads();
     float* logits = xs + d.hidden;
-    const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
+    auto rowLogit = [&] {
+        if (!held)
+            return rowDot(row, xs, d.hidden, vec);
+        float acc = 0.f;
+#pragma unroll
+        for (int j = 0; j < kRouteRowPieces; ++j) {
+            const int c = lane + 32 * j;
+            if (c * 8 < d.hidden) {
+                float x[8];
+                loadShared8(xs + c * 8, x);
+                acc += dot8(piece[j], x);
+            }
+        }
+        return warpSum(acc);
+    };
     if constexpr (kCluster) {
-        const float dot = e < a.experts ? rowDot(row, xs, d.hidden, vec) : 0.f;
+        const float dot = e < a.experts ? rowLogit() : 0.f;
         clusterWait();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         namespace cg = cooperative_groups;
@@ -118,9 +143,9 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         return;
     }
     if (e < a.experts) {
-        const float dot = rowDot(row, xs, d.hidden, vec);
+        const float logit = rowLogit();
         if (lane == 0)
-            d.logits[e] = dot;
+            d.logits[e] = logit;
     }
     __threadfence();
     __syncthreads();

@@ -1752,6 +1752,74 @@ private slots:
         }
     }
 
+    // The routers' top-k against the documented rule on the host: the k highest scores, of equal
+    // ones the lowest expert (many ties here, and −0 beside +0), never a NaN; a row of NaN logits
+    // still yields valid distinct experts (0, 1, ...). Weights in increasing expert order.
+    void routerTopK_data()
+    {
+        QTest::addColumn<bool>("softmax");
+        QTest::addColumn<int>("experts");
+        QTest::addRow("softmax, 64 experts") << true << 64;
+        QTest::addRow("sigmoid, 72 experts") << false << 72;
+        QTest::addRow("softmax, 256 experts") << true << 256;
+    }
+    void routerTopK()
+    {
+        REQUIRE_GPU();
+        QFETCH(bool, softmax);
+        QFETCH(int, experts);
+        const int E = experts, K = 6, rows = 64;
+        std::mt19937 rng(E);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        std::vector<float> logits(std::size_t(rows) * E);
+        for (int t = 0; t < rows; ++t)
+            for (int e = 0; e < E; ++e) {
+                float& v = logits[std::size_t(t) * E + e];
+                switch (t % 4) {
+                case 0: v = nd(rng); break;                                      // distinct
+                case 1: v = float(int(rng() % 3)) * 0.5f; break;                 // three values, many ties
+                case 2: v = (rng() % 2) ? 0.f : -0.f; break;                     // all tied, signed zeros
+                default: v = t == 3 ? NAN : (e % 5 == 0 ? 2.f : nd(rng)); break; // one NaN row; a tied top
+                }
+            }
+        auto dScores = upload(logits);
+        DeviceBuffer dIdx(std::size_t(rows) * K * sizeof(std::int32_t), "idx"), dW(std::size_t(rows) * K * sizeof(float), "w");
+        k::RouteArgs r;
+        r.scores = dScores.as<float>();
+        r.n = rows;
+        r.experts = E;
+        r.k = K;
+        r.scoring = softmax ? k::Scoring::Softmax : k::Scoring::Sigmoid;
+        r.idx = dIdx.as<std::int32_t>();
+        r.weight = dW.as<float>();
+        cuda::check(k::routeTokens(r, nullptr), "routeTokens");
+        const auto idx = download<std::int32_t>(dIdx, std::size_t(rows) * K);
+        const auto w = download<float>(dW, std::size_t(rows) * K);
+        for (int t = 0; t < rows; ++t) {
+            const float* l = logits.data() + std::size_t(t) * E;
+            std::vector<double> score(E);
+            const double mx = *std::max_element(l, l + E);
+            double sum = 0;
+            for (int e = 0; e < E; ++e)
+                sum += softmax ? std::exp(double(l[e]) - mx) : 0.0;
+            for (int e = 0; e < E; ++e)
+                score[e] = softmax ? std::exp(double(l[e]) - mx) / sum : 1.0 / (1.0 + std::exp(-double(l[e])));
+            std::vector<int> order(E);
+            std::iota(order.begin(), order.end(), 0);
+            std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[a] > score[b]; });
+            std::vector<int> want(order.begin(), order.begin() + K);
+            if (std::isnan(l[0]))
+                std::iota(want.begin(), want.end(), 0);
+            std::sort(want.begin(), want.end());
+            const std::vector<int> got(idx.begin() + std::size_t(t) * K, idx.begin() + std::size_t(t + 1) * K);
+            QVERIFY2(got == want, qPrintable(QString("row %1: experts differ").arg(t)));
+            if (!std::isnan(l[0]))
+                for (int i = 0; i < K; ++i)
+                    QVERIFY2(std::abs(w[std::size_t(t) * K + i] - score[want[i]]) <= 1e-6 + 1e-5 * score[want[i]],
+                             qPrintable(QString("row %1: weight %2").arg(t).arg(i)));
+        }
+    }
+
     // The one-token router as one thread-block cluster (the logits handed to the first block
     // through distributed shared memory) against the counter and read-back through global memory:
     // the same blocks and arithmetic, so the same tokens and logits bit for bit.
