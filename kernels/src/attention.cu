@@ -4,7 +4,6 @@
 
 #include "attention_internal.cuh"
 #include "launch_util.cuh"
-#include "tessera_kernels/runtime.h"
 
 namespace tessera::kernels {
 
@@ -198,10 +197,6 @@ Status decodeAttention(const DecodeAttentionArgs& args, Stream stream)
 {
     if (args.heads <= 0)
         return {};
-    if (const GemvArgs* e = args.expansion;
-        e && (e->x != args.out || e->xType != args.outType || e->strideX != args.outHeadStride || e->K != args.valueDim ||
-              e->batch != args.heads || e->partials))
-        return Status::failure("decode attention: the expansion product must read the attention's output");
     DecodeAttentionArgs a = args;
     if (a.fusePrepare && !decodePrepareFusable(a)) {
         // The rotary embedding and cache write as a launch of their own; then the usual path.
@@ -226,24 +221,11 @@ Status decodeAttention(const DecodeAttentionArgs& args, Stream stream)
         const std::size_t smem = static_cast<std::size_t>(a.keyDim) * sizeof(float);
         TESSERA_DISPATCH_DTYPE(a.qType, TQ, TESSERA_DISPATCH_DTYPE(a.cacheType, TC, r = launchOverlapped("decode attention", decodePartialKernel<TQ, TC>, grid, kDecodeThreads, smem, s, a, splits)));
     }
-    if (!r.ok())
+    if (!r.ok() || combined)
         return r;
-    if (!combined) {
-        if (a.expansion && mergedExpansionEnabled()) {
-            GemvArgs merged = *a.expansion;
-            merged.partials = a.workspace;
-            merged.partialSplits = splits;
-            merged.partialChunk = chunk;
-            merged.partialLength = a.lengthOnDevice;
-            if (gemvMergesPartials(merged))
-                return gemv(merged, stream);
-        }
-        const dim3 grid(a.heads, (a.valueDim + kDecodeThreads - 1) / kDecodeThreads);
-        TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, 0, s, a, splits, chunk));
-        if (!r.ok())
-            return r;
-    }
-    return a.expansion ? gemv(*a.expansion, stream) : r;
+    const dim3 grid(a.heads, (a.valueDim + kDecodeThreads - 1) / kDecodeThreads);
+    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, 0, s, a, splits, chunk));
+    return r;
 }
 
 }  // namespace tessera::kernels

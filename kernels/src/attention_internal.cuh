@@ -3,7 +3,6 @@
 #include "tessera_kernels/attention.h"
 
 #include "launch_util.cuh"
-#include "split_merge.cuh"
 
 #include <cuda_runtime.h>
 
@@ -39,9 +38,30 @@ __device__ void combineHeadPartials(const DecodeAttentionArgs& a, int splits, in
     for (int s = 0; s < kCombineRegSplits; ++s)
         first[s] = s < used && dFirst < d1 ? __ldcg(part + s * stride + 2 + dFirst) : 0.f;
     if (threadIdx.x < 32) {
-        const float inv = splitWeights(part, stride, used, weights, threadIdx.x);
-        if (threadIdx.x == 0)
-            scratch[0] = inv;
+        const int lane = threadIdx.x;
+        auto pairOf = [&](int s) {
+            return s < used ? __ldcg(reinterpret_cast<const float2*>(part + s * stride)) : make_float2(-INFINITY, 0.f);
+        };
+        const float2 p0 = pairOf(lane), p1 = pairOf(lane + 32);
+        float mx = fmaxf(p0.x, p1.x);
+        for (int s = lane + 64; s < used; s += 32)
+            mx = fmaxf(mx, __ldcg(part + s * stride));
+        mx = warpMax(mx);
+        float total = 0.f;
+        auto weigh = [&](int s, float2 ml) {
+            const float w = expf(ml.x - mx);
+            weights[s] = w;
+            total += ml.y * w;
+        };
+        if (lane < used)
+            weigh(lane, p0);
+        if (lane + 32 < used)
+            weigh(lane + 32, p1);
+        for (int s = lane + 64; s < used; s += 32)
+            weigh(s, pairOf(s));
+        total = warpSum(total);
+        if (lane == 0)
+            scratch[0] = 1.f / total;
     }
     __syncthreads();
     const float inv = scratch[0];

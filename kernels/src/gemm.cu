@@ -405,10 +405,19 @@ bool deviceRunsWgmma()
 
 }  // namespace
 
+bool groupedGemmGates(const GroupedGemmArgs& a)
+{
+    static const bool wgmma = deviceRunsWgmma();
+    return wgmma && a.math == MathMode::FastBf16 && a.aType == DType::BF16 && a.K % 8 == 0 && a.lda % 8 == 0 && a.ldb % 8 == 0 &&
+           a.strideB % 8 == 0 && groupedTmaAvailable(a);
+}
+
 Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
 {
     if (a.N <= 0 || a.groups <= 0 || a.maxRows <= 0)
         return {};
+    if (a.gatedOutput && !groupedGemmGates(a))
+        return Status::failure("grouped gemm: a gated output needs the bf16 tensor-core kernel of a Hopper GPU");
     cudaStream_t s = cuStream(stream);
     const int tileRows = groupedTileRows(a.math);
     const int maxTiles = (a.maxRows + tileRows - 1) / tileRows + a.groups;
@@ -423,6 +432,8 @@ Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
             const Status r = launchGroupedTma(a, maxTiles, s, launched);
             if (!r.ok() || launched)
                 return r;
+            if (a.gatedOutput)
+                return Status::failure("grouped gemm: no tensor maps for the gated product");
         }
         return launchGroupedMma(a, maxTiles, s);
     }

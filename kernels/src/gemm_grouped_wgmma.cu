@@ -5,7 +5,10 @@
 // A (the expert's rows) and B (its weights) with bulk tensor copies (TMA) into a four-stage ring
 // in the 128-byte swizzled layout the wgmma descriptors read; "full" mbarriers say a stage has
 // landed, "empty" ones that both consumer warpgroups (64 rows × 256 columns each, m64n256k16)
-// are done with it.
+// are done with it. Gated (GroupedGemmArgs::gatedOutput): the 256 columns are 128 gate rows and
+// the 128 up rows of the same units (two copies per stage), and the store writes
+// silu(gate)·up of each unit from the two accumulators a thread holds for it.
+#include "dot_util.cuh"
 #include "gemm_internal.cuh"
 #include "launch_util.cuh"
 #include "mbarrier.cuh"
@@ -153,8 +156,34 @@ __device__ __forceinline__ void storeTile(const MmaParams& p, const float (&acc)
     }
 }
 
-// a: [rows, K] (K innermost), box 64 × 128; b: [groups, N, K], box 64 × 256 × 1; both 128-byte swizzled.
+// Gated: the thread's part of the tile of units (n0, …) as TC(silu(g)·u), g and u first rounded to
+// TC as the two-step path (gate/up product, then siluGate) stores and reads them.
 template <typename TC>
+__device__ __forceinline__ void storeGatedTile(const MmaParams& p, const float (&acc)[128], long long rowBase, long long rowEnd, int n0,
+                                               int wg, int warp, int lane)
+{
+    TC* C = static_cast<TC*>(p.C);
+    const long long r0 = rowBase + wg * 64 + (warp & 3) * 16 + (lane >> 2);
+    auto act = [](float g, float u) { return silu(toFloat(fromFloat<TC>(g))) * toFloat(fromFloat<TC>(u)); };
+    constexpr int kUp = BN / 16;  // the up half's first n8 block
+#pragma unroll
+    for (int j = 0; j < BN / 16; ++j) {
+        const int c = n0 + j * 8 + (lane & 3) * 2;
+        if (c >= p.N)
+            continue;
+        const bool second = c + 1 < p.N;
+        const float* g = acc + j * 4;
+        const float* u = acc + (j + kUp) * 4;
+        if (r0 < rowEnd)
+            store2(C + r0 * p.ldc + c, act(g[0], u[0]), act(g[1], u[1]), second);
+        if (r0 + 8 < rowEnd)
+            store2(C + (r0 + 8) * p.ldc + c, act(g[2], u[2]), act(g[3], u[3]), second);
+    }
+}
+
+// a: [rows, K] (K innermost), box 64 × 128; b: [groups, N, K], box 64 × 256 × 1 (gated: [groups, 2N,
+// K], box 64 × 128 × 1); both 128-byte swizzled.
+template <typename TC, bool kGated>
 __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_constant__ CUtensorMap a,
                                                                    const __grid_constant__ CUtensorMap b, MmaParams p)
 {
@@ -170,7 +199,7 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
     const int g = groupOfTile(p.tileOffsets, p.groups, tile);
     const long long rowBase = p.offsets[g] + static_cast<long long>(tile - p.tileOffsets[g]) * BM;
     const long long rowEnd = p.offsets[g + 1];
-    const int n0 = blockIdx.x * BN;
+    const int n0 = blockIdx.x * (kGated ? BN / 2 : BN);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int KT = (p.K + BK - 1) / BK;
 
@@ -191,6 +220,8 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
                 mbarArriveExpectTx(fullBar + s * 8, kStageBytes);
                 tmaLoad2d(aBase + s * BM * kRowBytes, &a, kt * BK, static_cast<int>(rowBase), fullBar + s * 8);
                 tmaLoad3d(bBase + s * BN * kRowBytes, &b, kt * BK, n0, g, fullBar + s * 8);
+                if constexpr (kGated)  // the same units' up rows after the gate rows
+                    tmaLoad3d(bBase + s * BN * kRowBytes + BN / 2 * kRowBytes, &b, kt * BK, p.N + n0, g, fullBar + s * 8);
             }
         }
         return;
@@ -199,7 +230,10 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
     const int wg = warp >> 2;
     float acc[128];
     consumeTile(acc, aBase, bBase, fullBar, emptyBar, wg, KT);
-    storeTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
+    if constexpr (kGated)
+        storeGatedTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
+    else
+        storeTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
 }
 
 PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
@@ -225,9 +259,10 @@ bool encodeMaps(const GroupedGemmArgs& g, CUtensorMap& a, CUtensorMap& b)
     const cuuint64_t aDims[2] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(g.maxRows)};
     const cuuint64_t aStrides[1] = {static_cast<cuuint64_t>(g.lda) * 2};
     const cuuint32_t aBox[2] = {BK, BM};
-    const cuuint64_t bDims[3] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(g.N), static_cast<cuuint64_t>(g.groups)};
+    const int bRows = g.gatedOutput ? 2 * g.N : g.N;
+    const cuuint64_t bDims[3] = {static_cast<cuuint64_t>(g.K), static_cast<cuuint64_t>(bRows), static_cast<cuuint64_t>(g.groups)};
     const cuuint64_t bStrides[2] = {static_cast<cuuint64_t>(g.ldb) * 2, static_cast<cuuint64_t>(g.strideB) * 2};
-    const cuuint32_t bBox[3] = {BK, BN, 1};
+    const cuuint32_t bBox[3] = {BK, static_cast<cuuint32_t>(g.gatedOutput ? BN / 2 : BN), 1};
     const cuuint32_t ones[3] = {1, 1, 1};
     return encode(&a, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(g.A), aDims, aStrides, aBox, ones,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -239,11 +274,17 @@ bool encodeMaps(const GroupedGemmArgs& g, CUtensorMap& a, CUtensorMap& b)
 
 }  // namespace
 
+bool groupedTmaAvailable(const GroupedGemmArgs& a)
+{
+    CUtensorMap mapA, mapB;
+    return encodeMaps(a, mapA, mapB);
+}
+
 Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t stream, bool& launched)
 {
     launched = false;
-    static const Status attribute =
-        allowSharedMemory("grouped gemm", kTmaSmemBytes, groupedTmaKernel<float>, groupedTmaKernel<bf16>);
+    static const Status attribute = allowSharedMemory("grouped gemm", kTmaSmemBytes, groupedTmaKernel<float, false>, groupedTmaKernel<bf16, false>,
+                                                      groupedTmaKernel<float, true>, groupedTmaKernel<bf16, true>);
     if (!attribute.ok())
         return attribute;
     if (maxTiles > 65535)
@@ -252,11 +293,12 @@ Status launchGroupedTma(const GroupedGemmArgs& a, int maxTiles, cudaStream_t str
     if (!encodeMaps(a, mapA, mapB))
         return {};  // no tensor maps (driver entry point missing): the caller runs the portable kernel
     const MmaParams p = mmaParams(a);
-    const dim3 grid((a.N + BN - 1) / BN, maxTiles, 1);
+    const int columns = a.gatedOutput ? BN / 2 : BN;
+    const dim3 grid((a.N + columns - 1) / columns, maxTiles, 1);
     if (a.cType == DType::F32)
-        groupedTmaKernel<float><<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
+        (a.gatedOutput ? groupedTmaKernel<float, true> : groupedTmaKernel<float, false>)<<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
     else
-        groupedTmaKernel<bf16><<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
+        (a.gatedOutput ? groupedTmaKernel<bf16, true> : groupedTmaKernel<bf16, false>)<<<grid, kTmaThreads, kTmaSmemBytes, stream>>>(mapA, mapB, p);
     launched = true;
     return launchStatus("grouped gemm (wgmma, tma)");
 }

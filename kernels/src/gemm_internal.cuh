@@ -48,5 +48,7 @@ __device__ __forceinline__ int groupOfTile(const int* tileOffsets, int groups, i
 // builds; launched = false when it could not make its tensor maps).
 Status launchGroupedMma(const GroupedGemmArgs& args, int maxTiles, cudaStream_t stream);
 Status launchGroupedTma(const GroupedGemmArgs& args, int maxTiles, cudaStream_t stream, bool& launched);
+// Whether launchGroupedTma would launch (its tensor maps can be made).
+bool groupedTmaAvailable(const GroupedGemmArgs& args);
 
 }  // namespace tessera::kernels

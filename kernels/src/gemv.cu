@@ -8,7 +8,6 @@
 #include "dot_util.cuh"
 #include "launch_util.cuh"
 #include "mbarrier.cuh"
-#include "split_merge.cuh"
 #include "tessera_kernels/runtime.h"
 
 #include <algorithm>
@@ -34,13 +33,6 @@ struct GemvParams {
     int fixedFrom, fixedBase;  // batch entries b >= fixedFrom read matrix fixedBase + b − fixedFrom
     bool triggerLate, indexEarly;  // GemvArgs
     bool evictFirst;               // setGemvEvictFirst
-};
-
-// GemvArgs' x as split partials (kMerge kernels only).
-struct GemvMerge {
-    const float* partials;
-    int splits, chunk;
-    const int* length;
 };
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
@@ -82,10 +74,8 @@ constexpr int kMaxRowBytes = 64 * 1024, kMaxSmem = 130 * 1024, kBulkBarrierBytes
 
 // kBulk (setGemvBulkMinK): each weight row, and x, arrive as one bulk copy issued by one thread,
 // on a barrier after x in the dynamic shared memory (16 bytes more).
-// kMerge (GemvArgs::partials): x is made by merging decode attention's split partials
-// (split_merge.cuh) into the x tile, with the merge weights after it (partialSplits + 1 floats).
-template <typename TX, typename TY, bool kGated, bool kBulk, bool kMerge = false>
-__global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock, GemvMerge m)
+template <typename TX, typename TY, bool kGated, bool kBulk>
+__global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
 {
     extern __shared__ __align__(16) uint4 tile[];
     const int b = blockIdx.y;
@@ -100,8 +90,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     const int xChunks = p.K * static_cast<int>(sizeof(TX)) / 16;
     // kBulk: one bulk copy per weight row and one for x, on a barrier after x (the launch's 16
     // extra bytes); otherwise 16-byte copies from every thread.
-    const RowCopies copies = kBulk ? RowCopies(static_cast<unsigned>(__cvta_generic_to_shared(xTile + xChunks)),
-                                               tileRows * p.K * 2 + (kMerge ? 0 : xChunks * 16))
+    const RowCopies copies = kBulk ? RowCopies(static_cast<unsigned>(__cvta_generic_to_shared(xTile + xChunks)), tileRows * p.K * 2 + xChunks * 16)
                                    : RowCopies::none();
     auto issue = [&](long long w) {
         const bf16* base = p.W + w * p.strideW;
@@ -135,19 +124,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
         allowDependentLaunch();
     if (!early)
         issue(p.batchIndex[b]);
-    if constexpr (kMerge) {
-        const int stride = p.K + 2;
-        const float* part = m.partials + static_cast<long long>(b) * m.splits * stride;
-        const int used = (*m.length + m.chunk) / m.chunk;  // the splits holding positions 0 .. length
-        float* weights = reinterpret_cast<float*>(xTile + xChunks + (kBulk ? 1 : 0));
-        mergeSplits<TX>(part, stride, used, p.K, reinterpret_cast<TX*>(xTile), weights);
-        if constexpr (kBulk)
-            copies.wait();
-        else {
-            copyAsyncCommit();
-            copyAsyncWaitAll();
-        }
-    } else if constexpr (kBulk) {
+    if constexpr (kBulk) {
         if (threadIdx.x == blockDim.x - 1)
             copies.row(xTile, src, xChunks * 16);
         copies.wait();
@@ -232,35 +209,15 @@ __global__ __launch_bounds__(kWarps * 32) void gemvScalarKernel(GemvParams p)
 }
 
 template <typename TX, typename TY, bool kGated>
-Status launchTiles(const GemvParams& p, const GemvMerge& m, dim3 grid, std::size_t smem, int rows, bool bulk, cudaStream_t s)
+Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, bool bulk, cudaStream_t s)
 {
     auto kernel = gemvTileKernel<TX, TY, kGated, false>;
     auto bulkKernel = gemvTileKernel<TX, TY, kGated, true>;
     static const Status attribute = allowSharedMemory("gemv", kMaxSmem, kernel, bulkKernel);
     if (!attribute.ok())
         return attribute;
-    if constexpr (!kGated) {
-        if (m.partials) {
-            auto merge = gemvTileKernel<TX, TY, false, false, true>;
-            auto bulkMerge = gemvTileKernel<TX, TY, false, true, true>;
-            static const Status mergeAttribute = allowSharedMemory("gemv (merged x)", kMaxSmem, merge, bulkMerge);
-            if (!mergeAttribute.ok())
-                return mergeAttribute;
-            return launchOverlapped("gemv (merged x)", bulk ? bulkMerge : merge, grid, kWarps * 32, smem, s, p, rows, m);
-        }
-    }
-    return launchOverlapped("gemv", bulk ? bulkKernel : kernel, grid, kWarps * 32, smem, s, p, rows, m);
+    return launchOverlapped("gemv", bulk ? bulkKernel : kernel, grid, kWarps * 32, smem, s, p, rows);
 }
-
-// The shared-memory kernel's conditions (16-byte rows and x, tiles within kMaxSmem).
-bool tileShape(const GemvArgs& a, std::size_t rowBytes, std::size_t xBytes)
-{
-    const std::size_t xb = dtypeBytes(a.xType);
-    return a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && (a.partials || aligned16(a.x)) &&
-           (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
-}
-
-std::size_t mergeWeightBytes(const GemvArgs& a) { return a.partials ? (static_cast<std::size_t>(a.partialSplits) + 1) * sizeof(float) : 0; }
 
 }  // namespace
 
@@ -275,17 +232,15 @@ Status gemv(const GemvArgs& a, Stream stream)
     const std::size_t xb = dtypeBytes(a.xType);
     const int perRow = a.gatedOutput ? 2 : 1;
     const std::size_t rowBytes = static_cast<std::size_t>(a.K) * 2 * perRow;
-    if (a.partials && !gemvMergesPartials(a))
-        return Status::failure("gemv: x as split partials needs an ungated product without an index list on the tile kernel");
     const int bulkMinK = gemvBulkMinK();
     const bool bulk = bulkMinK > 0 && a.K >= bulkMinK;
-    // x staged after the tile (with bulk copies, their barrier after x; merged x, its weights last)
-    const std::size_t xBytes = static_cast<std::size_t>(a.K) * xb + (bulk ? kBulkBarrierBytes : 0) + mergeWeightBytes(a);
-    const bool vector = tileShape(a, rowBytes, xBytes);
+    // x staged after the tile (with bulk copies, their barrier after x)
+    const std::size_t xBytes = static_cast<std::size_t>(a.K) * xb + (bulk ? kBulkBarrierBytes : 0);
+    const bool vector = a.K % 8 == 0 && a.ldw % 8 == 0 && a.strideW % 8 == 0 && aligned16(a.W) && aligned16(a.x) &&
+                        (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
                  a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase,
                  a.triggerLate, a.indexEarly, gemvEvictFirstEnabled()};
-    const GemvMerge m{a.partials, a.partialSplits, a.partialChunk, a.partialLength};
     cudaStream_t s = cuStream(stream);
     Status r;
     if (vector) {
@@ -296,16 +251,14 @@ Status gemv(const GemvArgs& a, Stream stream)
         if (fit == 1 && gemvTwoRowsEnabled() && 2 * rowBytes + xBytes <= kMaxSmem)
             fit = 2;
         // Short rows are reduced several to a warp: more, smaller blocks keep as many warps busy.
-        // A merged x costs every block its loads of all the partials: as few blocks as the tiles
-        // allow.
         const long long target = a.K <= 512 ? 132 * 4 : 264;
-        const int spread = a.partials ? fit : static_cast<int>(std::max<long long>(1, totalRows / target));
+        const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));
         const int rows = std::max(1, std::min({fit, spread, 64}));
         const dim3 grid((a.N + rows - 1) / rows, a.batch);
         const std::size_t smem = rows * rowBytes + xBytes;
         TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
-            r = a.gatedOutput ? launchTiles<TX, TY, true>(p, m, grid, smem, rows, bulk, s)
-                              : launchTiles<TX, TY, false>(p, m, grid, smem, rows, bulk, s);
+            r = a.gatedOutput ? launchTiles<TX, TY, true>(p, grid, smem, rows, bulk, s)
+                              : launchTiles<TX, TY, false>(p, grid, smem, rows, bulk, s);
         }));
     } else {
         const dim3 grid((a.N + kWarps - 1) / kWarps, a.batch);
@@ -317,14 +270,6 @@ Status gemv(const GemvArgs& a, Stream stream)
         }));
     }
     return r;
-}
-
-bool gemvMergesPartials(const GemvArgs& a)
-{
-    if (!a.partials || a.gatedOutput || a.batchIndex || !a.partialLength || a.partialSplits <= 0 || a.partialChunk <= 0 || a.K % 2)
-        return false;
-    const std::size_t rowBytes = static_cast<std::size_t>(a.K) * 2;
-    return tileShape(a, rowBytes, static_cast<std::size_t>(a.K) * dtypeBytes(a.xType) + kBulkBarrierBytes + mergeWeightBytes(a));
 }
 
 }  // namespace tessera::kernels

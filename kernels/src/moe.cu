@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace tessera::kernels {
 
@@ -36,7 +37,6 @@ constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 
 // The cluster variant uses the same blocks (so the same norm and products, bit for bit); up to 16
 // of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
 constexpr int kMaxClusterBlocks = 16;
-constexpr int kRouteRowPieces = 16;  // 16-byte pieces of its router row a lane holds: hidden up to 4096
 
 // One router row against x (shared memory), reduced over the warp.
 __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec)
@@ -58,17 +58,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     const int e = blockIdx.x * kRouteWarps + warp;
     const bf16* w = reinterpret_cast<const bf16*>(d.routerWeight);
     const bf16* row = w + static_cast<long long>(e) * d.hidden;
-    const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
-    // The warp's router row does not depend on the kernel before: into registers now where it
-    // fits (the same 16-byte pieces, in the same order, as rowDot), else into L2.
-    const bool held = vec && d.hidden <= 8 * 32 * kRouteRowPieces;
-    uint4 piece[kRouteRowPieces];
-#pragma unroll
-    for (int j = 0; j < kRouteRowPieces; ++j) {
-        const int c = lane + 32 * j;
-        piece[j] = held && e < a.experts && c * 8 < d.hidden ? __ldg(reinterpret_cast<const uint4*>(row) + c) : make_uint4(0, 0, 0, 0);
-    }
-    if (!held && e < a.experts)
+    if (e < a.experts)
         for (int l = lane; l * 64 < d.hidden; l += 32)
             prefetchL2(row + l * 64);
     gridDependencyWait();
@@ -110,23 +100,9 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         put(k, residual[k], d.normWeight[k]);
     __syncthreads();
     float* logits = xs + d.hidden;
-    auto rowLogit = [&] {
-        if (!held)
-            return rowDot(row, xs, d.hidden, vec);
-        float acc = 0.f;
-#pragma unroll
-        for (int j = 0; j < kRouteRowPieces; ++j) {
-            const int c = lane + 32 * j;
-            if (c * 8 < d.hidden) {
-                float x[8];
-                loadShared8(xs + c * 8, x);
-                acc += dot8(piece[j], x);
-            }
-        }
-        return warpSum(acc);
-    };
+    const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
     if constexpr (kCluster) {
-        const float dot = e < a.experts ? rowLogit() : 0.f;
+        const float dot = e < a.experts ? rowDot(row, xs, d.hidden, vec) : 0.f;
         clusterWait();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         namespace cg = cooperative_groups;
@@ -143,9 +119,9 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         return;
     }
     if (e < a.experts) {
-        const float logit = rowLogit();
+        const float dot = rowDot(row, xs, d.hidden, vec);
         if (lane == 0)
-            d.logits[e] = logit;
+            d.logits[e] = dot;
     }
     __threadfence();
     __syncthreads();
@@ -164,29 +140,51 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         *d.counter = 0;  // ready for the next launch
 }
 
-__global__ void countKernel(const int* idx, int total, int* counts)
+// The dispatch's bookkeeping in one block: the pairs per expert (shared-memory counters), then one
+// warp's running sums of rows and row tiles, 32 experts at a time.
+constexpr int kCountThreads = 1024;
+__global__ __launch_bounds__(kCountThreads) void countScanKernel(DispatchArgs a, int total)
 {
-    for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < total; e += gridDim.x * blockDim.x)
-        atomicAdd(&counts[idx[e]], 1);
-}
-
-__global__ void scanKernel(const int* counts, int experts, int tileRows, int* offsets, int* tileOffsets, int* fill)
-{
-    if (threadIdx.x != 0)
+    extern __shared__ int perExpert[];  // a.experts
+    for (int e = threadIdx.x; e < a.experts; e += blockDim.x)
+        perExpert[e] = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < total; i += blockDim.x)
+        atomicAdd(&perExpert[a.idx[i]], 1);
+    __syncthreads();
+    if (threadIdx.x >= 32)
         return;
-    int o = 0, t = 0;
-    offsets[0] = 0;
-    tileOffsets[0] = 0;
-    for (int e = 0; e < experts; ++e) {
-        o += counts[e];
-        t += (counts[e] + tileRows - 1) / tileRows;
-        offsets[e + 1] = o;
-        tileOffsets[e + 1] = t;
-        fill[e] = 0;
+    const int lane = threadIdx.x;
+    if (lane == 0) {
+        a.offsets[0] = 0;
+        a.tileOffsets[0] = 0;
+    }
+    int rows = 0, tiles = 0;  // before this group of 32 experts
+    for (int base = 0; base < a.experts; base += 32) {
+        const int e = base + lane;
+        const int count = e < a.experts ? perExpert[e] : 0;
+        int r = count, t = (count + a.tileRows - 1) / a.tileRows;
+        for (int o = 1; o < 32; o <<= 1) {
+            const int ur = __shfl_up_sync(0xffffffffu, r, o), ut = __shfl_up_sync(0xffffffffu, t, o);
+            if (lane >= o) {
+                r += ur;
+                t += ut;
+            }
+        }
+        if (e < a.experts) {
+            a.counts[e] = count;
+            a.offsets[e + 1] = rows + r;
+            a.tileOffsets[e + 1] = tiles + t;
+            a.fill[e] = 0;
+        }
+        rows += __shfl_sync(0xffffffffu, r, 31);
+        tiles += __shfl_sync(0xffffffffu, t, 31);
     }
 }
 
-template <typename T>
+// One block per token: its row to its k slots (the first free one of each expert), read once;
+// 16-byte pieces where the rows allow (kVec), else elements.
+template <typename T, bool kVec>
 __global__ void scatterKernel(DispatchArgs a)
 {
     __shared__ int pos[kMaxK + 8];
@@ -198,11 +196,14 @@ __global__ void scatterKernel(DispatchArgs a)
         a.pairRows[static_cast<long long>(t) * a.k + threadIdx.x] = p;
     }
     __syncthreads();
-    const T* src = static_cast<const T*>(a.x) + static_cast<long long>(t) * a.width;
-    for (int i = 0; i < a.k; ++i) {
-        T* dst = static_cast<T*>(a.gathered) + static_cast<long long>(pos[i]) * a.width;
-        for (int c = threadIdx.x; c < a.width; c += blockDim.x)
-            dst[c] = src[c];
+    using Piece = std::conditional_t<kVec, uint4, T>;
+    const int pieces = kVec ? a.width * static_cast<int>(sizeof(T)) / 16 : a.width;
+    const Piece* src = reinterpret_cast<const Piece*>(static_cast<const T*>(a.x) + static_cast<long long>(t) * a.width);
+    Piece* rows = reinterpret_cast<Piece*>(a.gathered);
+    for (int c = threadIdx.x; c < pieces; c += blockDim.x) {
+        const Piece v = src[c];
+        for (int i = 0; i < a.k; ++i)
+            rows[static_cast<long long>(pos[i]) * pieces + c] = v;
     }
 }
 
@@ -358,14 +359,19 @@ Status dispatchTokens(const DispatchArgs& a, Stream stream)
         return {};
     if (a.k > kMaxK + 8 || a.k > 128)
         return Status::failure("moe dispatch: too many experts per token");
+    if (a.experts <= 0 || a.experts > kMaxExperts + 64 || a.tileRows <= 0)
+        return Status::failure("moe dispatch: expert count or tile height out of range");
     cudaStream_t s = cuStream(stream);
-    Status r = cudaStatus(cudaMemsetAsync(a.counts, 0, sizeof(int) * a.experts, s), "moe dispatch: cudaMemsetAsync");
-    if (!r.ok())
-        return r;
-    const int total = a.n * a.k;
-    countKernel<<<(total + 255) / 256, 256, 0, s>>>(a.idx, total, a.counts);
-    scanKernel<<<1, 32, 0, s>>>(a.counts, a.experts, a.tileRows, a.offsets, a.tileOffsets, a.fill);
-    TESSERA_DISPATCH_DTYPE(a.xType, T, scatterKernel<T><<<a.n, 128, 0, s>>>(a));
+    countScanKernel<<<1, kCountThreads, sizeof(int) * a.experts, s>>>(a, a.n * a.k);
+    const std::size_t rowBytes = static_cast<std::size_t>(a.width) * dtypeBytes(a.xType);
+    const bool vec = rowBytes % 16 == 0 && reinterpret_cast<std::uintptr_t>(a.x) % 16 == 0 &&
+                     reinterpret_cast<std::uintptr_t>(a.gathered) % 16 == 0;
+    TESSERA_DISPATCH_DTYPE(a.xType, T, {
+        if (vec)
+            scatterKernel<T, true><<<a.n, 256, 0, s>>>(a);
+        else
+            scatterKernel<T, false><<<a.n, 256, 0, s>>>(a);
+    });
     return launchStatus("moe dispatch");
 }
 

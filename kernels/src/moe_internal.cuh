@@ -26,38 +26,6 @@ __device__ __forceinline__ void warpArgmax(float& v, int& i)
     }
 }
 
-// Warp-wide maximum / minimum of unsigned values: one redux instruction where the GPU has it.
-__device__ __forceinline__ unsigned warpMaxU(unsigned v)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    return __reduce_max_sync(0xffffffffu, v);
-#else
-    for (int o = 16; o > 0; o >>= 1)
-        v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-#endif
-}
-__device__ __forceinline__ unsigned warpMinU(unsigned v)
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    return __reduce_min_sync(0xffffffffu, v);
-#else
-    for (int o = 16; o > 0; o >>= 1)
-        v = min(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-#endif
-}
-
-// A score as an unsigned key in the same order (−0 = +0); 0 for −inf and NaN, which are never
-// chosen.
-__device__ __forceinline__ unsigned scoreKey(float v)
-{
-    if (!(v > -INFINITY))
-        return 0u;
-    const unsigned b = __float_as_uint(v == 0.f ? 0.f : v);
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
 // Routing of token t from its router logits `row` (one warp): row t of a.idx / a.weight (global
 // or shared memory), the k routed experts then the shared ones.
 __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
@@ -140,26 +108,22 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
                 choice[j] = 0.f;  // the reference masks with 0.0, not −inf
         }
     }
-    // Top-k by repeated warp argmax (the highest score, of equal ones the lowest expert): the
-    // largest key over the warp, then the lowest expert holding it, two redux instructions a
-    // round. The lane that holds the winner hands its unbiased score to the warp with the shuffle
-    // that follows, so that the weights need no search afterwards.
+    // Top-k by repeated warp argmax; the lane that holds the winner hands its unbiased score to
+    // the warp with the same shuffle that follows, so that the weights need no search afterwards.
     int chosen[kMaxK];
     float w[kMaxK];
     for (int r = 0; r < a.k; ++r) {
-        unsigned key[kPerLane], best = 0;
+        float best = -INFINITY;
+        int bi = 1 << 30;
 #pragma unroll
         for (int j = 0; j < kPerLane; ++j) {
-            key[j] = lane + 32 * j < E ? scoreKey(choice[j]) : 0u;
-            best = max(best, key[j]);
+            const int e = lane + 32 * j;
+            if (e < E && choice[j] > best) {
+                best = choice[j];
+                bi = e;
+            }
         }
-        best = warpMaxU(best);
-        unsigned first = 1u << 30;
-#pragma unroll
-        for (int j = kPerLane - 1; j >= 0; --j)
-            if (best != 0 && key[j] == best)
-                first = lane + 32 * j;
-        int bi = static_cast<int>(warpMinU(first));
+        warpArgmax(best, bi);
         if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
             bi = min(r, E - 1);
         float mine = 0.f;

@@ -62,7 +62,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvEvictFirst[] = "TESSERA_GEMV_EVICT_FIRST",
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
-               kMergedExpansion[] = "TESSERA_MERGED_EXPANSION";
+               kGatedExperts[] = "TESSERA_GATED_EXPERTS";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -112,8 +112,8 @@ void setMhaFusedPrepare(bool enabled) { setSwitch<kMhaFusedPrepare, 1>(enabled);
 bool mlaFusedPrepareEnabled() { return switchOn<kMlaFusedPrepare, 1>(); }
 void setMlaFusedPrepare(bool enabled) { setSwitch<kMlaFusedPrepare, 1>(enabled); }
 
-bool mergedExpansionEnabled() { return switchOn<kMergedExpansion, 1>(); }
-void setMergedExpansion(bool enabled) { setSwitch<kMergedExpansion, 1>(enabled); }
+bool gatedExpertsEnabled() { return switchOn<kGatedExperts, 1>(); }
+void setGatedExperts(bool enabled) { setSwitch<kGatedExperts, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

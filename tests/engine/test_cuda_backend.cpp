@@ -624,7 +624,20 @@ private slots:
             }
             std::vector<std::int32_t> pairRows(std::size_t(tokens) * topk);
             cuda::check(k::copyToHost(pairRows.data(), d.pairRows, pairRows.size() * 4, nullptr), "pairRows");
+            std::vector<int> book(std::size_t(4) * E1);  // counts, fill, offsets, tileOffsets
+            cuda::check(k::copyToHost(book.data(), counts, book.size() * 4, nullptr), "dispatch bookkeeping");
             cuda::check(k::streamSynchronize(nullptr), "pairRows");
+            std::vector<int> perExpert(experts);
+            for (const int e : idx)
+                ++perExpert[e];
+            QCOMPARE(book[2 * E1], 0);
+            QCOMPARE(book[3 * E1], 0);
+            for (int e = 0; e < experts; ++e) {
+                QCOMPARE(book[e], perExpert[e]);
+                QCOMPARE(book[E1 + e], perExpert[e]);  // every slot of the expert taken
+                QCOMPARE(book[2 * E1 + e + 1] - book[2 * E1 + e], perExpert[e]);
+                QCOMPARE(book[3 * E1 + e + 1] - book[3 * E1 + e], (perExpert[e] + d.tileRows - 1) / d.tileRows);
+            }
             double worst = 0;
             for (int t = 0; t < tokens; ++t)
                 for (int i = 0; i < topk; ++i) {
@@ -645,6 +658,107 @@ private slots:
                       worst);
             QVERIFY2(worst < (fast ? 2e-4 : 1e-5 * std::sqrt(double(K))) + (bf16Out ? 4e-3 : 0.0), qPrintable(QString::number(worst)));
         }
+    }
+
+    // The grouped gate/up product that stores silu(gate)·up itself (GroupedGemmArgs::gatedOutput)
+    // against the product of the gate and up rows, then siluGate: the same bits.
+    void groupedGemmGated_data()
+    {
+        QTest::addColumn<int>("tokens");
+        QTest::addColumn<int>("experts");
+        QTest::addColumn<int>("topk");
+        QTest::addColumn<int>("inter");
+        QTest::addColumn<int>("K");
+        QTest::addRow("tiny 300 tok 66 exp top-8 896x1280") << 300 << 66 << 8 << 896 << 1280;
+        QTest::addRow("small 500 tok 66 exp top-8 1408x2048") << 500 << 66 << 8 << 1408 << 2048;
+        QTest::addRow("base 400 tok 74 exp top-8 1536x2560") << 400 << 74 << 8 << 1536 << 2560;
+        QTest::addRow("units not a multiple of 128: 700 tok 8 exp 200x64") << 700 << 8 << 2 << 200 << 64;
+    }
+    void groupedGemmGated()
+    {
+        REQUIRE_GPU();
+        QFETCH(int, tokens);
+        QFETCH(int, experts);
+        QFETCH(int, topk);
+        QFETCH(int, inter);
+        QFETCH(int, K);
+        std::mt19937 rng(tokens + experts * inter);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        std::vector<std::int32_t> idx(std::size_t(tokens) * topk);
+        for (int t = 0; t < tokens; ++t) {
+            std::vector<int> all(experts);
+            std::iota(all.begin(), all.end(), 0);
+            std::shuffle(all.begin(), all.end(), rng);
+            std::sort(all.begin(), all.begin() + topk);
+            for (int i = 0; i < topk; ++i)
+                idx[std::size_t(t) * topk + i] = all[i];
+        }
+        std::vector<std::uint16_t> x(std::size_t(tokens) * K), w(std::size_t(experts) * 2 * inter * K);
+        for (auto& v : x)
+            v = bf16Bits(nd(rng));
+        for (auto& v : w)
+            v = bf16Bits(nd(rng) / std::sqrt(float(K)));
+        auto dIdx = upload(idx), dX = upload(x), dW = upload(w);
+        const int E1 = experts + 1, rows = tokens * topk;
+        DeviceBuffer ints(std::size_t(4 * E1 + rows) * sizeof(int), "dispatch"), gathered(std::size_t(rows) * K * 2, "gathered");
+        k::DispatchArgs d;
+        d.idx = dIdx.as<std::int32_t>();
+        d.n = tokens;
+        d.k = topk;
+        d.experts = experts;
+        d.tileRows = k::groupedTileRows(k::MathMode::FastBf16);
+        d.counts = ints.as<int>();
+        d.fill = d.counts + E1;
+        d.offsets = d.counts + 2 * E1;
+        d.tileOffsets = d.counts + 3 * E1;
+        d.pairRows = d.counts + 4 * E1;
+        d.x = dX.get();
+        d.xType = k::DType::BF16;
+        d.width = K;
+        d.gathered = gathered.get();
+        cuda::check(k::dispatchTokens(d, nullptr), "dispatch");
+        k::GroupedGemmArgs g;
+        g.N = 2 * inter;
+        g.K = K;
+        g.groups = experts;
+        g.maxRows = rows;
+        g.A = gathered.get();
+        g.aType = k::DType::BF16;
+        g.lda = K;
+        g.B = dW.get();
+        g.ldb = K;
+        g.strideB = std::int64_t(2) * inter * K;
+        g.cType = k::DType::BF16;
+        g.offsets = d.offsets;
+        g.tileOffsets = d.tileOffsets;
+        g.math = k::MathMode::FastBf16;
+        k::GroupedGemmArgs gated = g;
+        gated.N = inter;
+        gated.ldc = inter;
+        gated.gatedOutput = true;
+        if (!k::groupedGemmGates(gated))
+            QSKIP("the gated grouped product needs the tensor-core kernel of a Hopper GPU");
+        // Poisoned outputs (bf16 NaN): every routed row must be written.
+        const std::vector<std::uint16_t> poison(std::size_t(rows) * inter, 0x7fc0);
+        auto gateUp = upload(std::vector<std::uint16_t>(std::size_t(rows) * 2 * inter, 0x7fc0));
+        auto twoStep = upload(poison), oneStep = upload(poison);
+        g.C = gateUp.get();
+        g.ldc = 2 * inter;
+        cuda::check(k::groupedGemm(g, nullptr), "grouped gate/up");
+        cuda::check(k::siluGate(gateUp.get(), k::DType::BF16, 2 * inter, rows, inter, twoStep.get(), k::DType::BF16, inter, nullptr),
+                    "siluGate");
+        gated.C = oneStep.get();
+        cuda::check(k::groupedGemm(gated, nullptr), "grouped gated gate/up");
+        const auto want = download<std::uint16_t>(twoStep, poison.size()), got = download<std::uint16_t>(oneStep, poison.size());
+        std::size_t differ = 0, nan = 0, nonzero = 0;
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            differ += got[i] != want[i] ? 1 : 0;
+            nan += std::isnan(bf16Value(got[i])) ? 1 : 0;
+            nonzero += bf16Value(got[i]) != 0.f ? 1 : 0;
+        }
+        QVERIFY2(differ == 0, qPrintable(QString("%1 of %2 values differ").arg(differ).arg(want.size())));
+        QCOMPARE(nan, std::size_t(0));
+        QVERIFY(nonzero > want.size() / 2);
     }
 
     void flashAttentionSweep_data()
@@ -1040,131 +1154,6 @@ private slots:
                  "the outputs differ");
         QVERIFY(twoLaunches.second != oldCache);  // the new row did land
         QCOMPARE(fusedInKernel, fusable);
-    }
-
-    // The value expansion that merges the attention's split partials as it loads x
-    // (DecodeAttentionArgs::expansion, TESSERA_MERGED_EXPANSION) against the merge launch and then
-    // the product: the same bits. `merges`: whether the merged path must run, seen in `out`, which
-    // it leaves unwritten (the MHA kernel with counters merges in its own last block instead).
-    void mergedExpansion_data()
-    {
-        QTest::addColumn<int>("heads");
-        QTest::addColumn<int>("headsPerKv");
-        QTest::addColumn<int>("keyDim");
-        QTest::addColumn<int>("valueDim");
-        QTest::addColumn<int>("context");
-        QTest::addColumn<bool>("fp32");
-        QTest::addColumn<bool>("counters");
-        QTest::addColumn<bool>("merges");
-        for (const int context : {1, 31, 33, 1024, 3001})
-            QTest::addRow("small latent 16 heads @%d", context) << 16 << 16 << 576 << 512 << context << false << false << true;
-        QTest::addRow("base latent 32 heads @1000") << 32 << 32 << 576 << 512 << 1000 << false << false << true;
-        QTest::addRow("fp32 latent 4 heads @200 (CUDA-core partials)") << 4 << 4 << 40 << 32 << 200 << true << false << true;
-        QTest::addRow("MHA 8 heads / 2 kv @300") << 8 << 4 << 64 << 64 << 300 << false << false << true;
-        QTest::addRow("MHA 8 heads / 2 kv @300, merged in its last block") << 8 << 4 << 64 << 64 << 300 << false << true << false;
-    }
-    void mergedExpansion()
-    {
-        REQUIRE_GPU();
-        QFETCH(int, heads);
-        QFETCH(int, headsPerKv);
-        QFETCH(int, keyDim);
-        QFETCH(int, valueDim);
-        QFETCH(int, context);
-        QFETCH(bool, fp32);
-        QFETCH(bool, counters);
-        QFETCH(bool, merges);
-        const int capacity = 4096, kvHeads = heads / headsPerKv, N = 128;
-        const bool latent = headsPerKv == heads;  // one shared row set: keys = values, the first valueDim columns
-        const std::size_t elem = fp32 ? sizeof(float) : sizeof(std::uint16_t);
-        std::mt19937 rng(heads * keyDim + context);
-        std::normal_distribution<float> nd(0.f, 1.f);
-        auto values = [&](std::size_t n, float scale) {
-            std::vector<std::uint16_t> half(n);
-            std::vector<float> full(n);
-            for (std::size_t i = 0; i < n; ++i) {
-                full[i] = nd(rng) * scale;
-                half[i] = bf16Bits(full[i]);
-            }
-            return fp32 ? upload(full) : upload(half);
-        };
-        const long long keyLd = latent ? keyDim : static_cast<long long>(kvHeads) * keyDim;
-        auto dQ = values(std::size_t(heads) * keyDim, 1.f);
-        auto dKeys = values(std::size_t(capacity) * keyLd, 1.f);
-        auto dValues = values(std::size_t(capacity) * kvHeads * valueDim, 1.f);
-        std::vector<std::uint16_t> w(std::size_t(heads) * N * valueDim);
-        for (auto& x : w)
-            x = bf16Bits(nd(rng) / std::sqrt(float(valueDim)));
-        auto dW = upload(w), dLen = upload(std::vector<int>{context - 1});
-        DeviceBuffer dCounters(std::size_t(kvHeads) * sizeof(int), "counters");
-        cuda::check(k::fillZero(dCounters.get(), std::size_t(kvHeads) * sizeof(int), nullptr), "counters");
-        struct Restore {
-            bool on = k::mergedExpansionEnabled();
-            ~Restore() { k::setMergedExpansion(on); }
-        } restore;
-        const std::size_t outBytes = std::size_t(heads) * valueDim * elem, yBytes = std::size_t(heads) * N * elem;
-        auto run = [&](bool merged) {
-            k::setMergedExpansion(merged);
-            DeviceBuffer ws(k::decodeAttentionWorkspaceFloats(heads, valueDim, capacity) * sizeof(float), "ws");
-            DeviceBuffer dOut(outBytes, "out"), dY(yBytes, "y");
-            const std::vector<unsigned char> unwritten(outBytes, 0xff);
-            cuda::check(k::copyToDevice(dOut.get(), unwritten.data(), outBytes, nullptr), "out");
-            const k::DType type = fp32 ? k::DType::F32 : k::DType::BF16;
-            k::GemvArgs e;
-            e.N = N;
-            e.K = valueDim;
-            e.batch = heads;
-            e.x = dOut.get();
-            e.xType = type;
-            e.strideX = valueDim;
-            e.W = dW.get();
-            e.ldw = valueDim;
-            e.strideW = static_cast<std::int64_t>(N) * valueDim;
-            e.y = dY.get();
-            e.yType = type;
-            e.strideY = N;
-            k::DecodeAttentionArgs d;
-            d.q = dQ.get();
-            d.qType = type;
-            d.qHeadStride = keyDim;
-            d.heads = heads;
-            d.headsPerKv = headsPerKv;
-            d.keys = dKeys.get();
-            d.keyLd = keyLd;
-            d.keyHeadStride = latent ? 0 : keyDim;
-            d.keyDim = keyDim;
-            d.values = latent ? dKeys.get() : dValues.get();
-            d.valueLd = latent ? keyLd : static_cast<long long>(kvHeads) * valueDim;
-            d.valueHeadStride = latent ? 0 : valueDim;
-            d.valueDim = valueDim;
-            d.cacheType = type;
-            d.lengthOnDevice = dLen.as<int>();
-            d.capacity = capacity;
-            d.scale = 1.f / std::sqrt(float(keyDim));
-            d.workspace = ws.as<float>();
-            d.counters = counters ? dCounters.as<int>() : nullptr;
-            d.out = dOut.get();
-            d.outType = type;
-            d.outHeadStride = valueDim;
-            d.expansion = &e;
-            cuda::check(k::decodeAttention(d, nullptr), "decodeAttention + expansion");
-            return std::make_pair(download<unsigned char>(dY, yBytes), download<unsigned char>(dOut, outBytes) == unwritten);
-        };
-        const auto separate = run(false), merged = run(true);
-        QVERIFY2(!separate.second, "the merge launch wrote no output");
-        QCOMPARE(merged.second, merges);
-        QVERIFY2(merged.first == separate.first, "the expansions differ");
-        // Not a vacuous comparison: the product's output is finite and not all zero.
-        std::vector<float> y(std::size_t(heads) * N);
-        if (fp32) {
-            std::memcpy(y.data(), separate.first.data(), yBytes);
-        } else {
-            std::vector<std::uint16_t> h(y.size());
-            std::memcpy(h.data(), separate.first.data(), yBytes);
-            std::transform(h.begin(), h.end(), y.begin(), bf16Value);
-        }
-        QVERIFY(std::all_of(y.begin(), y.end(), [](float v) { return std::isfinite(v); }));
-        QVERIFY(std::any_of(y.begin(), y.end(), [](float v) { return v != 0.f; }));
     }
 
     void decodeAttentionSweep_data()

@@ -8,6 +8,7 @@
 #include "tessera_kernels/moe.h"
 #include "tessera_kernels/norm.h"
 #include "tessera_kernels/rope.h"
+#include "tessera_kernels/runtime.h"
 
 #include <algorithm>
 #include <cmath>
@@ -734,6 +735,8 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         d.outHeadStride = rank_;
         d.fusePrepare = prepareInAttention;
         d.latentPrepare = prep;
+        if (runs(kStageAttention, decode))
+            check(k::decodeAttention(d, stream_), "mla decode attention");
         k::GemvArgs expand;
         expand.N = vDim_;
         expand.K = rank_;
@@ -747,14 +750,7 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         expand.y = ctx_;
         expand.yType = act_;
         expand.strideY = vDim_;
-        // The attention launches the expansion itself, which merges the attention's splits as it
-        // loads them (DecodeAttentionArgs::expansion), unless a stage is left out for measurement.
-        const bool expandInAttention = runs(kStageAttention, decode) && runs(kStageExpand, decode);
-        if (expandInAttention)
-            d.expansion = &expand;
-        if (runs(kStageAttention, decode))
-            check(k::decodeAttention(d, stream_), "mla decode attention + value expansion");
-        if (runs(kStageExpand, decode) && !expandInAttention)
+        if (runs(kStageExpand, decode))
             check(k::gemv(expand, stream_), "mla value expansion");
     } else if (mlaFlash_) {
         // Fast prefill in the expanded form: k_nope and v of every visible position from the
@@ -1109,8 +1105,19 @@ void CudaLanguageModel::moe(int layer, int n, bool decode, LanguageTrace* trace,
         gu.offsets = offsets_;
         gu.tileOffsets = tileOffsets_;
         gu.math = math_;
-        check(k::groupedGemm(gu, stream_), "moe experts gate/up");
-        check(k::siluGate(egu_, act_, 2 * I, n * KS, I, eact_, act_, I, stream_), "moe experts activation");
+        // silu(gate)·up straight from the product's accumulators where the tensor-core kernel can
+        // (the same bits as the product then siluGate, without the gate/up rows in memory).
+        k::GroupedGemmArgs gated = gu;
+        gated.N = I;
+        gated.C = eact_;
+        gated.ldc = I;
+        gated.gatedOutput = true;
+        if (k::gatedExpertsEnabled() && k::groupedGemmGates(gated)) {
+            check(k::groupedGemm(gated, stream_), "moe experts gate/up + activation");
+        } else {
+            check(k::groupedGemm(gu, stream_), "moe experts gate/up");
+            check(k::siluGate(egu_, act_, 2 * I, n * KS, I, eact_, act_, I, stream_), "moe experts activation");
+        }
         k::GroupedGemmArgs dn = gu;
         dn.N = H;
         dn.K = I;

@@ -4,7 +4,6 @@
 // attention is a split-context kernel that reads the context length from the device, so that a
 // captured decode step can be replayed at every position.
 #include "tessera_kernels/common.h"
-#include "tessera_kernels/gemm.h"
 #include "tessera_kernels/rope.h"
 
 #include <cstddef>
@@ -65,12 +64,6 @@ struct DecodeAttentionArgs {
     bool fusePrepare = false;
     MhaPrepareArgs prepare;
     MlaPrepareArgs latentPrepare;
-    // Optional: the one-token product that reads `out` next (MLA's value expansion: x = out,
-    // xType = outType, strideX = outHeadStride, K = valueDim, batch = heads), launched by
-    // decodeAttention after it. Where the split partials would be merged by a launch of their own,
-    // that product merges them as it loads x instead (GemvArgs::partials; `out` is then not
-    // written), one launch fewer, the same bits. TESSERA_MERGED_EXPANSION=0 keeps the merge launch.
-    const GemvArgs* expansion = nullptr;
 };
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity);
 Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);

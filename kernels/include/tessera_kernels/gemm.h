@@ -59,9 +59,16 @@ struct GroupedGemmArgs {
     const int* offsets = nullptr;
     const int* tileOffsets = nullptr;
     MathMode math = MathMode::ExactFp32;
+    // B holds gate rows [0, N) then up rows [N, 2N) (strideB apart per group), and
+    // C[r, n] = cType(silu(g)·u) with g, u the gate and up products rounded to cType first: the
+    // gate/up product and siluGate of a SiLU-gated MLP's first half in one pass, the same bits.
+    // Only where groupedGemmGates(args) says so.
+    bool gatedOutput = false;
 };
 int groupedTileRows(MathMode math);
 Status groupedGemm(const GroupedGemmArgs& args, Stream stream);
+// Whether groupedGemm can run args with gatedOutput (bf16 tensor cores of a Hopper GPU).
+bool groupedGemmGates(const GroupedGemmArgs& args);
 
 // y[M=1, N] = x · Wᵀ for batch products of one row each (decode): W bf16 [N, K] rows (ldw),
 // x F32 or BF16. When batchIndex (device, `batch` ints) is given, batch b reads
@@ -91,17 +98,7 @@ struct GemvArgs {
     // indexEarly: batchIndex was written by a kernel before the previous one, which triggered
     // late, so the chosen matrices' rows are copied before the wait too.
     bool triggerLate = false, indexEarly = false;
-    // x as a decode attention's unmerged split partials, merged while it is loaded (set by
-    // decodeAttention for DecodeAttentionArgs::expansion, x then unused): entry b merges the
-    // splits at partials + b·partialSplits·(K + 2) that hold positions 0 .. *partialLength,
-    // partialChunk positions each (the layout and merge of split_merge.cuh).
-    const float* partials = nullptr;
-    int partialSplits = 0, partialChunk = 0;
-    const int* partialLength = nullptr;
 };
 Status gemv(const GemvArgs& args, Stream stream);
-// Whether gemv(args) can take its x as partials (args.partials set): not gated, no index list, and
-// a shape its shared-memory kernel handles.
-bool gemvMergesPartials(const GemvArgs& args);
 
 }  // namespace tessera::kernels

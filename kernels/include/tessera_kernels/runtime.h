@@ -98,12 +98,11 @@ bool mhaFusedPrepareEnabled();
 void setMlaFusedPrepare(bool enabled);
 bool mlaFusedPrepareEnabled();
 
-// Decode attention whose splits a launch of their own would merge (MLA's latent kernel) leaves
-// the merge to the value expansion that follows, which does it while loading its x
-// (DecodeAttentionArgs::expansion), one launch fewer per layer. On unless
-// TESSERA_MERGED_EXPANSION=0. Applies to launches after the call.
-void setMergedExpansion(bool enabled);
-bool mergedExpansionEnabled();
+// Prefill: the experts' gate/up product stores silu(gate)·up itself (GroupedGemmArgs::gatedOutput)
+// where the tensor-core kernel runs, instead of the gate and up rows and then siluGate. On unless
+// TESSERA_GATED_EXPERTS=0. Applies to launches after the call.
+void setGatedExperts(bool enabled);
+bool gatedExpertsEnabled();
 
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
