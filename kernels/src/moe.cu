@@ -359,7 +359,7 @@ Status dispatchTokens(const DispatchArgs& a, Stream stream)
         return {};
     if (a.k > kMaxK + 8 || a.k > 128)
         return Status::failure("moe dispatch: too many experts per token");
-    if (a.experts <= 0 || a.experts > kMaxExperts + 64 || a.tileRows <= 0)
+    if (a.experts <= 0 || a.experts > kMaxExperts + kMaxK + 8 || a.tileRows <= 0)  // routed + shared experts
         return Status::failure("moe dispatch: expert count or tile height out of range");
     cudaStream_t s = cuStream(stream);
     countScanKernel<<<1, kCountThreads, sizeof(int) * a.experts, s>>>(a, a.n * a.k);
