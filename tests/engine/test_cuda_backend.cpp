@@ -161,6 +161,50 @@ std::vector<T> download(const DeviceBuffer& b, std::size_t n)
     return v;
 }
 
+// Routing of the grouped-product tests: `topk` distinct experts per token; with `uneven`, every
+// third token picks among the first half of the experts only.
+std::vector<std::int32_t> testRouting(int tokens, int experts, int topk, bool uneven, std::mt19937& rng)
+{
+    std::vector<std::int32_t> idx(std::size_t(tokens) * topk);
+    for (int t = 0; t < tokens; ++t) {
+        std::vector<int> all(experts);
+        std::iota(all.begin(), all.end(), 0);
+        std::shuffle(all.begin(), all.end() - (uneven && t % 3 == 0 ? experts / 2 : 0), rng);
+        std::sort(all.begin(), all.begin() + topk);
+        for (int i = 0; i < topk; ++i)
+            idx[std::size_t(t) * topk + i] = all[i];
+    }
+    return idx;
+}
+
+// dispatchTokens of x (tokens rows of `width`) by idx into `gathered`, with its bookkeeping in one
+// buffer: counts, fill, offsets and tileOffsets (experts + 1 ints each), then pairRows.
+struct TestDispatch {
+    DeviceBuffer ints;
+    k::DispatchArgs args;
+    TestDispatch(const DeviceBuffer& idx, const DeviceBuffer& x, k::DType xType, const DeviceBuffer& gathered, int tokens, int experts,
+                 int topk, int width, k::MathMode math)
+        : ints(std::size_t(4 * (experts + 1) + tokens * topk) * sizeof(int), "dispatch")
+    {
+        const int E1 = experts + 1;
+        args.idx = idx.as<std::int32_t>();
+        args.n = tokens;
+        args.k = topk;
+        args.experts = experts;
+        args.tileRows = k::groupedTileRows(math);
+        args.counts = ints.as<int>();
+        args.fill = args.counts + E1;
+        args.offsets = args.counts + 2 * E1;
+        args.tileOffsets = args.counts + 3 * E1;
+        args.pairRows = args.counts + 4 * E1;
+        args.x = x.get();
+        args.xType = xType;
+        args.width = width;
+        args.gathered = gathered.get();
+        cuda::check(k::dispatchTokens(args, nullptr), "dispatch");
+    }
+};
+
 struct LoadedModel {
     ModelConfig config;
     TensorStore store;
@@ -549,16 +593,7 @@ private slots:
         QFETCH(bool, bf16Out);
         std::mt19937 rng(tokens * experts + N);
         std::normal_distribution<float> nd(0.f, 1.f);
-        // Routing: distinct experts per token, uneven load.
-        std::vector<std::int32_t> idx(std::size_t(tokens) * topk);
-        for (int t = 0; t < tokens; ++t) {
-            std::vector<int> all(experts);
-            std::iota(all.begin(), all.end(), 0);
-            std::shuffle(all.begin(), all.end() - (t % 3 == 0 ? experts / 2 : 0), rng);
-            std::sort(all.begin(), all.begin() + topk);
-            for (int i = 0; i < topk; ++i)
-                idx[std::size_t(t) * topk + i] = all[i];
-        }
+        const auto idx = testRouting(tokens, experts, topk, true, rng);  // uneven loads
         std::vector<float> x(std::size_t(tokens) * K);
         std::vector<std::uint16_t> x16(x.size());
         for (std::size_t i = 0; i < x.size(); ++i) {
@@ -570,8 +605,6 @@ private slots:
             v = bf16Bits(nd(rng) / std::sqrt(float(K)));
         auto dIdx = upload(idx), dW = upload(w);
         const int E1 = experts + 1;
-        DeviceBuffer ints(std::size_t(4 * E1 + tokens * topk) * sizeof(int), "dispatch");
-        int* counts = ints.as<int>();
         for (const k::MathMode math : {k::MathMode::ExactFp32, k::MathMode::FastBf16}) {
             const bool fast = math == k::MathMode::FastBf16;
             auto dX = fast ? upload(x16) : upload(x);
@@ -580,22 +613,8 @@ private slots:
             // Poisoned output (NaN in both types): every routed row must be written.
             const std::size_t outCount = std::size_t(tokens) * topk * N;
             auto out = bf16Out ? upload(std::vector<std::uint16_t>(outCount, 0x7fc0)) : upload(std::vector<float>(outCount, NAN));
-            k::DispatchArgs d;
-            d.idx = dIdx.as<std::int32_t>();
-            d.n = tokens;
-            d.k = topk;
-            d.experts = experts;
-            d.tileRows = k::groupedTileRows(math);
-            d.counts = counts;
-            d.fill = counts + E1;
-            d.offsets = counts + 2 * E1;
-            d.tileOffsets = counts + 3 * E1;
-            d.pairRows = counts + 4 * E1;
-            d.x = dX.get();
-            d.xType = fast ? k::DType::BF16 : k::DType::F32;
-            d.width = K;
-            d.gathered = gathered.get();
-            cuda::check(k::dispatchTokens(d, nullptr), "dispatch");
+            const TestDispatch dispatch(dIdx, dX, fast ? k::DType::BF16 : k::DType::F32, gathered, tokens, experts, topk, K, math);
+            const k::DispatchArgs& d = dispatch.args;
             k::GroupedGemmArgs g;
             g.N = N;
             g.K = K;
@@ -625,7 +644,7 @@ private slots:
             std::vector<std::int32_t> pairRows(std::size_t(tokens) * topk);
             cuda::check(k::copyToHost(pairRows.data(), d.pairRows, pairRows.size() * 4, nullptr), "pairRows");
             std::vector<int> book(std::size_t(4) * E1);  // counts, fill, offsets, tileOffsets
-            cuda::check(k::copyToHost(book.data(), counts, book.size() * 4, nullptr), "dispatch bookkeeping");
+            cuda::check(k::copyToHost(book.data(), d.counts, book.size() * 4, nullptr), "dispatch bookkeeping");
             cuda::check(k::streamSynchronize(nullptr), "pairRows");
             std::vector<int> perExpert(experts);
             for (const int e : idx)
@@ -684,39 +703,17 @@ private slots:
         QFETCH(int, K);
         std::mt19937 rng(tokens + experts * inter);
         std::normal_distribution<float> nd(0.f, 1.f);
-        std::vector<std::int32_t> idx(std::size_t(tokens) * topk);
-        for (int t = 0; t < tokens; ++t) {
-            std::vector<int> all(experts);
-            std::iota(all.begin(), all.end(), 0);
-            std::shuffle(all.begin(), all.end(), rng);
-            std::sort(all.begin(), all.begin() + topk);
-            for (int i = 0; i < topk; ++i)
-                idx[std::size_t(t) * topk + i] = all[i];
-        }
+        const auto idx = testRouting(tokens, experts, topk, false, rng);
         std::vector<std::uint16_t> x(std::size_t(tokens) * K), w(std::size_t(experts) * 2 * inter * K);
         for (auto& v : x)
             v = bf16Bits(nd(rng));
         for (auto& v : w)
             v = bf16Bits(nd(rng) / std::sqrt(float(K)));
         auto dIdx = upload(idx), dX = upload(x), dW = upload(w);
-        const int E1 = experts + 1, rows = tokens * topk;
-        DeviceBuffer ints(std::size_t(4 * E1 + rows) * sizeof(int), "dispatch"), gathered(std::size_t(rows) * K * 2, "gathered");
-        k::DispatchArgs d;
-        d.idx = dIdx.as<std::int32_t>();
-        d.n = tokens;
-        d.k = topk;
-        d.experts = experts;
-        d.tileRows = k::groupedTileRows(k::MathMode::FastBf16);
-        d.counts = ints.as<int>();
-        d.fill = d.counts + E1;
-        d.offsets = d.counts + 2 * E1;
-        d.tileOffsets = d.counts + 3 * E1;
-        d.pairRows = d.counts + 4 * E1;
-        d.x = dX.get();
-        d.xType = k::DType::BF16;
-        d.width = K;
-        d.gathered = gathered.get();
-        cuda::check(k::dispatchTokens(d, nullptr), "dispatch");
+        const int rows = tokens * topk;
+        DeviceBuffer gathered(std::size_t(rows) * K * 2, "gathered");
+        const TestDispatch dispatch(dIdx, dX, k::DType::BF16, gathered, tokens, experts, topk, K, k::MathMode::FastBf16);
+        const k::DispatchArgs& d = dispatch.args;
         k::GroupedGemmArgs g;
         g.N = 2 * inter;
         g.K = K;
