@@ -416,7 +416,10 @@ Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
 {
     if (a.N <= 0 || a.groups <= 0 || a.maxRows <= 0)
         return {};
-    if (a.gatedOutput && !groupedGemmGates(a))
+    // A gated output runs on the Hopper kernel only; its other conditions are the checks below and
+    // the tensor maps (made once, by launchGroupedTma).
+    static const bool wgmma = deviceRunsWgmma();
+    if (a.gatedOutput && (a.math != MathMode::FastBf16 || !wgmma))
         return Status::failure("grouped gemm: a gated output needs the bf16 tensor-core kernel of a Hopper GPU");
     cudaStream_t s = cuStream(stream);
     const int tileRows = groupedTileRows(a.math);
@@ -426,7 +429,6 @@ Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
             return Status::failure("grouped gemm: the tensor-core path needs bf16 activations");
         if (a.K % 8 != 0 || a.lda % 8 != 0 || a.ldb % 8 != 0 || a.strideB % 8 != 0)
             return Status::failure("grouped gemm: K and leading dimensions must be multiples of 8 for the tensor-core path");
-        static const bool wgmma = deviceRunsWgmma();
         if (wgmma) {
             bool launched = false;
             const Status r = launchGroupedTma(a, maxTiles, s, launched);
