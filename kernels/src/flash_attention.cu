@@ -7,8 +7,12 @@
 // Head widths that are a multiple of 8 but not of 16 (the vision tower's 72) run exactly: the
 // last 8 key columns go through m16n8k8 and the last 8 value columns through one more n8 tile,
 // so nothing is padded. Queries and keys have DK columns, values DV (MLA prefill: 192 and 128).
+// On a Hopper GPU the MLA shape runs flash_attention_wgmma.cu's kernel instead (the same
+// arithmetic on the warpgroup tensor cores; setWgmmaAttention(false) keeps this one).
 #include "tessera_kernels/attention.h"
+#include "tessera_kernels/runtime.h"
 
+#include "flash_internal.cuh"
 #include "launch_util.cuh"
 #include "mma_util.cuh"
 
@@ -291,7 +295,25 @@ Status launch(const FlashAttentionArgs& a, cudaStream_t s)
     return launchStatus("flash attention");
 }
 
+// The MLA shape's Hopper kernel is wanted (the switch) and can run here.
+bool hopperAttention()
+{
+    static const bool hopper = deviceRunsSm90a();
+    return hopper && wgmmaAttentionEnabled();
+}
+
 }  // namespace
+
+bool flashAttentionOnWgmma(const FlashAttentionArgs& a)
+{
+#if TESSERA_HAVE_SM90A
+    const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
+    return valueDim != a.headDim && hopperAttention() && flashWgmmaApplies(a);
+#else
+    (void)a;
+    return false;
+#endif
+}
 
 bool flashAttentionSupports(int headDim, int valueDim)
 {
@@ -322,6 +344,14 @@ Status flashAttention(const FlashAttentionArgs& a, Stream stream)
     cudaStream_t s = cuStream(stream);
     // <keys, values, warps, m-tiles per warp, min blocks per SM> (registers capped accordingly).
     if (valueDim != a.headDim) {
+#if TESSERA_HAVE_SM90A
+        if (hopperAttention()) {
+            bool launched = false;
+            const Status r = launchFlashWgmma(a, s, launched);
+            if (!r.ok() || launched)
+                return r;
+        }
+#endif
         if (a.headDim <= 64 && valueDim <= 64)
             return launch<64, 64, 4, 1, 4>(a, s);
         return launch<192, 128, 4, 1, 2>(a, s);

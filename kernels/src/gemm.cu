@@ -385,29 +385,9 @@ Status gemm(GemmContext* ctx, const GemmArgs& a, Stream stream)
 
 int groupedTileRows(MathMode math) { return math == MathMode::FastBf16 ? kMmaTileRows : kBM; }
 
-namespace {
-
-// The TMA + wgmma kernel is built for sm_90a, whose code runs on compute capability 9.0 only.
-bool deviceRunsWgmma()
-{
-#if TESSERA_HAVE_SM90A
-    int device = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
-    }
-    return major == 9 && minor == 0;
-#else
-    return false;
-#endif
-}
-
-}  // namespace
-
 bool groupedGemmGates(const GroupedGemmArgs& a)
 {
-    static const bool wgmma = deviceRunsWgmma();
+    static const bool wgmma = deviceRunsSm90a();
     return wgmma && a.math == MathMode::FastBf16 && a.aType == DType::BF16 && a.K % 8 == 0 && a.lda % 8 == 0 && a.ldb % 8 == 0 &&
            a.strideB % 8 == 0 && groupedTmaAvailable(a);
 }
@@ -418,7 +398,7 @@ Status groupedGemm(const GroupedGemmArgs& a, Stream stream)
         return {};
     // A gated output runs on the Hopper kernel only; its other conditions are the checks below and
     // the tensor maps (made once, by launchGroupedTma).
-    static const bool wgmma = deviceRunsWgmma();
+    static const bool wgmma = deviceRunsSm90a();
     if (a.gatedOutput && (a.math != MathMode::FastBf16 || !wgmma))
         return Status::failure("grouped gemm: a gated output needs the bf16 tensor-core kernel of a Hopper GPU");
     cudaStream_t s = cuStream(stream);

@@ -13,10 +13,9 @@
 // sixth fewer bytes than a full tile.
 #include "dot_util.cuh"
 #include "gemm_internal.cuh"
+#include "hopper_util.cuh"
 #include "launch_util.cuh"
 #include "mbarrier.cuh"
-
-#include <cudaTypedefs.h>
 
 #include <cstdint>
 
@@ -29,25 +28,6 @@ constexpr int kRowBytes = BK * 2;  // one 128-byte swizzle row per tile row
 constexpr int kStageBytes = (BM + BN) * kRowBytes;
 constexpr int kHalfStageBytes = (BM / 2 + BN) * kRowBytes;  // a tile of at most 64 rows
 constexpr int kThreads = 256;  // the two consumer warpgroups
-
-__device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void wgmmaWait()
-{
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-
-// Shared-memory matrix descriptor: K-major rows of 128 bytes, 128-byte swizzle, 8-row groups
-// 1024 bytes apart.
-__device__ __forceinline__ std::uint64_t smemDescriptor(unsigned addr)
-{
-    std::uint64_t d = (addr & 0x3FFFFu) >> 4;
-    d |= std::uint64_t(1) << 16;            // leading byte offset (unused with this swizzle)
-    d |= std::uint64_t(1024 >> 4) << 32;    // stride byte offset
-    d |= std::uint64_t(1) << 62;            // 128-byte swizzle
-    return d;
-}
 
 // D[64×256] += A[64×16] · B[256×16]ᵀ, both from shared memory.
 __device__ __forceinline__ void wgmma256(float (&d)[128], std::uint64_t a, std::uint64_t b)
@@ -98,21 +78,6 @@ __device__ __forceinline__ void store2(TC* p, float a, float b, bool second)
 constexpr int kTmaThreads = kThreads + 32;  // two consumer warpgroups + one producer warp
 // The ring, slack to align it to the 1024-byte swizzle atoms, and the full / empty mbarriers.
 constexpr int kTmaSmemBytes = STAGES * kStageBytes + 1024 + 2 * STAGES * 8;
-__device__ __forceinline__ void tmaLoad2d(unsigned dst, const CUtensorMap* map, int c0, int c1, unsigned bar)
-{
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
-        : "memory");
-}
-__device__ __forceinline__ void tmaLoad3d(unsigned dst, const CUtensorMap* map, int c0, int c1, int c2, unsigned bar)
-{
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(dst),
-        "l"(reinterpret_cast<std::uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
-        : "memory");
-}
-
 // A consumer warpgroup's products of one tile: k tiles 0 .. KT − 1 of the ring (stage
 // kt % STAGES, round kt / STAGES). Each stage goes back to the producer (its "empty" barrier)
 // once the next k tile's products are issued and its own are done; the last one needs no return.
@@ -242,21 +207,6 @@ __global__ __launch_bounds__(kTmaThreads, 1) void groupedTmaKernel(const __grid_
         storeGatedTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
     else
         storeTile<TC>(p, acc, rowBase, rowEnd, n0, wg, warp, lane);
-}
-
-PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
-{
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-        void* f = nullptr;
-        cudaDriverEntryPointQueryResult q{};
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-            q != cudaDriverEntryPointSuccess) {
-            cudaGetLastError();
-            f = nullptr;
-        }
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-    }();
-    return fn;
 }
 
 bool encodeMaps(const GroupedGemmArgs& g, CUtensorMap& a, CUtensorMap& aHalf, CUtensorMap& b)

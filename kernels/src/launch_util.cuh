@@ -19,6 +19,9 @@ inline Status cudaStatus(cudaError_t err, const char* what)
     return Status::failure(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
+// Whether the sm_90a kernels (wgmma, built only for that target) run here: compute capability 9.0.
+bool deviceRunsSm90a();
+
 // After a kernel launch: a bad configuration shows up here; faults show up at the next sync.
 inline Status launchStatus(const char* op)
 {

@@ -62,7 +62,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvEvictFirst[] = "TESSERA_GEMV_EVICT_FIRST",
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
-               kGatedExperts[] = "TESSERA_GATED_EXPERTS";
+               kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -115,8 +115,26 @@ void setMlaFusedPrepare(bool enabled) { setSwitch<kMlaFusedPrepare, 1>(enabled);
 bool gatedExpertsEnabled() { return switchOn<kGatedExperts, 1>(); }
 void setGatedExperts(bool enabled) { setSwitch<kGatedExperts, 1>(enabled); }
 
+bool wgmmaAttentionEnabled() { return switchOn<kWgmmaAttention, 1>(); }
+void setWgmmaAttention(bool enabled) { setSwitch<kWgmmaAttention, 1>(enabled); }
+
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }
+
+bool deviceRunsSm90a()
+{
+#if TESSERA_HAVE_SM90A
+    int device = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return major == 9 && minor == 0;
+#else
+    return false;
+#endif
+}
 
 Status setDevice(int index) { return cudaStatus(cudaSetDevice(index), "cudaSetDevice"); }
 

@@ -768,15 +768,21 @@ private slots:
         QTest::addColumn<int>("dim");
         QTest::addColumn<int>("valueDim");
         QTest::addColumn<bool>("causal");
-        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false;
-        QTest::addRow("vision 10 tiles 16 heads 729 d72 (one 1152x1152 image)") << 10 << 16 << 1 << 729 << 729 << 72 << 72 << false;
-        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true;
-        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << 64 << true;
-        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << 32 << true;
+        QTest::addColumn<bool>("wgmma");  // the MLA shape's Hopper kernel where the GPU has one (the default)
+        QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false << true;
+        QTest::addRow("vision 10 tiles 16 heads 729 d72 (one 1152x1152 image)") << 10 << 16 << 1 << 729 << 729 << 72 << 72 << false << true;
+        QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true << true;
+        QTest::addRow("grouped kv, d64, one query") << 1 << 4 << 2 << 1 << 77 << 64 << 64 << true << true;
+        QTest::addRow("mini-mha d32 causal from 0") << 1 << 2 << 1 << 130 << 130 << 32 << 32 << true << true;
         // MLA prefill in the expanded form: keys nope + rope, narrower values.
-        QTest::addRow("base mla 32 heads 192/128 after 70 cached") << 1 << 32 << 1 << 130 << 200 << 192 << 128 << true;
-        QTest::addRow("small mla 16 heads 192/128 from 0") << 1 << 16 << 1 << 257 << 257 << 192 << 128 << true;
-        QTest::addRow("mini-mla 4 heads 24/16 after 33 cached") << 1 << 4 << 1 << 100 << 133 << 24 << 16 << true;
+        QTest::addRow("base mla 32 heads 192/128 after 70 cached") << 1 << 32 << 1 << 130 << 200 << 192 << 128 << true << true;
+        QTest::addRow("small mla 16 heads 192/128 from 0") << 1 << 16 << 1 << 257 << 257 << 192 << 128 << true << true;
+        QTest::addRow("small mla 16 heads 192/128 520 after 300 cached") << 1 << 16 << 1 << 520 << 820 << 192 << 128 << true << true;
+        QTest::addRow("mla 192/128 2 batches 4 heads, kv groups of 2, not causal") << 2 << 4 << 2 << 200 << 300 << 192 << 128 << false << true;
+        // The same MLA shapes on the mma.sync kernel (what GPUs other than Hopper run).
+        QTest::addRow("base mla after 70 cached, mma.sync kernel") << 1 << 32 << 1 << 130 << 200 << 192 << 128 << true << false;
+        QTest::addRow("small mla 520 after 300 cached, mma.sync kernel") << 1 << 16 << 1 << 520 << 820 << 192 << 128 << true << false;
+        QTest::addRow("mini-mla 4 heads 24/16 after 33 cached") << 1 << 4 << 1 << 100 << 133 << 24 << 16 << true << true;
     }
     void flashAttentionSweep()
     {
@@ -789,6 +795,10 @@ private slots:
         QFETCH(int, dim);
         QFETCH(int, valueDim);
         QFETCH(bool, causal);
+        QFETCH(bool, wgmma);
+        const bool wgmmaBefore = k::wgmmaAttentionEnabled();
+        k::setWgmmaAttention(wgmma);
+        const auto restore = qScopeGuard([&] { k::setWgmmaAttention(wgmmaBefore); });
         const int kvHeads = heads / group;
         std::mt19937 rng(queries + keys + dim + valueDim);
         std::normal_distribution<float> nd(0.f, 1.f);
@@ -832,6 +842,11 @@ private slots:
         fa.causal = causal;
         fa.qPosition0 = keys - queries;
         fa.scale = 1.f / std::sqrt(float(dim));
+        // The wgmma rows of the MLA shape must run that kernel on a Hopper GPU (CC 9.0).
+        const auto gpus = k::queryGpus().gpus;
+        const bool hopper = !gpus.empty() && gpus.front().computeMajor == 9 && gpus.front().computeMinor == 0;
+        const bool expectWgmma = hopper && wgmma && dim == 192 && valueDim == 128;
+        QCOMPARE(k::flashAttentionOnWgmma(fa), expectWgmma);
         cuda::check(k::flashAttention(fa, nullptr), "flash attention");
         const auto o16 = download<std::uint16_t>(dO, outCount);
         std::vector<float> got(o16.size()), ref(o16.size());

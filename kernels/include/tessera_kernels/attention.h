@@ -170,5 +170,8 @@ struct FlashAttentionArgs {
 };
 bool flashAttentionSupports(int headDim, int valueDim = 0);
 Status flashAttention(const FlashAttentionArgs& args, Stream stream);
+// Whether flashAttention(args) runs the Hopper (wgmma) kernel: the MLA shape (keys 192, values
+// 128) on a compute capability 9.0 GPU, with setWgmmaAttention on; else the mma.sync kernel.
+bool flashAttentionOnWgmma(const FlashAttentionArgs& args);
 
 }  // namespace tessera::kernels

@@ -104,6 +104,12 @@ bool mlaFusedPrepareEnabled();
 void setGatedExperts(bool enabled);
 bool gatedExpertsEnabled();
 
+// Prefill: the MLA attention (keys 192, values 128) on the Hopper tensor-core kernel (wgmma) where
+// the GPU has one, instead of the mma.sync kernel. On unless TESSERA_WGMMA_ATTENTION=0. Applies
+// to launches after the call.
+void setWgmmaAttention(bool enabled);
+bool wgmmaAttentionEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);

@@ -1,0 +1,329 @@
+// MLA prefill attention on the Hopper tensor cores (wgmma; built for sm_90a only, used on
+// compute capability 9.0 devices): keys and queries of 192 columns (128 nope + 64 rope), values of
+// 128. A block owns 128 query rows of one (batch, head): a producer warp copies the block's
+// queries once and then tiles of 128 keys and their values with bulk tensor copies (TMA) into a
+// two-stage ring in the 128-byte swizzled layout; each of two consumer warpgroups computes its 64
+// rows' scores S = Q·Kᵀ (m64n128k16, both operands in shared memory), the online soft-max in
+// registers, and O += P·V with P as a register operand and V read transposed from shared memory
+// (m64n128k16, MN-major B). The arithmetic is flash_attention.cu's: raw scores, the running max
+// and p = 2^(s·scale·log2e − m) in fp32, p rounded to bf16 for the product, fp32 accumulation.
+#include "flash_internal.cuh"
+#include "hopper_util.cuh"
+#include "launch_util.cuh"
+#include "mbarrier.cuh"
+#include "mma_util.cuh"
+
+#include <cstdint>
+
+namespace tessera::kernels {
+
+namespace {
+
+constexpr int DK = 192, DV = 128;
+constexpr int BM = 128;           // query rows per block (64 per consumer warpgroup)
+constexpr int BN = 128;           // keys per tile
+constexpr int kRow = 128;         // bytes of a swizzled row (64 bf16)
+constexpr int kQBytes = DK / 64 * BM * kRow;   // three 64-column chunks of 128 rows
+constexpr int kKBytes = DK / 64 * BN * kRow;
+constexpr int kVBytes = DV / 64 * BN * kRow;   // two 64-column chunks of 128 keys
+constexpr int kStages = 2;
+constexpr int kConsumers = 256;                // two warpgroups
+constexpr int kThreads = kConsumers + 32;      // + the producer warp
+// Queries, the key / value ring, slack to align it to the 1024-byte swizzle atoms, the barriers.
+constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + (1 + 2 * kStages) * 8;
+
+// D[64×128] (+)= A[64×16] · B[128×16]ᵀ, both K-major in shared memory; accumulate = false
+// overwrites D.
+__device__ __forceinline__ void wgmmaScores(float (&d)[64], std::uint64_t a, std::uint64_t b, bool accumulate)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, %64, %65, p, 1, 1, 0, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+}
+
+// D[64×128] += A[64×16] · B, A in registers (the mma.sync A fragment layout, per warp 16 rows),
+// B[16×128] MN-major in shared memory (a row of 64 output columns per key, two such chunks).
+__device__ __forceinline__ void wgmmaValues(float (&d)[64], const unsigned (&a)[4], std::uint64_t b)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+        "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+
+struct Params {
+    int heads, headsPerKv, queries, keys, qPosition0;
+    bool causal;
+    float scaleLog2;
+    bf16* o;
+    long long ldo, oHeadStride, oBatchStride;
+};
+
+// q: [batch, queries, heads, 192] as {192, heads, queries, batch}, box {64, 1, 128, 1}; k: the same
+// over kv heads and keys; v: {128, kv heads, keys, batch}, box {64, 1, 128, 1}. Rows past the end
+// arrive as zeros.
+__global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_constant__ CUtensorMap qMap,
+                                                                const __grid_constant__ CUtensorMap kMap,
+                                                                const __grid_constant__ CUtensorMap vMap, Params p)
+{
+    extern __shared__ unsigned char smemRaw[];
+    const unsigned rawAddr = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw));
+    const unsigned qBase = (rawAddr + 1023u) & ~1023u;
+    const unsigned kBase = qBase + kQBytes, vBase = kBase + kStages * kKBytes;
+    const unsigned qBar = vBase + kStages * kVBytes, fullBar = qBar + 8, emptyBar = fullBar + kStages * 8;
+
+    // Causal: the longest query blocks start first, the short ones fill the tail.
+    const int qTile = p.causal ? static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
+    const int qBlock = qTile * BM, h = blockIdx.y, b = blockIdx.z;
+    const int keyEnd = p.causal ? min(p.keys, p.qPosition0 + qBlock + BM) : p.keys;
+    const int nTiles = keyEnd > 0 ? (keyEnd + BN - 1) / BN : 0;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+
+    if (tid == 0) {
+        mbarInit(qBar, 1);
+        for (int s = 0; s < kStages; ++s) {
+            mbarInit(fullBar + s * 8, 1);
+            mbarInit(emptyBar + s * 8, kConsumers);
+        }
+        mbarInitFence();
+    }
+    __syncthreads();
+
+    if (warp == kConsumers / 32) {  // producer warp
+        if (lane == 0) {
+            const int kvh = h / p.headsPerKv;
+            mbarArriveExpectTx(qBar, kQBytes);
+            for (int c = 0; c < DK / 64; ++c)
+                tmaLoad4d(qBase + c * BM * kRow, &qMap, c * 64, h, qBlock, b, qBar);
+            for (int t = 0; t < nTiles; ++t) {
+                const int s = t % kStages;
+                mbarWait(emptyBar + s * 8, ((t / kStages) & 1) ^ 1);  // first round: passes at once
+                const unsigned full = fullBar + s * 8;
+                mbarArriveExpectTx(full, kKBytes + kVBytes);
+                for (int c = 0; c < DK / 64; ++c)
+                    tmaLoad4d(kBase + s * kKBytes + c * BN * kRow, &kMap, c * 64, kvh, t * BN, b, full);
+                for (int c = 0; c < DV / 64; ++c)
+                    tmaLoad4d(vBase + s * kVBytes + c * BN * kRow, &vMap, c * 64, kvh, t * BN, b, full);
+            }
+        }
+        return;
+    }
+
+    const int wg = warp >> 2;
+    const int wgRow0 = qBlock + wg * 64;                         // this warpgroup's first row
+    const int lastVisible = p.causal ? p.qPosition0 + wgRow0 + 63 : p.keys - 1;  // of its rows
+    const int row0 = wgRow0 + (warp & 3) * 16 + (lane >> 2);    // the thread's rows: row0, row0 + 8
+    float o[64];
+#pragma unroll
+    for (int i = 0; i < 64; ++i)
+        o[i] = 0.f;
+    float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.f, 0.f};
+    const std::uint64_t qDesc = smemDescriptor(qBase + wg * 64 * kRow);
+    mbarWait(qBar, 0);
+
+    for (int t = 0; t < nTiles; ++t) {
+        const int s = t % kStages, k0 = t * BN;
+        mbarWait(fullBar + s * 8, (t / kStages) & 1);
+        if (k0 <= lastVisible) {
+            float sc[64];
+            const std::uint64_t kDesc = smemDescriptor(kBase + s * kKBytes);
+            wgmmaFence();
+#pragma unroll
+            for (int ks = 0; ks < DK / 16; ++ks) {
+                // k step ks: chunk ks / 4 (rows × 128 bytes each), 32 bytes further per step inside it
+                const int step = (ks / 4) * (BM * kRow / 16) + (ks % 4) * 2;
+                const int kstep = (ks / 4) * (BN * kRow / 16) + (ks % 4) * 2;
+                wgmmaScores(sc, qDesc + step, kDesc + kstep, ks > 0);
+            }
+            wgmmaCommit();
+            wgmmaWait<0>();
+
+            // Mask where a key of the tile is past the end or, causal, past one of these rows.
+            if (k0 + BN > p.keys || (p.causal && k0 + BN - 1 > p.qPosition0 + wgRow0)) {
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
+                        const int row = row0 + (e >> 1) * 8;
+                        bool visible = key < p.keys;
+                        if (p.causal)
+                            visible = visible && key <= p.qPosition0 + row;
+                        if (!visible)
+                            sc[j * 4 + e] = -INFINITY;
+                    }
+            }
+            float mUse[2];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float tileMax = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j)
+                    tileMax = fmaxf(tileMax, fmaxf(sc[j * 4 + 2 * r], sc[j * 4 + 2 * r + 1]));
+                tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+                tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
+                const float mNew = fmaxf(mRow[r], tileMax * p.scaleLog2);
+                const float corr = mNew == -INFINITY ? 1.f : fastExp2(mRow[r] - mNew);
+                mRow[r] = mNew;
+                mUse[r] = mNew == -INFINITY ? 0.f : mNew;
+                lRow[r] *= corr;
+#pragma unroll
+                for (int j = 0; j < DV / 8; ++j) {
+                    o[j * 4 + 2 * r] *= corr;
+                    o[j * 4 + 2 * r + 1] *= corr;
+                }
+            }
+            unsigned pa[BN / 16][4];
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const float pv = fastExp2(fmaf(sc[j * 4 + e], p.scaleLog2, -mUse[e >> 1]));
+                    sc[j * 4 + e] = pv;
+                    lRow[e >> 1] += pv;
+                }
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk) {
+                pa[kk][0] = pack(sc[8 * kk], sc[8 * kk + 1]);
+                pa[kk][1] = pack(sc[8 * kk + 2], sc[8 * kk + 3]);
+                pa[kk][2] = pack(sc[8 * kk + 4], sc[8 * kk + 5]);
+                pa[kk][3] = pack(sc[8 * kk + 6], sc[8 * kk + 7]);
+            }
+            // V: keys 16·kk .. + 15 are rows 2 kk · 1024 bytes into each 64-column chunk; the
+            // chunks are BN · 128 bytes apart.
+            const unsigned vStage = vBase + s * kVBytes;
+            wgmmaFence();
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk)
+                wgmmaValues(o, pa[kk], smemDescriptor(vStage + kk * 16 * kRow, 1024, BN * kRow));
+            wgmmaCommit();
+            wgmmaWait<0>();
+        }
+        mbarArrive(emptyBar + s * 8);
+    }
+
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = lRow[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        inv[r] = l > 0.f ? 1.f / l : 0.f;
+    }
+    bf16* O = p.o + b * p.oBatchStride + h * p.oHeadStride;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int row = row0 + r * 8;
+        if (row >= p.queries)
+            continue;
+        bf16* out = O + static_cast<long long>(row) * p.ldo + (lane & 3) * 2;
+#pragma unroll
+        for (int j = 0; j < DV / 8; ++j)
+            *reinterpret_cast<__nv_bfloat162*>(out + j * 8) = __floats2bfloat162_rn(o[j * 4 + 2 * r] * inv[r], o[j * 4 + 2 * r + 1] * inv[r]);
+    }
+}
+
+// A 4-d map {columns, heads, rows, batch} of a bf16 tensor, box {64, 1, 128, 1}, 128-byte swizzle.
+// Strides in elements; a dimension of extent 1 gets a stride that is valid whatever it was.
+bool encode4d(CUtensorMap& map, const void* base, int columns, int heads, int rows, int batch, long long headStride, long long ld,
+              long long batchStride)
+{
+    const auto encode = tensorMapEncoder();
+    if (!encode)
+        return false;
+    if (heads == 1)
+        headStride = columns;
+    if (batch == 1)
+        batchStride = ld * rows;
+    const cuuint64_t dims[4] = {static_cast<cuuint64_t>(columns), static_cast<cuuint64_t>(heads), static_cast<cuuint64_t>(rows),
+                                static_cast<cuuint64_t>(batch)};
+    const cuuint64_t strides[3] = {static_cast<cuuint64_t>(headStride) * 2, static_cast<cuuint64_t>(ld) * 2,
+                                   static_cast<cuuint64_t>(batchStride) * 2};
+    const cuuint32_t box[4] = {64, 1, 128, 1}, ones[4] = {1, 1, 1, 1};
+    return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void*>(base), dims, strides, box, ones,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+}  // namespace
+
+namespace {
+
+struct Maps {
+    CUtensorMap q, k, v;
+};
+
+// The tensor maps of a call this kernel takes (false: not this shape, or no maps).
+bool makeMaps(const FlashAttentionArgs& a, Maps& m)
+{
+    if (a.headDim != DK || (a.valueDim > 0 ? a.valueDim : a.headDim) != DV)
+        return false;
+    // 16-byte aligned bases and strides (the encoder checks the strides), 4-byte output pairs.
+    auto aligned = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
+    if (!aligned(a.q) || !aligned(a.k) || !aligned(a.v) || a.ldo % 2 || a.oHeadStride % 2 || a.oBatchStride % 2)
+        return false;
+    const int kvHeads = a.heads / a.headsPerKv;
+    return encode4d(m.q, a.q, DK, a.heads, a.queries, a.batch, a.qHeadStride, a.ldq, a.qBatchStride) &&
+           encode4d(m.k, a.k, DK, kvHeads, a.keys, a.batch, a.kHeadStride, a.ldk, a.kBatchStride) &&
+           encode4d(m.v, a.v, DV, kvHeads, a.keys, a.batch, a.vHeadStride, a.ldv, a.vBatchStride);
+}
+
+}  // namespace
+
+bool flashWgmmaApplies(const FlashAttentionArgs& a)
+{
+    Maps m;
+    return makeMaps(a, m);
+}
+
+Status launchFlashWgmma(const FlashAttentionArgs& a, cudaStream_t stream, bool& launched)
+{
+    launched = false;
+    Maps m;
+    if (!makeMaps(a, m))
+        return {};
+    static const Status attribute = allowSharedMemory("flash attention (wgmma)", kSmemBytes, flashWgmmaKernel);
+    if (!attribute.ok())
+        return attribute;
+    const Params p{a.heads, a.headsPerKv, a.queries, a.keys, a.qPosition0, a.causal, a.scale * 1.4426950408889634f,
+                   static_cast<bf16*>(a.o), a.ldo, a.oHeadStride, a.oBatchStride};
+    const dim3 grid((a.queries + BM - 1) / BM, a.heads, a.batch);
+    flashWgmmaKernel<<<grid, kThreads, kSmemBytes, stream>>>(m.q, m.k, m.v, p);
+    launched = true;
+    return launchStatus("flash attention (wgmma)");
+}
+
+}  // namespace tessera::kernels
