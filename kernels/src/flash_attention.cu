@@ -7,8 +7,9 @@
 // Head widths that are a multiple of 8 but not of 16 (the vision tower's 72) run exactly: the
 // last 8 key columns go through m16n8k8 and the last 8 value columns through one more n8 tile,
 // so nothing is padded. Queries and keys have DK columns, values DV (MLA prefill: 192 and 128).
-// On a Hopper GPU the MLA shape runs flash_attention_wgmma.cu's kernel instead (the same
-// arithmetic on the warpgroup tensor cores; setWgmmaAttention(false) keeps this one).
+// On a Hopper GPU the family's head shapes (192 / 128, 128 / 128, 72 / 72) run
+// flash_attention_wgmma.cu's kernel instead (the same arithmetic on the warpgroup tensor cores;
+// setWgmmaAttention(false) keeps this one).
 #include "tessera_kernels/attention.h"
 #include "tessera_kernels/runtime.h"
 
@@ -307,8 +308,7 @@ bool hopperAttention()
 bool flashAttentionOnWgmma(const FlashAttentionArgs& a)
 {
 #if TESSERA_HAVE_SM90A
-    const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
-    return valueDim != a.headDim && hopperAttention() && flashWgmmaApplies(a);
+    return hopperAttention() && flashWgmmaApplies(a);
 #else
     (void)a;
     return false;
@@ -342,16 +342,16 @@ Status flashAttention(const FlashAttentionArgs& a, Stream stream)
     if (!(a.scale > 0.f) || !std::isfinite(a.scale))
         return Status::failure("flash attention: the scale must be positive and finite");
     cudaStream_t s = cuStream(stream);
+#if TESSERA_HAVE_SM90A
+    if (hopperAttention()) {
+        bool launched = false;
+        const Status r = launchFlashWgmma(a, s, launched);
+        if (!r.ok() || launched)
+            return r;
+    }
+#endif
     // <keys, values, warps, m-tiles per warp, min blocks per SM> (registers capped accordingly).
     if (valueDim != a.headDim) {
-#if TESSERA_HAVE_SM90A
-        if (hopperAttention()) {
-            bool launched = false;
-            const Status r = launchFlashWgmma(a, s, launched);
-            if (!r.ok() || launched)
-                return r;
-        }
-#endif
         if (a.headDim <= 64 && valueDim <= 64)
             return launch<64, 64, 4, 1, 4>(a, s);
         return launch<192, 128, 4, 1, 2>(a, s);

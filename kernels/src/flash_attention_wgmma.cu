@@ -1,11 +1,13 @@
-// MLA prefill attention on the Hopper tensor cores (wgmma; built for sm_90a only, used on
-// compute capability 9.0 devices): keys and queries of 192 columns (128 nope + 64 rope), values of
-// 128. A block owns 128 query rows of one (batch, head): a producer warp copies the block's
-// queries once and then tiles of 128 keys and their values with bulk tensor copies (TMA) into a
-// two-stage ring in the 128-byte swizzled layout; each of two consumer warpgroups computes its 64
-// rows' scores S = Q·Kᵀ (m64n128k16, both operands in shared memory), the online soft-max in
-// registers, and O += P·V with P as a register operand and V read transposed from shared memory
-// (m64n128k16, MN-major B). The arithmetic is flash_attention.cu's: raw scores, the running max
+// Prefill and vision attention on the Hopper tensor cores (wgmma; built for sm_90a only, used on
+// compute capability 9.0 devices) for the family's head shapes: the MLA prefill's keys of 192
+// columns (128 nope + 64 rope) and values of 128, the MHA prefill's 128 / 128 and the vision
+// tower's 72 / 72. A block owns 128 query rows of one (batch, head): a producer warp copies the
+// block's queries once and then tiles of 128 keys and their values with bulk tensor copies (TMA)
+// into a two-stage ring in the 128-byte swizzled layout (64-column chunks; columns past the head
+// width arrive as zeros, so 72 runs as 80 in the products); each of two consumer warpgroups
+// computes its 64 rows' scores S = Q·Kᵀ (m64n128k16, both operands in shared memory), the online
+// soft-max in registers, and O += P·V with P as a register operand and V read transposed from
+// shared memory (MN-major B). The arithmetic is flash_attention.cu's: raw scores, the running max
 // and p = 2^(s·scale·log2e − m) in fp32, p rounded to bf16 for the product, fp32 accumulation.
 #include "flash_internal.cuh"
 #include "hopper_util.cuh"
@@ -19,18 +21,23 @@ namespace tessera::kernels {
 
 namespace {
 
-constexpr int DK = 192, DV = 128;
 constexpr int BM = 128;           // query rows per block (64 per consumer warpgroup)
 constexpr int BN = 128;           // keys per tile
 constexpr int kRow = 128;         // bytes of a swizzled row (64 bf16)
-constexpr int kQBytes = DK / 64 * BM * kRow;   // three 64-column chunks of 128 rows
-constexpr int kKBytes = DK / 64 * BN * kRow;
-constexpr int kVBytes = DV / 64 * BN * kRow;   // two 64-column chunks of 128 keys
 constexpr int kStages = 2;
 constexpr int kConsumers = 256;                // two warpgroups
 constexpr int kThreads = kConsumers + 32;      // + the producer warp
-// Queries, the key / value ring, slack to align it to the 1024-byte swizzle atoms, the barriers.
-constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + (1 + 2 * kStages) * 8;
+
+// Shared-memory layout for keys of DK columns and values of DV.
+template <int DK, int DV>
+struct Shape {
+    static constexpr int kChunks = (DK + 63) / 64, vChunks = (DV + 63) / 64;  // 64-column chunks
+    static constexpr int kSteps = (DK + 15) / 16;                               // k steps of the scores
+    static constexpr int qBytes = kChunks * BM * kRow, kBytes = kChunks * BN * kRow, vBytes = vChunks * BN * kRow;
+    // Queries, the key / value ring, slack to align it to the 1024-byte swizzle atoms, the barriers.
+    static constexpr int smemBytes = qBytes + kStages * (kBytes + vBytes) + 1024 + (1 + 2 * kStages) * 8;
+    static_assert(DV % 8 == 0 && DV <= 128 && DK <= 192, "head widths");
+};
 
 // D[64×128] (+)= A[64×16] · B[128×16]ᵀ, both K-major in shared memory; accumulate = false
 // overwrites D.
@@ -58,9 +65,12 @@ __device__ __forceinline__ void wgmmaScores(float (&d)[64], std::uint64_t a, std
         : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
 }
 
-// D[64×128] += A[64×16] · B, A in registers (the mma.sync A fragment layout, per warp 16 rows),
-// B[16×128] MN-major in shared memory (a row of 64 output columns per key, two such chunks).
-__device__ __forceinline__ void wgmmaValues(float (&d)[64], const unsigned (&a)[4], std::uint64_t b)
+// D[64×N] += A[64×16] · B, A in registers (the mma.sync A fragment layout, per warp 16 rows),
+// B[16×N] MN-major in shared memory (a row of 64 output columns per key, chunks of 64 columns).
+template <int N>
+__device__ __forceinline__ void wgmmaValues(float (&d)[N / 2], const unsigned (&a)[4], std::uint64_t b);
+template <>
+__device__ __forceinline__ void wgmmaValues<128>(float (&d)[64], const unsigned (&a)[4], std::uint64_t b)
 {
     asm volatile(
         "{\n"
@@ -84,6 +94,27 @@ __device__ __forceinline__ void wgmmaValues(float (&d)[64], const unsigned (&a)[
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
 }
 
+template <>
+__device__ __forceinline__ void wgmmaValues<72>(float (&d)[36], const unsigned (&a)[4], std::uint64_t b)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, 1, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n72k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35"
+        "}, {%36, %37, %38, %39}, %40, p, 1, 1, 1;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
+}
+
 struct Params {
     int heads, headsPerKv, queries, keys, qPosition0;
     bool causal;
@@ -92,18 +123,21 @@ struct Params {
     long long ldo, oHeadStride, oBatchStride;
 };
 
-// q: [batch, queries, heads, 192] as {192, heads, queries, batch}, box {64, 1, 128, 1}; k: the same
-// over kv heads and keys; v: {128, kv heads, keys, batch}, box {64, 1, 128, 1}. Rows past the end
-// arrive as zeros.
+// q: [batch, queries, heads, DK] as {DK, heads, queries, batch}, box {64, 1, 128, 1}; k: the same
+// over kv heads and keys; v: {DV, kv heads, keys, batch}. Rows and columns past the end arrive as
+// zeros.
+template <int DK, int DV>
 __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_constant__ CUtensorMap qMap,
                                                                 const __grid_constant__ CUtensorMap kMap,
                                                                 const __grid_constant__ CUtensorMap vMap, Params p)
 {
+    using S = Shape<DK, DV>;
+    constexpr int NO = DV / 2;  // output accumulators per thread: DV / 8 n8 blocks of 4
     extern __shared__ unsigned char smemRaw[];
     const unsigned rawAddr = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw));
     const unsigned qBase = (rawAddr + 1023u) & ~1023u;
-    const unsigned kBase = qBase + kQBytes, vBase = kBase + kStages * kKBytes;
-    const unsigned qBar = vBase + kStages * kVBytes, fullBar = qBar + 8, emptyBar = fullBar + kStages * 8;
+    const unsigned kBase = qBase + S::qBytes, vBase = kBase + kStages * S::kBytes;
+    const unsigned qBar = vBase + kStages * S::vBytes, fullBar = qBar + 8, emptyBar = fullBar + kStages * 8;
 
     // Causal: the longest query blocks start first, the short ones fill the tail.
     const int qTile = p.causal ? static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
@@ -125,18 +159,18 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
     if (warp == kConsumers / 32) {  // producer warp
         if (lane == 0) {
             const int kvh = h / p.headsPerKv;
-            mbarArriveExpectTx(qBar, kQBytes);
-            for (int c = 0; c < DK / 64; ++c)
+            mbarArriveExpectTx(qBar, S::qBytes);
+            for (int c = 0; c < S::kChunks; ++c)
                 tmaLoad4d(qBase + c * BM * kRow, &qMap, c * 64, h, qBlock, b, qBar);
             for (int t = 0; t < nTiles; ++t) {
                 const int s = t % kStages;
                 mbarWait(emptyBar + s * 8, ((t / kStages) & 1) ^ 1);  // first round: passes at once
                 const unsigned full = fullBar + s * 8;
-                mbarArriveExpectTx(full, kKBytes + kVBytes);
-                for (int c = 0; c < DK / 64; ++c)
-                    tmaLoad4d(kBase + s * kKBytes + c * BN * kRow, &kMap, c * 64, kvh, t * BN, b, full);
-                for (int c = 0; c < DV / 64; ++c)
-                    tmaLoad4d(vBase + s * kVBytes + c * BN * kRow, &vMap, c * 64, kvh, t * BN, b, full);
+                mbarArriveExpectTx(full, S::kBytes + S::vBytes);
+                for (int c = 0; c < S::kChunks; ++c)
+                    tmaLoad4d(kBase + s * S::kBytes + c * BN * kRow, &kMap, c * 64, kvh, t * BN, b, full);
+                for (int c = 0; c < S::vChunks; ++c)
+                    tmaLoad4d(vBase + s * S::vBytes + c * BN * kRow, &vMap, c * 64, kvh, t * BN, b, full);
             }
         }
         return;
@@ -146,9 +180,9 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
     const int wgRow0 = qBlock + wg * 64;                         // this warpgroup's first row
     const int lastVisible = p.causal ? p.qPosition0 + wgRow0 + 63 : p.keys - 1;  // of its rows
     const int row0 = wgRow0 + (warp & 3) * 16 + (lane >> 2);    // the thread's rows: row0, row0 + 8
-    float o[64];
+    float o[NO];
 #pragma unroll
-    for (int i = 0; i < 64; ++i)
+    for (int i = 0; i < NO; ++i)
         o[i] = 0.f;
     float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.f, 0.f};
     const std::uint64_t qDesc = smemDescriptor(qBase + wg * 64 * kRow);
@@ -159,14 +193,14 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
         mbarWait(fullBar + s * 8, (t / kStages) & 1);
         if (k0 <= lastVisible) {
             float sc[64];
-            const std::uint64_t kDesc = smemDescriptor(kBase + s * kKBytes);
+            const std::uint64_t kDesc = smemDescriptor(kBase + s * S::kBytes);
             wgmmaFence();
 #pragma unroll
-            for (int ks = 0; ks < DK / 16; ++ks) {
+            for (int ks = 0; ks < S::kSteps; ++ks) {
                 // k step ks: chunk ks / 4 (rows × 128 bytes each), 32 bytes further per step inside it
-                const int step = (ks / 4) * (BM * kRow / 16) + (ks % 4) * 2;
-                const int kstep = (ks / 4) * (BN * kRow / 16) + (ks % 4) * 2;
-                wgmmaScores(sc, qDesc + step, kDesc + kstep, ks > 0);
+                const int qStep = (ks / 4) * (BM * kRow / 16) + (ks % 4) * 2;
+                const int kStep = (ks / 4) * (BN * kRow / 16) + (ks % 4) * 2;
+                wgmmaScores(sc, qDesc + qStep, kDesc + kStep, ks > 0);
             }
             wgmmaCommit();
             wgmmaWait<0>();
@@ -206,7 +240,6 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
                     o[j * 4 + 2 * r + 1] *= corr;
                 }
             }
-            unsigned pa[BN / 16][4];
 #pragma unroll
             for (int j = 0; j < BN / 8; ++j)
 #pragma unroll
@@ -215,6 +248,7 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
                     sc[j * 4 + e] = pv;
                     lRow[e >> 1] += pv;
                 }
+            unsigned pa[BN / 16][4];
 #pragma unroll
             for (int kk = 0; kk < BN / 16; ++kk) {
                 pa[kk][0] = pack(sc[8 * kk], sc[8 * kk + 1]);
@@ -224,11 +258,11 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
             }
             // V: keys 16·kk .. + 15 are rows 2 kk · 1024 bytes into each 64-column chunk; the
             // chunks are BN · 128 bytes apart.
-            const unsigned vStage = vBase + s * kVBytes;
+            const unsigned vStage = vBase + s * S::vBytes;
             wgmmaFence();
 #pragma unroll
             for (int kk = 0; kk < BN / 16; ++kk)
-                wgmmaValues(o, pa[kk], smemDescriptor(vStage + kk * 16 * kRow, 1024, BN * kRow));
+                wgmmaValues<DV>(o, pa[kk], smemDescriptor(vStage + kk * 16 * kRow, 1024, BN * kRow));
             wgmmaCommit();
             wgmmaWait<0>();
         }
@@ -278,27 +312,52 @@ bool encode4d(CUtensorMap& map, const void* base, int columns, int heads, int ro
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-}  // namespace
-
-namespace {
-
 struct Maps {
     CUtensorMap q, k, v;
 };
 
-// The tensor maps of a call this kernel takes (false: not this shape, or no maps).
+// The head shapes this kernel runs: 0 when none.
+enum class Kind { None, Mla, Mha128, Vision72 };
+Kind kindOf(const FlashAttentionArgs& a)
+{
+    const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
+    if (a.headDim == 192 && valueDim == 128)
+        return Kind::Mla;
+    if (a.headDim == 128 && valueDim == 128)
+        return Kind::Mha128;
+    if (a.headDim == 72 && valueDim == 72)
+        return Kind::Vision72;
+    return Kind::None;
+}
+
+// The tensor maps of a call this kernel takes (false: not one of its shapes, or no maps).
 bool makeMaps(const FlashAttentionArgs& a, Maps& m)
 {
-    if (a.headDim != DK || (a.valueDim > 0 ? a.valueDim : a.headDim) != DV)
+    if (kindOf(a) == Kind::None)
         return false;
+    const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
     // 16-byte aligned bases and strides (the encoder checks the strides), 4-byte output pairs.
     auto aligned = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
     if (!aligned(a.q) || !aligned(a.k) || !aligned(a.v) || a.ldo % 2 || a.oHeadStride % 2 || a.oBatchStride % 2)
         return false;
     const int kvHeads = a.heads / a.headsPerKv;
-    return encode4d(m.q, a.q, DK, a.heads, a.queries, a.batch, a.qHeadStride, a.ldq, a.qBatchStride) &&
-           encode4d(m.k, a.k, DK, kvHeads, a.keys, a.batch, a.kHeadStride, a.ldk, a.kBatchStride) &&
-           encode4d(m.v, a.v, DV, kvHeads, a.keys, a.batch, a.vHeadStride, a.ldv, a.vBatchStride);
+    return encode4d(m.q, a.q, a.headDim, a.heads, a.queries, a.batch, a.qHeadStride, a.ldq, a.qBatchStride) &&
+           encode4d(m.k, a.k, a.headDim, kvHeads, a.keys, a.batch, a.kHeadStride, a.ldk, a.kBatchStride) &&
+           encode4d(m.v, a.v, valueDim, kvHeads, a.keys, a.batch, a.vHeadStride, a.ldv, a.vBatchStride);
+}
+
+template <int DK, int DV>
+Status launch(const FlashAttentionArgs& a, const Maps& m, cudaStream_t stream)
+{
+    using S = Shape<DK, DV>;
+    static const Status attribute = allowSharedMemory("flash attention (wgmma)", S::smemBytes, flashWgmmaKernel<DK, DV>);
+    if (!attribute.ok())
+        return attribute;
+    const Params p{a.heads, a.headsPerKv, a.queries, a.keys, a.qPosition0, a.causal, a.scale * 1.4426950408889634f,
+                   static_cast<bf16*>(a.o), a.ldo, a.oHeadStride, a.oBatchStride};
+    const dim3 grid((a.queries + BM - 1) / BM, a.heads, a.batch);
+    flashWgmmaKernel<DK, DV><<<grid, kThreads, S::smemBytes, stream>>>(m.q, m.k, m.v, p);
+    return launchStatus("flash attention (wgmma)");
 }
 
 }  // namespace
@@ -315,15 +374,19 @@ Status launchFlashWgmma(const FlashAttentionArgs& a, cudaStream_t stream, bool& 
     Maps m;
     if (!makeMaps(a, m))
         return {};
-    static const Status attribute = allowSharedMemory("flash attention (wgmma)", kSmemBytes, flashWgmmaKernel);
-    if (!attribute.ok())
-        return attribute;
-    const Params p{a.heads, a.headsPerKv, a.queries, a.keys, a.qPosition0, a.causal, a.scale * 1.4426950408889634f,
-                   static_cast<bf16*>(a.o), a.ldo, a.oHeadStride, a.oBatchStride};
-    const dim3 grid((a.queries + BM - 1) / BM, a.heads, a.batch);
-    flashWgmmaKernel<<<grid, kThreads, kSmemBytes, stream>>>(m.q, m.k, m.v, p);
     launched = true;
-    return launchStatus("flash attention (wgmma)");
+    switch (kindOf(a)) {
+    case Kind::Mla:
+        return launch<192, 128>(a, m, stream);
+    case Kind::Mha128:
+        return launch<128, 128>(a, m, stream);
+    case Kind::Vision72:
+        return launch<72, 72>(a, m, stream);
+    case Kind::None:
+        break;
+    }
+    launched = false;
+    return {};
 }
 
 }  // namespace tessera::kernels

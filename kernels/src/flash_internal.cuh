@@ -6,9 +6,9 @@
 
 namespace tessera::kernels {
 
-// The MLA prefill shape (keys 192, values 128) on the wgmma kernel; launched = false (and an ok
-// status) where it does not apply or cannot make its tensor maps: the caller runs the mma.sync
-// kernel. Compute capability 9.0 only (the caller checks).
+// The family's head shapes (keys / values 192 / 128, 128 / 128, 72 / 72) on the wgmma kernel;
+// launched = false (and an ok status) where it does not apply or cannot make its tensor maps: the
+// caller runs the mma.sync kernel. Compute capability 9.0 only (the caller checks).
 Status launchFlashWgmma(const FlashAttentionArgs& args, cudaStream_t stream, bool& launched);
 // Whether launchFlashWgmma(args) would launch.
 bool flashWgmmaApplies(const FlashAttentionArgs& args);

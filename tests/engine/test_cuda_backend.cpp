@@ -768,7 +768,7 @@ private slots:
         QTest::addColumn<int>("dim");
         QTest::addColumn<int>("valueDim");
         QTest::addColumn<bool>("causal");
-        QTest::addColumn<bool>("wgmma");  // the MLA shape's Hopper kernel where the GPU has one (the default)
+        QTest::addColumn<bool>("wgmma");  // the Hopper kernel where the GPU has one (the default)
         QTest::addRow("vision 2 tiles 16 heads 729 d72") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false << true;
         QTest::addRow("vision 10 tiles 16 heads 729 d72 (one 1152x1152 image)") << 10 << 16 << 1 << 729 << 729 << 72 << 72 << false << true;
         QTest::addRow("tiny prefill after 100 cached, d128") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true << true;
@@ -779,7 +779,10 @@ private slots:
         QTest::addRow("small mla 16 heads 192/128 from 0") << 1 << 16 << 1 << 257 << 257 << 192 << 128 << true << true;
         QTest::addRow("small mla 16 heads 192/128 520 after 300 cached") << 1 << 16 << 1 << 520 << 820 << 192 << 128 << true << true;
         QTest::addRow("mla 192/128 2 batches 4 heads, kv groups of 2, not causal") << 2 << 4 << 2 << 200 << 300 << 192 << 128 << false << true;
-        // The same MLA shapes on the mma.sync kernel (what GPUs other than Hopper run).
+        QTest::addRow("mha d128 2 batches 6 heads, kv groups of 3, 300 after 260 cached") << 2 << 6 << 3 << 300 << 560 << 128 << 128 << true << true;
+        // The same shapes on the mma.sync kernel (what GPUs other than Hopper run).
+        QTest::addRow("vision 2 tiles 16 heads 729 d72, mma.sync kernel") << 2 << 16 << 1 << 729 << 729 << 72 << 72 << false << false;
+        QTest::addRow("tiny prefill after 100 cached, d128, mma.sync kernel") << 1 << 10 << 1 << 300 << 400 << 128 << 128 << true << false;
         QTest::addRow("base mla after 70 cached, mma.sync kernel") << 1 << 32 << 1 << 130 << 200 << 192 << 128 << true << false;
         QTest::addRow("small mla 520 after 300 cached, mma.sync kernel") << 1 << 16 << 1 << 520 << 820 << 192 << 128 << true << false;
         QTest::addRow("mini-mla 4 heads 24/16 after 33 cached") << 1 << 4 << 1 << 100 << 133 << 24 << 16 << true << true;
@@ -842,10 +845,11 @@ private slots:
         fa.causal = causal;
         fa.qPosition0 = keys - queries;
         fa.scale = 1.f / std::sqrt(float(dim));
-        // The wgmma rows of the MLA shape must run that kernel on a Hopper GPU (CC 9.0).
+        // The wgmma rows of the family's head shapes must run that kernel on a Hopper GPU (CC 9.0).
         const auto gpus = k::queryGpus().gpus;
         const bool hopper = !gpus.empty() && gpus.front().computeMajor == 9 && gpus.front().computeMinor == 0;
-        const bool expectWgmma = hopper && wgmma && dim == 192 && valueDim == 128;
+        const bool familyShape = (dim == 192 && valueDim == 128) || (dim == valueDim && (dim == 128 || dim == 72));
+        const bool expectWgmma = hopper && wgmma && familyShape;
         QCOMPARE(k::flashAttentionOnWgmma(fa), expectWgmma);
         cuda::check(k::flashAttention(fa, nullptr), "flash attention");
         const auto o16 = download<std::uint16_t>(dO, outCount);

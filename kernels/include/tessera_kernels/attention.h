@@ -170,8 +170,9 @@ struct FlashAttentionArgs {
 };
 bool flashAttentionSupports(int headDim, int valueDim = 0);
 Status flashAttention(const FlashAttentionArgs& args, Stream stream);
-// Whether flashAttention(args) runs the Hopper (wgmma) kernel: the MLA shape (keys 192, values
-// 128) on a compute capability 9.0 GPU, with setWgmmaAttention on; else the mma.sync kernel.
+// Whether flashAttention(args) runs the Hopper (wgmma) kernel: head widths (keys / values)
+// 192 / 128, 128 / 128 or 72 / 72 on a compute capability 9.0 GPU, with setWgmmaAttention on;
+// else the mma.sync kernel.
 bool flashAttentionOnWgmma(const FlashAttentionArgs& args);
 
 }  // namespace tessera::kernels

@@ -104,9 +104,9 @@ bool mlaFusedPrepareEnabled();
 void setGatedExperts(bool enabled);
 bool gatedExpertsEnabled();
 
-// Prefill: the MLA attention (keys 192, values 128) on the Hopper tensor-core kernel (wgmma) where
-// the GPU has one, instead of the mma.sync kernel. On unless TESSERA_WGMMA_ATTENTION=0. Applies
-// to launches after the call.
+// Prefill and vision: the fused attention of the family's head shapes (flashAttentionOnWgmma) on
+// the Hopper tensor-core kernel (wgmma) where the GPU has one, instead of the mma.sync kernel. On
+// unless TESSERA_WGMMA_ATTENTION=0. Applies to launches after the call.
 void setWgmmaAttention(bool enabled);
 bool wgmmaAttentionEnabled();
 
