@@ -156,12 +156,16 @@ __global__ __launch_bounds__(kDecodeThreads) void decodePartialKernel(DecodeAtte
     }
 }
 
+constexpr int kDecodeCombineSmem = (kMaxDecodeSplits + 8 + 33) * static_cast<int>(sizeof(float));
+
 template <typename TO>
 __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAttentionArgs a, int splits, int chunk)
 {
-    // Static (not sized by splits): the unrolled loop may load a few entries past `used`.
-    __shared__ float weights[kMaxDecodeSplits + 8];
-    __shared__ float scratch[33];
+    // Dynamic shared memory only (kDecodeCombineSmem; see gemvTileKernel), not sized by splits: the
+    // unrolled loop may load a few entries past `used`.
+    extern __shared__ __align__(16) float combineSmem[];
+    float* weights = combineSmem;
+    float* scratch = combineSmem + kMaxDecodeSplits + 8;
     gridDependencyWait();
     allowDependentLaunch();
     const int context = *a.lengthOnDevice + 1;
@@ -224,7 +228,7 @@ Status decodeAttention(const DecodeAttentionArgs& args, Stream stream)
     if (!r.ok() || combined)
         return r;
     const dim3 grid(a.heads, (a.valueDim + kDecodeThreads - 1) / kDecodeThreads);
-    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, 0, s, a, splits, chunk));
+    TESSERA_DISPATCH_DTYPE(a.outType, TO, r = launchOverlapped("decode attention combine", decodeCombineKernel<TO>, grid, kDecodeThreads, kDecodeCombineSmem, s, a, splits, chunk));
     return r;
 }
 

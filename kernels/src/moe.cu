@@ -51,9 +51,11 @@ __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n,
 template <typename TX, bool kCluster>
 __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d)
 {
-    extern __shared__ __align__(16) float xs[];  // hidden floats, then the logits of every expert
-    __shared__ float scratch[33];
-    __shared__ bool last;
+    // Dynamic shared memory only (see gemvTileKernel): hidden floats, the logits of every expert,
+    // a reduction scratch of 33 floats and the last-block flag.
+    extern __shared__ __align__(16) float xs[];
+    float* scratch = xs + d.hidden + a.experts;
+    int& last = *reinterpret_cast<int*>(scratch + 33);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int e = blockIdx.x * kRouteWarps + warp;
     const bf16* w = reinterpret_cast<const bf16*>(d.routerWeight);
@@ -126,7 +128,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0)
-        last = atomicAdd(d.counter, 1) == static_cast<int>(gridDim.x) - 1;
+        last = atomicAdd(d.counter, 1) == static_cast<int>(gridDim.x) - 1 ? 1 : 0;
     __syncthreads();
     if (!last)
         return;
@@ -237,14 +239,17 @@ __device__ __forceinline__ typename Cols<V>::T expertCols(const TE* row, int g)
         return toFloat(row[g]);
 }
 
+constexpr int kCombineSmem = (kMaxK + 8) * static_cast<int>(sizeof(long long) + sizeof(float)) + 33 * static_cast<int>(sizeof(float));
+
 template <typename TN, typename TE, int V>
 __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs a)
 {
     using C = Cols<V>;
     using T = typename C::T;
-    __shared__ float scratch[33];
-    __shared__ long long slots[kMaxK + 8];
-    __shared__ float weights[kMaxK + 8];
+    // Dynamic shared memory only (kCombineSmem; see gemvTileKernel).
+    extern __shared__ __align__(16) long long slots[];  // kMaxK + 8, then the weights and a scratch
+    float* weights = reinterpret_cast<float*>(slots + kMaxK + 8);
+    float* scratch = weights + kMaxK + 8;
     gridDependencyWait();
     allowDependentLaunch();
     const int t = blockIdx.x;
@@ -328,7 +333,7 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     if (d.hidden <= 0 || d.hidden > 16384)
         return Status::failure("router: hidden size out of range");
-    const std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts) * sizeof(float);
+    const std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts + 34) * sizeof(float);
     const int blocks = (a.experts + kRouteWarps - 1) / kRouteWarps;
     const bool cluster = clusterRoutingEnabled() && blocks <= kMaxClusterBlocks;
     Status r;
@@ -393,9 +398,9 @@ Status combineExperts(const CombineArgs& a, Stream stream)
         return Status::failure("moe combine: hidden size too large for one block");
     Status r;
     if (vec) {
-        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 4>, a.n, threads, 0, cuStream(stream), a)));
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 4>, a.n, threads, kCombineSmem, cuStream(stream), a)));
     } else {
-        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 1>, a.n, threads, 0, cuStream(stream), a)));
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 1>, a.n, threads, kCombineSmem, cuStream(stream), a)));
     }
     return r;
 }
