@@ -20,13 +20,13 @@ if [ -z "${STAGE:-}" ]; then
 fi
 
 cmake --preset default >/dev/null
-cmake --build build/default -j "$jobs" --target engine_test_cuda_backend tessera-bench-gpu tessera-cli
+cmake --build build/default -j "$jobs" --target engine_test_cuda_backend engine_test_gpu_query tessera-bench-gpu tessera-cli
 
 rm -rf "$stage" && mkdir -p "$stage"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin" "$tmp/lib" "$tmp/golden/models" "$tmp/golden/cases"
-cp build/default/tests/engine_test_cuda_backend "$tmp/bin/"
+cp build/default/tests/engine_test_cuda_backend build/default/tests/engine_test_gpu_query "$tmp/bin/"
 cp build/default/bench/tessera-bench "$tmp/bin/"
 cp build/default/engine/cli/tessera-cli "$tmp/bin/"
 strip --strip-unneeded "$tmp/bin/"*

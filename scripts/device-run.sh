@@ -33,11 +33,17 @@ if ldd "$test_bin" | grep -q "not found"; then
   ldd "$test_bin" | grep "not found"
 fi
 
+echo "== GPU query test (a fresh process: asking about the GPUs leaves no CUDA context)"
+"$work/bin/engine_test_gpu_query" -o "$out/tests-gpu-query.txt,txt" -o -,txt > "$out/tests-gpu-query.console" 2>&1
+query_rc=$?
+grep -E "^(PASS|FAIL|SKIP)|Totals|Loc:" "$out/tests-gpu-query.txt" | grep -v "TestCase()" | head -10
+
 echo "== GPU tests (limit ${tests_limit}s)"
 start=$(date +%s)
 timeout "$tests_limit" "$test_bin" ${TEST_ARGS:-} -o "$out/tests.txt,txt" -o -,txt > "$out/tests.console" 2>&1
 tests_rc=$?
 echo "tests exit $tests_rc after $(( $(date +%s) - start ))s"
+[ "$tests_rc" = 0 ] && tests_rc=$query_rc
 grep -E "^(FAIL|XPASS)|Totals|QWARN|Loc:" "$out/tests.txt" | grep -v "^   Loc: .*qtestcase" | head -60
 echo "($(grep -c figure "$out/tests.txt") figures in tests.txt)"
 

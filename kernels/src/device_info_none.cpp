@@ -9,4 +9,6 @@ GpuQuery queryGpus()
     return q;
 }
 
+bool gpuContextActive(int) { return false; }
+
 }  // namespace tessera::kernels

@@ -14,7 +14,7 @@ struct GpuInfo {
     int computeMinor = 0;
     int multiprocessors = 0;
     std::uint64_t totalMemoryBytes = 0;
-    std::uint64_t freeMemoryBytes = 0;
+    std::uint64_t freeMemoryBytes = 0;  // 0 when unknown
 };
 
 struct GpuQuery {
@@ -24,6 +24,12 @@ struct GpuQuery {
     std::string problem;
 };
 
+// Asking makes no CUDA context that outlives the call: a process that only asks (the CPU
+// backend, the app's device list) holds no GPU memory.
 GpuQuery queryGpus();
+
+// Whether this process holds the primary CUDA context of GPU `index` (made by the first use of the
+// runtime on it, released at exit).
+bool gpuContextActive(int index);
 
 }  // namespace tessera::kernels
