@@ -9,6 +9,11 @@
 
 namespace tessera::kernels {
 
+// Eight fp32 accumulators d[i] .. d[i + 7] as read-write operands of a wgmma asm statement.
+#define TESSERA_WGMMA_D8(d, i)                                                                                       \
+    "+f"(d[(i)]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]), "+f"(d[(i) + 5]), "+f"(d[(i) + 6]), \
+        "+f"(d[(i) + 7])
+
 __device__ __forceinline__ void wgmmaFence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmmaCommit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
