@@ -2,10 +2,11 @@
 // compute capability 9.0 devices) for the family's head shapes: the MLA prefill's keys of 192
 // columns (128 nope + 64 rope) and values of 128, the MHA prefill's 128 / 128 and the vision
 // tower's 72 / 72. A block owns 128 query rows of one (batch, head): a producer warp copies the
-// block's queries once and then tiles of 128 keys and their values with bulk tensor copies (TMA)
+// block's queries once and then tiles of 128 keys (vision: 64) and their values with bulk tensor
+// copies (TMA)
 // into a two-stage ring in the 128-byte swizzled layout (64-column chunks; columns past the head
 // width arrive as zeros, so 72 runs as 80 in the products); each of two consumer warpgroups
-// computes its 64 rows' scores S = Q·Kᵀ (m64n128k16, both operands in shared memory), the online
+// computes its 64 rows' scores S = Q·Kᵀ (m64nKk16, both operands in shared memory), the online
 // soft-max in registers, and O += P·V with P as a register operand and V read transposed from
 // shared memory (MN-major B). The arithmetic is flash_attention.cu's: raw scores, the running max
 // and p = 2^(s·scale·log2e − m) in fp32, p rounded to bf16 for the product, fp32 accumulation.
@@ -22,26 +23,28 @@ namespace tessera::kernels {
 namespace {
 
 constexpr int BM = 128;           // query rows per block (64 per consumer warpgroup)
-constexpr int BN = 128;           // keys per tile
 constexpr int kRow = 128;         // bytes of a swizzled row (64 bf16)
 constexpr int kStages = 2;
 constexpr int kConsumers = 256;                // two warpgroups
 constexpr int kThreads = kConsumers + 32;      // + the producer warp
 
-// Shared-memory layout for keys of DK columns and values of DV.
-template <int DK, int DV>
+// Shared-memory layout for keys of DK columns and values of DV, KN keys per tile.
+template <int DK, int DV, int KN>
 struct Shape {
     static constexpr int kChunks = (DK + 63) / 64, vChunks = (DV + 63) / 64;  // 64-column chunks
     static constexpr int kSteps = (DK + 15) / 16;                               // k steps of the scores
-    static constexpr int qBytes = kChunks * BM * kRow, kBytes = kChunks * BN * kRow, vBytes = vChunks * BN * kRow;
+    static constexpr int qBytes = kChunks * BM * kRow, kBytes = kChunks * KN * kRow, vBytes = vChunks * KN * kRow;
     // Queries, the key / value ring, slack to align it to the 1024-byte swizzle atoms, the barriers.
     static constexpr int smemBytes = qBytes + kStages * (kBytes + vBytes) + 1024 + (1 + 2 * kStages) * 8;
     static_assert(DV % 8 == 0 && DV <= 128 && DK <= 192, "head widths");
 };
 
-// D[64×128] (+)= A[64×16] · B[128×16]ᵀ, both K-major in shared memory; accumulate = false
+// D[64×N] (+)= A[64×16] · B[N×16]ᵀ, both K-major in shared memory; accumulate = false
 // overwrites D.
-__device__ __forceinline__ void wgmmaScores(float (&d)[64], std::uint64_t a, std::uint64_t b, bool accumulate)
+template <int N>
+__device__ __forceinline__ void wgmmaScores(float (&d)[N / 2], std::uint64_t a, std::uint64_t b, bool accumulate);
+template <>
+__device__ __forceinline__ void wgmmaScores<128>(float (&d)[64], std::uint64_t a, std::uint64_t b, bool accumulate)
 {
     asm volatile(
         "{\n"
@@ -56,6 +59,21 @@ __device__ __forceinline__ void wgmmaScores(float (&d)[64], std::uint64_t a, std
         "}\n"
         : TESSERA_WGMMA_D8(d, 0), TESSERA_WGMMA_D8(d, 8), TESSERA_WGMMA_D8(d, 16), TESSERA_WGMMA_D8(d, 24),
           TESSERA_WGMMA_D8(d, 32), TESSERA_WGMMA_D8(d, 40), TESSERA_WGMMA_D8(d, 48), TESSERA_WGMMA_D8(d, 56)
+        : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+}
+template <>
+__device__ __forceinline__ void wgmmaScores<64>(float (&d)[32], std::uint64_t a, std::uint64_t b, bool accumulate)
+{
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+        "}, %32, %33, p, 1, 1, 0, 0;\n"
+        "}\n"
+        : TESSERA_WGMMA_D8(d, 0), TESSERA_WGMMA_D8(d, 8), TESSERA_WGMMA_D8(d, 16), TESSERA_WGMMA_D8(d, 24)
         : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
 }
 
@@ -111,12 +129,12 @@ struct Params {
 // q: [batch, queries, heads, DK] as {DK, heads, queries, batch}, box {64, 1, 128, 1}; k: the same
 // over kv heads and keys; v: {DV, kv heads, keys, batch}. Rows and columns past the end arrive as
 // zeros.
-template <int DK, int DV>
-__global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_constant__ CUtensorMap qMap,
+template <int DK, int DV, int KN, int MINB>
+__global__ __launch_bounds__(kThreads, MINB) void flashWgmmaKernel(const __grid_constant__ CUtensorMap qMap,
                                                                 const __grid_constant__ CUtensorMap kMap,
                                                                 const __grid_constant__ CUtensorMap vMap, Params p)
 {
-    using S = Shape<DK, DV>;
+    using S = Shape<DK, DV, KN>;
     constexpr int NO = DV / 2;  // output accumulators per thread: DV / 8 n8 blocks of 4
     extern __shared__ unsigned char smemRaw[];
     const unsigned rawAddr = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw));
@@ -128,7 +146,7 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
     const int qTile = p.causal ? static_cast<int>(gridDim.x) - 1 - static_cast<int>(blockIdx.x) : static_cast<int>(blockIdx.x);
     const int qBlock = qTile * BM, h = blockIdx.y, b = blockIdx.z;
     const int keyEnd = p.causal ? min(p.keys, p.qPosition0 + qBlock + BM) : p.keys;
-    const int nTiles = keyEnd > 0 ? (keyEnd + BN - 1) / BN : 0;
+    const int nTiles = keyEnd > 0 ? (keyEnd + KN - 1) / KN : 0;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 
     if (tid == 0) {
@@ -153,9 +171,9 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
                 const unsigned full = fullBar + s * 8;
                 mbarArriveExpectTx(full, S::kBytes + S::vBytes);
                 for (int c = 0; c < S::kChunks; ++c)
-                    tmaLoad4d(kBase + s * S::kBytes + c * BN * kRow, &kMap, c * 64, kvh, t * BN, b, full);
+                    tmaLoad4d(kBase + s * S::kBytes + c * KN * kRow, &kMap, c * 64, kvh, t * KN, b, full);
                 for (int c = 0; c < S::vChunks; ++c)
-                    tmaLoad4d(vBase + s * S::vBytes + c * BN * kRow, &vMap, c * 64, kvh, t * BN, b, full);
+                    tmaLoad4d(vBase + s * S::vBytes + c * KN * kRow, &vMap, c * 64, kvh, t * KN, b, full);
             }
         }
         return;
@@ -174,26 +192,26 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
     mbarWait(qBar, 0);
 
     for (int t = 0; t < nTiles; ++t) {
-        const int s = t % kStages, k0 = t * BN;
+        const int s = t % kStages, k0 = t * KN;
         mbarWait(fullBar + s * 8, (t / kStages) & 1);
         if (k0 <= lastVisible) {
-            float sc[64];
+            float sc[KN / 2];
             const std::uint64_t kDesc = smemDescriptor(kBase + s * S::kBytes);
             wgmmaFence();
 #pragma unroll
             for (int ks = 0; ks < S::kSteps; ++ks) {
                 // k step ks: chunk ks / 4 (rows × 128 bytes each), 32 bytes further per step inside it
                 const int qStep = (ks / 4) * (BM * kRow / 16) + (ks % 4) * 2;
-                const int kStep = (ks / 4) * (BN * kRow / 16) + (ks % 4) * 2;
-                wgmmaScores(sc, qDesc + qStep, kDesc + kStep, ks > 0);
+                const int kStep = (ks / 4) * (KN * kRow / 16) + (ks % 4) * 2;
+                wgmmaScores<KN>(sc, qDesc + qStep, kDesc + kStep, ks > 0);
             }
             wgmmaCommit();
             wgmmaWait<0>();
 
             // Mask where a key of the tile is past the end or, causal, past one of these rows.
-            if (k0 + BN > p.keys || (p.causal && k0 + BN - 1 > p.qPosition0 + wgRow0)) {
+            if (k0 + KN > p.keys || (p.causal && k0 + KN - 1 > p.qPosition0 + wgRow0)) {
 #pragma unroll
-                for (int j = 0; j < BN / 8; ++j)
+                for (int j = 0; j < KN / 8; ++j)
 #pragma unroll
                     for (int e = 0; e < 4; ++e) {
                         const int key = k0 + j * 8 + (lane & 3) * 2 + (e & 1);
@@ -210,7 +228,7 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
             for (int r = 0; r < 2; ++r) {
                 float tileMax = -INFINITY;
 #pragma unroll
-                for (int j = 0; j < BN / 8; ++j)
+                for (int j = 0; j < KN / 8; ++j)
                     tileMax = fmaxf(tileMax, fmaxf(sc[j * 4 + 2 * r], sc[j * 4 + 2 * r + 1]));
                 tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
                 tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 2));
@@ -226,28 +244,28 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
                 }
             }
 #pragma unroll
-            for (int j = 0; j < BN / 8; ++j)
+            for (int j = 0; j < KN / 8; ++j)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) {
                     const float pv = fastExp2(fmaf(sc[j * 4 + e], p.scaleLog2, -mUse[e >> 1]));
                     sc[j * 4 + e] = pv;
                     lRow[e >> 1] += pv;
                 }
-            unsigned pa[BN / 16][4];
+            unsigned pa[KN / 16][4];
 #pragma unroll
-            for (int kk = 0; kk < BN / 16; ++kk) {
+            for (int kk = 0; kk < KN / 16; ++kk) {
                 pa[kk][0] = pack(sc[8 * kk], sc[8 * kk + 1]);
                 pa[kk][1] = pack(sc[8 * kk + 2], sc[8 * kk + 3]);
                 pa[kk][2] = pack(sc[8 * kk + 4], sc[8 * kk + 5]);
                 pa[kk][3] = pack(sc[8 * kk + 6], sc[8 * kk + 7]);
             }
             // V: keys 16·kk .. + 15 are rows 2 kk · 1024 bytes into each 64-column chunk; the
-            // chunks are BN · 128 bytes apart.
+            // chunks are KN · 128 bytes apart.
             const unsigned vStage = vBase + s * S::vBytes;
             wgmmaFence();
 #pragma unroll
-            for (int kk = 0; kk < BN / 16; ++kk)
-                wgmmaValues<DV>(o, pa[kk], smemDescriptor(vStage + kk * 16 * kRow, 1024, BN * kRow));
+            for (int kk = 0; kk < KN / 16; ++kk)
+                wgmmaValues<DV>(o, pa[kk], smemDescriptor(vStage + kk * 16 * kRow, 1024, KN * kRow));
             wgmmaCommit();
             wgmmaWait<0>();
         }
@@ -275,10 +293,10 @@ __global__ __launch_bounds__(kThreads, 1) void flashWgmmaKernel(const __grid_con
     }
 }
 
-// A 4-d map {columns, heads, rows, batch} of a bf16 tensor, box {64, 1, 128, 1}, 128-byte swizzle.
+// A 4-d map {columns, heads, rows, batch} of a bf16 tensor, box {64, 1, boxRows, 1}, 128-byte swizzle.
 // Strides in elements; a dimension of extent 1 gets a stride that is valid whatever it was.
 bool encode4d(CUtensorMap& map, const void* base, int columns, int heads, int rows, int batch, long long headStride, long long ld,
-              long long batchStride)
+              long long batchStride, int boxRows)
 {
     const auto encode = tensorMapEncoder();
     if (!encode)
@@ -291,7 +309,7 @@ bool encode4d(CUtensorMap& map, const void* base, int columns, int heads, int ro
                                 static_cast<cuuint64_t>(batch)};
     const cuuint64_t strides[3] = {static_cast<cuuint64_t>(headStride) * 2, static_cast<cuuint64_t>(ld) * 2,
                                    static_cast<cuuint64_t>(batchStride) * 2};
-    const cuuint32_t box[4] = {64, 1, 128, 1}, ones[4] = {1, 1, 1, 1};
+    const cuuint32_t box[4] = {64, 1, static_cast<cuuint32_t>(boxRows), 1}, ones[4] = {1, 1, 1, 1};
     return encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void*>(base), dims, strides, box, ones,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
@@ -315,33 +333,41 @@ Kind kindOf(const FlashAttentionArgs& a)
     return Kind::None;
 }
 
+// Keys per tile: 64 for the vision shape, whose blocks then need few enough registers (96) and
+// shared memory (97 KB) for two to share an SM, one's first copies running beside the other's
+// products (its blocks see only 6 tiles of 128 keys: 112 µs a layer against 127 with one block
+// per SM); 128 for the others.
+int keysPerTile(Kind kind) { return kind == Kind::Vision72 ? 64 : 128; }
+
 // The tensor maps of a call this kernel takes (false: not one of its shapes, or no maps).
 bool makeMaps(const FlashAttentionArgs& a, Maps& m)
 {
-    if (kindOf(a) == Kind::None)
+    const Kind kind = kindOf(a);
+    if (kind == Kind::None)
         return false;
     const int valueDim = a.valueDim > 0 ? a.valueDim : a.headDim;
     // 16-byte aligned bases and strides (the encoder checks the strides), 4-byte output pairs.
     auto aligned = [](const void* ptr) { return reinterpret_cast<std::uintptr_t>(ptr) % 16 == 0; };
     if (!aligned(a.q) || !aligned(a.k) || !aligned(a.v) || a.ldo % 2 || a.oHeadStride % 2 || a.oBatchStride % 2)
         return false;
-    const int kvHeads = a.heads / a.headsPerKv;
-    return encode4d(m.q, a.q, a.headDim, a.heads, a.queries, a.batch, a.qHeadStride, a.ldq, a.qBatchStride) &&
-           encode4d(m.k, a.k, a.headDim, kvHeads, a.keys, a.batch, a.kHeadStride, a.ldk, a.kBatchStride) &&
-           encode4d(m.v, a.v, valueDim, kvHeads, a.keys, a.batch, a.vHeadStride, a.ldv, a.vBatchStride);
+    const int kvHeads = a.heads / a.headsPerKv, kn = keysPerTile(kind);
+    return encode4d(m.q, a.q, a.headDim, a.heads, a.queries, a.batch, a.qHeadStride, a.ldq, a.qBatchStride, BM) &&
+           encode4d(m.k, a.k, a.headDim, kvHeads, a.keys, a.batch, a.kHeadStride, a.ldk, a.kBatchStride, kn) &&
+           encode4d(m.v, a.v, valueDim, kvHeads, a.keys, a.batch, a.vHeadStride, a.ldv, a.vBatchStride, kn);
 }
 
-template <int DK, int DV>
+// MINB blocks per SM: 2 where registers and shared memory allow it (72 / 72 with 64-key tiles).
+template <int DK, int DV, int KN, int MINB>
 Status launch(const FlashAttentionArgs& a, const Maps& m, cudaStream_t stream)
 {
-    using S = Shape<DK, DV>;
-    static const Status attribute = allowSharedMemory("flash attention (wgmma)", S::smemBytes, flashWgmmaKernel<DK, DV>);
+    using S = Shape<DK, DV, KN>;
+    static const Status attribute = allowSharedMemory("flash attention (wgmma)", S::smemBytes, flashWgmmaKernel<DK, DV, KN, MINB>);
     if (!attribute.ok())
         return attribute;
     const Params p{a.heads, a.headsPerKv, a.queries, a.keys, a.qPosition0, a.causal, a.scale * 1.4426950408889634f,
                    static_cast<bf16*>(a.o), a.ldo, a.oHeadStride, a.oBatchStride};
     const dim3 grid((a.queries + BM - 1) / BM, a.heads, a.batch);
-    flashWgmmaKernel<DK, DV><<<grid, kThreads, S::smemBytes, stream>>>(m.q, m.k, m.v, p);
+    flashWgmmaKernel<DK, DV, KN, MINB><<<grid, kThreads, S::smemBytes, stream>>>(m.q, m.k, m.v, p);
     return launchStatus("flash attention (wgmma)");
 }
 
@@ -362,11 +388,11 @@ Status launchFlashWgmma(const FlashAttentionArgs& a, cudaStream_t stream, bool& 
     launched = true;
     switch (kindOf(a)) {
     case Kind::Mla:
-        return launch<192, 128>(a, m, stream);
+        return launch<192, 128, 128, 1>(a, m, stream);
     case Kind::Mha128:
-        return launch<128, 128>(a, m, stream);
+        return launch<128, 128, 128, 1>(a, m, stream);
     case Kind::Vision72:
-        return launch<72, 72>(a, m, stream);
+        return launch<72, 72, 64, 2>(a, m, stream);
     case Kind::None:
         break;
     }
