@@ -3,13 +3,12 @@
 // columns (128 nope + 64 rope) and values of 128, the MHA prefill's 128 / 128 and the vision
 // tower's 72 / 72. A block owns 128 query rows of one (batch, head): a producer warp copies the
 // block's queries once and then tiles of 128 keys (vision: 64) and their values with bulk tensor
-// copies (TMA)
-// into a two-stage ring in the 128-byte swizzled layout (64-column chunks; columns past the head
-// width arrive as zeros, so 72 runs as 80 in the products); each of two consumer warpgroups
-// computes its 64 rows' scores S = Q·Kᵀ (m64nKk16, both operands in shared memory), the online
-// soft-max in registers, and O += P·V with P as a register operand and V read transposed from
-// shared memory (MN-major B). The arithmetic is flash_attention.cu's: raw scores, the running max
-// and p = 2^(s·scale·log2e − m) in fp32, p rounded to bf16 for the product, fp32 accumulation.
+// copies (TMA) into a two-stage ring in the 128-byte swizzled layout (64-column chunks; columns
+// past the head width arrive as zeros, so 72 runs as 80 in the products); each of two consumer
+// warpgroups computes its 64 rows' scores S = Q·Kᵀ (m64nKk16, both operands in shared memory), the
+// online soft-max in registers, and O += P·V with P as a register operand and V read transposed
+// from shared memory (MN-major B). The arithmetic is flash_attention.cu's: raw scores, the running
+// max and p = 2^(s·scale·log2e − m) in fp32, p rounded to bf16 for the product, fp32 accumulation.
 #include "flash_internal.cuh"
 #include "hopper_util.cuh"
 #include "launch_util.cuh"
