@@ -126,8 +126,8 @@ struct Params {
 };
 
 // q: [batch, queries, heads, DK] as {DK, heads, queries, batch}, box {64, 1, 128, 1}; k: the same
-// over kv heads and keys; v: {DV, kv heads, keys, batch}. Rows and columns past the end arrive as
-// zeros.
+// over kv heads and keys, box {64, 1, KN, 1}; v: {DV, kv heads, keys, batch}, box {64, 1, KN, 1}.
+// Rows and columns past the end arrive as zeros.
 template <int DK, int DV, int KN, int MINB>
 __global__ __launch_bounds__(kThreads, MINB) void flashWgmmaKernel(const __grid_constant__ CUtensorMap qMap,
                                                                 const __grid_constant__ CUtensorMap kMap,
