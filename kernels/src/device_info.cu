@@ -4,6 +4,8 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
+#include "launch_util.cuh"
+
 namespace tessera::kernels {
 
 namespace {
@@ -18,27 +20,15 @@ struct Driver {
     PFN_cuMemGetInfo_v3020 memGetInfo = nullptr;
 };
 
-template <typename F>
-F entryPoint(const char* name, int version)
-{
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q{};
-    if (cudaGetDriverEntryPointByVersion(name, &f, version, cudaEnableDefault, &q) != cudaSuccess || q != cudaDriverEntryPointSuccess) {
-        cudaGetLastError();
-        return nullptr;
-    }
-    return reinterpret_cast<F>(f);
-}
-
 const Driver& driver()
 {
     static const Driver d = [] {
         Driver r;
-        r.deviceGet = entryPoint<PFN_cuDeviceGet_v2000>("cuDeviceGet", 2000);
-        r.primaryState = entryPoint<PFN_cuDevicePrimaryCtxGetState_v7000>("cuDevicePrimaryCtxGetState", 7000);
-        r.ctxCreate = entryPoint<PFN_cuCtxCreate_v3020>("cuCtxCreate", 3020);
-        r.ctxDestroy = entryPoint<PFN_cuCtxDestroy_v4000>("cuCtxDestroy", 4000);
-        r.memGetInfo = entryPoint<PFN_cuMemGetInfo_v3020>("cuMemGetInfo", 3020);
+        r.deviceGet = driverEntryPoint<PFN_cuDeviceGet_v2000>("cuDeviceGet", 2000);
+        r.primaryState = driverEntryPoint<PFN_cuDevicePrimaryCtxGetState_v7000>("cuDevicePrimaryCtxGetState", 7000);
+        r.ctxCreate = driverEntryPoint<PFN_cuCtxCreate_v3020>("cuCtxCreate", 3020);
+        r.ctxDestroy = driverEntryPoint<PFN_cuCtxDestroy_v4000>("cuCtxDestroy", 4000);
+        r.memGetInfo = driverEntryPoint<PFN_cuMemGetInfo_v3020>("cuMemGetInfo", 3020);
         return r;
     }();
     return d;

@@ -5,6 +5,8 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
+#include "launch_util.cuh"
+
 #include <cstdint>
 
 namespace tessera::kernels {
@@ -60,16 +62,7 @@ __device__ __forceinline__ void tmaLoad4d(unsigned dst, const CUtensorMap* map, 
 // The driver's tensor-map encoder (null where the driver lacks it: callers fall back).
 inline PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder()
 {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-        void* f = nullptr;
-        cudaDriverEntryPointQueryResult q{};
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-            q != cudaDriverEntryPointSuccess) {
-            cudaGetLastError();
-            f = nullptr;
-        }
-        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-    }();
+    static const auto fn = driverEntryPoint<PFN_cuTensorMapEncodeTiled_v12000>("cuTensorMapEncodeTiled", 12000);
     return fn;
 }
 

@@ -19,6 +19,20 @@ inline Status cudaStatus(cudaError_t err, const char* what)
     return Status::failure(std::string(what) + ": " + cudaGetErrorString(err));
 }
 
+// A driver function by its entry point (no link to libcuda), as the CUDA `version` defines it;
+// null where the driver lacks it (callers fall back or report "unknown").
+template <typename F>
+F driverEntryPoint(const char* name, int version)
+{
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion(name, &f, version, cudaEnableDefault, &q) != cudaSuccess || q != cudaDriverEntryPointSuccess) {
+        cudaGetLastError();
+        return nullptr;
+    }
+    return reinterpret_cast<F>(f);
+}
+
 // Whether the sm_90a kernels (wgmma, built only for that target) run here: compute capability 9.0.
 bool deviceRunsSm90a();
 
