@@ -33,6 +33,7 @@ struct GemvParams {
     int fixedFrom, fixedBase;  // batch entries b >= fixedFrom read matrix fixedBase + b − fixedFrom
     bool triggerLate, indexEarly;  // GemvArgs
     bool evictFirst;               // setGemvEvictFirst
+    bool earlyY;                   // beta != 0 and setGemvEarlyY: the old y rows read beside x
 };
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
@@ -44,15 +45,16 @@ __device__ __forceinline__ long long matrixOf(const GemvParams& p, int b)
     return b >= p.fixedFrom ? p.fixedBase + b - p.fixedFrom : p.batchIndex[b];
 }
 
-// Output row r from its reduced dot products: silu(gate) · up when gated, + bias, + beta · y.
+// Output row r from its reduced dot products: silu(gate) · up when gated, + bias, + beta · y (its
+// old value: `old` where the caller read it ahead, else read here).
 template <typename TY, bool kGated>
-__device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, float g, float u)
+__device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, float g, float u, const float* old = nullptr)
 {
     float o = kGated ? silu(g) * u : g;
     if (p.bias)
         o += p.bias[r];
     if (p.beta != 0.f)
-        o += p.beta * toFloat(y[r]);
+        o += p.beta * (old ? *old : toFloat(y[r]));
     y[r] = fromFloat<TY>(o);
 }
 
@@ -124,6 +126,11 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
         allowDependentLaunch();
     if (!early)
         issue(p.batchIndex[b]);
+    // earlyY: the rows' old values (the residual the product adds to) in flight beside x.
+    TY* y = static_cast<TY*>(p.y) + b * p.strideY;
+    float* yOld = reinterpret_cast<float*>(xTile + xChunks + (kBulk ? 1 : 0));
+    if (p.earlyY && threadIdx.x < rows)
+        yOld[threadIdx.x] = toFloat(y[r0 + threadIdx.x]);
     if constexpr (kBulk) {
         if (threadIdx.x == blockDim.x - 1)
             copies.row(xTile, src, xChunks * 16);
@@ -138,7 +145,6 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
 
     const TX* x = reinterpret_cast<const TX*>(xTile);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    TY* y = static_cast<TY*>(p.y) + b * p.strideY;
     // Rows of few chunks (K ≤ 128: per-head products) go to groups of L = 16, 8, ... lanes, so that
     // a warp reduces 32 / L rows at a time; the loop bounds stay uniform over the warp (shuffles).
     int L = 32;
@@ -176,7 +182,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
                 us += __shfl_xor_sync(0xffffffffu, us, o);
         }
         if (sl == 0 && base + sub < rows)
-            storeRow<TY, kGated>(p, y, r0 + lr, gs, us);
+            storeRow<TY, kGated>(p, y, r0 + lr, gs, us, p.earlyY ? yOld + lr : nullptr);
     }
 }
 
@@ -240,7 +246,7 @@ Status gemv(const GemvArgs& a, Stream stream)
                         (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
                  a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase,
-                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled()};
+                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled(), false};
     cudaStream_t s = cuStream(stream);
     Status r;
     if (vector) {
@@ -255,7 +261,8 @@ Status gemv(const GemvArgs& a, Stream stream)
         const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));
         const int rows = std::max(1, std::min({fit, spread, 64}));
         const dim3 grid((a.N + rows - 1) / rows, a.batch);
-        const std::size_t smem = rows * rowBytes + xBytes;
+        p.earlyY = a.beta != 0.f && gemvEarlyYEnabled() && rows * rowBytes + xBytes + rows * sizeof(float) <= kMaxSmem;
+        const std::size_t smem = rows * rowBytes + xBytes + (p.earlyY ? rows * sizeof(float) : 0);
         TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
             r = a.gatedOutput ? launchTiles<TX, TY, true>(p, grid, smem, rows, bulk, s)
                               : launchTiles<TX, TY, false>(p, grid, smem, rows, bulk, s);

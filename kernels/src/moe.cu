@@ -37,10 +37,21 @@ constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 
 // The cluster variant uses the same blocks (so the same norm and products, bit for bit); up to 16
 // of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
 constexpr int kMaxClusterBlocks = 16;
+constexpr int kRouteMaxSmem = 80 * 1024;
 
-// One router row against x (shared memory), reduced over the warp.
-__device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec)
+// One router row against x (shared memory), reduced over the warp. staged: the row is in shared
+// memory (n a multiple of 8); the same sums in the same order as from global memory.
+__device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n, bool vec, const uint4* staged = nullptr)
 {
+    if (staged) {
+        float acc = 0.f;
+        for (int c = threadIdx.x & 31; c < n / 8; c += 32) {
+            float x[8];
+            loadShared8(xs + c * 8, x);
+            acc += dot8(staged[c], x);
+        }
+        return warpSum(acc);
+    }
     const bf16* const rows[1] = {row};
     const float* const x[1] = {xs};
     float dot[1];
@@ -49,10 +60,11 @@ __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n,
 }
 
 template <typename TX, bool kCluster>
-__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d)
+__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset)
 {
     // Dynamic shared memory only (see gemvTileKernel): hidden floats, the logits of every expert,
-    // a reduction scratch of 33 floats and the last-block flag.
+    // a reduction scratch of 33 floats and the last-block flag; with stagedOffset > 0, there, the
+    // warps' router rows (routerRowsStagedEnabled()).
     extern __shared__ __align__(16) float xs[];
     float* scratch = xs + d.hidden + a.experts;
     int& last = *reinterpret_cast<int*>(scratch + 33);
@@ -60,9 +72,18 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     const int e = blockIdx.x * kRouteWarps + warp;
     const bf16* w = reinterpret_cast<const bf16*>(d.routerWeight);
     const bf16* row = w + static_cast<long long>(e) * d.hidden;
-    if (e < a.experts)
+    uint4* staged = stagedOffset > 0 && e < a.experts
+                        ? reinterpret_cast<uint4*>(reinterpret_cast<unsigned char*>(xs) + stagedOffset) + warp * (d.hidden / 8)
+                        : nullptr;
+    if (staged) {
+        // The row into shared memory while the kernel before runs (it comes from no earlier kernel).
+        for (int c = lane; c < d.hidden / 8; c += 32)
+            copyAsync16(staged + c, reinterpret_cast<const uint4*>(row) + c);
+        copyAsyncCommit();
+    } else if (e < a.experts) {
         for (int l = lane; l * 64 < d.hidden; l += 32)
             prefetchL2(row + l * 64);
+    }
     gridDependencyWait();
     allowDependentLaunch();
     if constexpr (kCluster)
@@ -100,11 +121,13 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     }
     for (int k = threadIdx.x + kRouteRegs * blockDim.x; k < d.hidden; k += blockDim.x)
         put(k, residual[k], d.normWeight[k]);
+    if (stagedOffset > 0)
+        copyAsyncWaitAll();  // the barrier below makes every lane's pieces of the row visible
     __syncthreads();
     float* logits = xs + d.hidden;
     const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
     if constexpr (kCluster) {
-        const float dot = e < a.experts ? rowDot(row, xs, d.hidden, vec) : 0.f;
+        const float dot = e < a.experts ? rowDot(row, xs, d.hidden, vec, staged) : 0.f;
         clusterWait();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         namespace cg = cooperative_groups;
@@ -121,7 +144,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         return;
     }
     if (e < a.experts) {
-        const float dot = rowDot(row, xs, d.hidden, vec);
+        const float dot = rowDot(row, xs, d.hidden, vec, staged);
         if (lane == 0)
             d.logits[e] = dot;
     }
@@ -306,6 +329,66 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs 
     }
 }
 
+// Decode (one token, slots t·k + i, no pair list, at most kCombineOneSlots slots, one float4
+// column group per thread): combineKernel's arithmetic with every load of the token in one round
+// trip to memory. The next norm's weights are read before the wait (they come from no earlier
+// kernel); after it, each thread reads the routing weights, its columns of every slot's row and
+// of the residual at once, where combineKernel reads the weights into shared memory first and
+// the norm's weights after its reduction (three round trips).
+constexpr int kCombineOneSlots = 8;
+
+template <typename TN, typename TE>
+__global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineArgs a)
+{
+    extern __shared__ __align__(16) float combineOneScratch[];  // 33 floats
+    const int g = threadIdx.x, groups = a.width / 4;
+    const bool mine = g < groups;
+    const float4 nw = a.normWeight && mine ? load4(a.normWeight + 4 * g) : make_float4(0.f, 0.f, 0.f, 0.f);
+    gridDependencyWait();
+    allowDependentLaunch();
+    const TE* __restrict__ expert = static_cast<const TE*>(a.expertOut);
+    float4 e[kCombineOneSlots];
+    float w[kCombineOneSlots];
+    float4 old = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (mine) {
+#pragma unroll
+        for (int i = 0; i < kCombineOneSlots; ++i)
+            if (i < a.k) {
+                e[i] = expertCols<4>(expert + static_cast<long long>(i) * a.width, g);
+                w[i] = a.weight[i];
+            }
+        old = load4(a.residual + 4 * g);
+    }
+    float acc[4] = {};
+#pragma unroll
+    for (int i = 0; i < kCombineOneSlots; ++i)
+        if (i < a.k)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+                acc[j] += Cols<4>::get(e[i], j) * w[i];
+    float v[4] = {};
+    float ss = 0.f;
+    if (mine)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            v[j] = Cols<4>::get(old, j) + acc[j];
+            ss = fmaf(v[j], v[j], ss);
+        }
+    if (mine)
+        store4(a.residual + 4 * g, make_float4(v[0], v[1], v[2], v[3]));
+    if (!a.normWeight)
+        return;
+    ss = blockSum(ss, combineOneScratch);
+    const float inv = rsqrtf(ss / a.width + a.normEps);
+    if (mine) {
+        TN* out = static_cast<TN*>(a.normOut) + 4 * g;
+        out[0] = fromFloat<TN>(nw.x * (v[0] * inv));
+        out[1] = fromFloat<TN>(nw.y * (v[1] * inv));
+        out[2] = fromFloat<TN>(nw.z * (v[2] * inv));
+        out[3] = fromFloat<TN>(nw.w * (v[3] * inv));
+    }
+}
+
 }  // namespace
 
 Status routeTokens(const RouteArgs& a, Stream stream)
@@ -333,12 +416,18 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     if (d.hidden <= 0 || d.hidden > 16384)
         return Status::failure("router: hidden size out of range");
-    const std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts + 34) * sizeof(float);
+    std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts + 34) * sizeof(float);
     const int blocks = (a.experts + kRouteWarps - 1) / kRouteWarps;
+    // The warps' router rows staged in shared memory where they fit (16-byte pieces).
+    const std::size_t stagedOffset = (smem + 15) / 16 * 16, stagedBytes = static_cast<std::size_t>(kRouteWarps) * d.hidden * 2;
+    const bool stage = routerRowsStagedEnabled() && d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(d.routerWeight) % 16 == 0 &&
+                       stagedOffset + stagedBytes <= kRouteMaxSmem;
+    if (stage)
+        smem = stagedOffset + stagedBytes;
     const bool cluster = clusterRoutingEnabled() && blocks <= kMaxClusterBlocks;
     Status r;
     TESSERA_DISPATCH_DTYPE(d.xType, TX, {
-        static const Status attribute = allowSharedMemory("moe router", 80 * 1024, routeDecodeKernel<TX, false>, routeDecodeKernel<TX, true>);
+        static const Status attribute = allowSharedMemory("moe router", kRouteMaxSmem, routeDecodeKernel<TX, false>, routeDecodeKernel<TX, true>);
         if (!attribute.ok())
             return attribute;
         if (cluster) {
@@ -350,10 +439,10 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         }
         if (cluster)
             r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
-                              cuStream(stream), a, d);
+                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0);
         else
             r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX, false>, blocks, kRouteWarps * 32, smem,
-                                 cuStream(stream), a, d);
+                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0);
     });
     return r;
 }
@@ -397,7 +486,9 @@ Status combineExperts(const CombineArgs& a, Stream stream)
     if (groups > threads * kCombineIters)
         return Status::failure("moe combine: hidden size too large for one block");
     Status r;
-    if (vec) {
+    if (vec && a.n == 1 && !a.pairRows && !a.shared && a.k <= kCombineOneSlots && aligned16(a.normWeight) && combineOneEnabled()) {
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine (one token)", combineOneKernel<TN, TE>, 1, threads, 33 * sizeof(float), cuStream(stream), a)));
+    } else if (vec) {
         TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 4>, a.n, threads, kCombineSmem, cuStream(stream), a)));
     } else {
         TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 1>, a.n, threads, kCombineSmem, cuStream(stream), a)));

@@ -62,7 +62,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvTwoRows[] = "TESSERA_GEMV_TWO_ROWS", kGemvEvictFirst[] = "TESSERA_GEMV_EVICT_FIRST",
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
-               kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION";
+               kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION",
+               kCombineOne[] = "TESSERA_COMBINE_ONE", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -117,6 +118,15 @@ void setGatedExperts(bool enabled) { setSwitch<kGatedExperts, 1>(enabled); }
 
 bool wgmmaAttentionEnabled() { return switchOn<kWgmmaAttention, 1>(); }
 void setWgmmaAttention(bool enabled) { setSwitch<kWgmmaAttention, 1>(enabled); }
+
+bool combineOneEnabled() { return switchOn<kCombineOne, 1>(); }
+void setCombineOne(bool enabled) { setSwitch<kCombineOne, 1>(enabled); }
+
+bool routerRowsStagedEnabled() { return switchOn<kRouterRows, 1>(); }
+void setRouterRowsStaged(bool enabled) { setSwitch<kRouterRows, 1>(enabled); }
+
+bool gemvEarlyYEnabled() { return switchOn<kGemvEarlyY, 1>(); }
+void setGemvEarlyY(bool enabled) { setSwitch<kGemvEarlyY, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -1875,6 +1875,50 @@ private slots:
                      qPrintable(QString("step %1: the logits differ").arg(s)));
     }
 
+    // The decode kernels that read their inputs in one round trip fewer (the one-token MoE combine,
+    // the router's rows staged in shared memory, the one-row products that read the residual they
+    // add to beside x) against the kernels they replace: the same arithmetic in the same order, so
+    // the same tokens and logits bit for bit.
+    void oneTripDecode_data() { routerCluster_data(); }
+    void oneTripDecode()
+    {
+        REQUIRE_GPU();
+        QFETCH(QString, model);
+        QFETCH(bool, exact);
+        const std::string name = model.toStdString();
+        if (name.rfind("mini-", 0) == 0)
+            TESSERA_REQUIRE_GOLDEN();
+        DecodeSubject subject = decodeSubject(name, exact);
+        if (!subject.be)
+            QSKIP("this golden model was not staged on this machine");
+        struct Restore {
+            cuda::CudaBackend* be;
+            bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
+            bool fusedMoe = be->fusedMoeDecode();
+            ~Restore()
+            {
+                k::setCombineOne(combine);
+                k::setRouterRowsStaged(rows);
+                k::setGemvEarlyY(earlyY);
+                be->setFusedMoeDecode(fusedMoe);
+            }
+        } restore{subject.be};
+        subject.be->setFusedMoeDecode(false);  // the separate kernels, where these run
+        auto run = [&](bool on, std::vector<std::int32_t>& ids) {
+            k::setCombineOne(on);
+            k::setRouterRowsStaged(on);
+            k::setGemvEarlyY(on);
+            return greedyDecodeLogits(*subject.be, subject.prompt, 8, ids);
+        };
+        std::vector<std::int32_t> beforeIds, oneTripIds;
+        const auto before = run(false, beforeIds);
+        const auto oneTrip = run(true, oneTripIds);
+        QCOMPARE(oneTripIds, beforeIds);
+        for (std::size_t s = 0; s < before.size(); ++s)
+            QVERIFY2(std::memcmp(oneTrip[s].data(), before[s].data(), before[s].size() * sizeof(float)) == 0,
+                     qPrintable(QString("step %1: the logits differ").arg(s)));
+    }
+
     // ---- sampling and the runtime on the GPU ---------------------------------------------------
 
     void samplingMatchesHost()

@@ -110,6 +110,21 @@ bool gatedExpertsEnabled();
 void setWgmmaAttention(bool enabled);
 bool wgmmaAttentionEnabled();
 
+// Decode, kernels with one round trip to memory fewer after their wait (the same arithmetic):
+// - the MoE combine of one token reads the routing weights, the experts' rows and the residual at
+//   once, the next norm's weights before the wait (TESSERA_COMBINE_ONE=0: combineKernel);
+// - the router's blocks copy their router rows into shared memory before the wait instead of
+//   asking L2 for them (TESSERA_ROUTER_ROWS=0);
+// - a one-row product that adds to its output (beta, the residual) reads the old values right
+//   after the wait, beside x, instead of after its dot products (TESSERA_GEMV_EARLY_Y=0).
+// On by default. Apply to launches after the call.
+void setCombineOne(bool enabled);
+bool combineOneEnabled();
+void setRouterRowsStaged(bool enabled);
+bool routerRowsStagedEnabled();
+void setGemvEarlyY(bool enabled);
+bool gemvEarlyYEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
