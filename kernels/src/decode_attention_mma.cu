@@ -78,7 +78,9 @@ __device__ __forceinline__ void loadRow(bf16* dst, int ldDst, const bf16* src, l
 // With a.fusePrepare (MHA): the block's queries rotated from the q | k | v row into qs (rows past
 // headsPerKv and columns past keyDim zero), and, where the newest position is in this split
 // (fresh >= 0), its key rotated and its value into the tiles and the cache. The arithmetic of
-// mhaPrepareKernel (rotatePair, rounded to bf16 where that kernel stores).
+// mhaPrepareKernel (rotatePair, rounded to bf16 where that kernel stores). A thread's loads of the
+// new key and value come first, beside the queries' (one round trip to memory: loads after the
+// stores into qs would wait for those).
 __device__ __forceinline__ void prepareInBlock(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, bf16* qs, bf16* ks, bf16* vs,
                                                int kvh, int h0, int pos, int fresh, bf16* keyRow, bf16* valueRow)
 {
@@ -87,7 +89,19 @@ __device__ __forceinline__ void prepareInBlock(const DecodeAttentionArgs& a, con
     const bf16* row = static_cast<const bf16*>(p.qkv);
     const float* c = p.rotary.cos + static_cast<long long>(pos) * half;
     const float* s = p.rotary.sin + static_cast<long long>(pos) * half;
-    for (int e = threadIdx.x; e < sh.HP * half; e += blockDim.x) {
+    const bf16* kin = row + qw + kvh * hd;
+    const bf16* vin = row + qw + kw + kvh * hd;
+    const int t = threadIdx.x;
+    const bool keyFirst = fresh >= 0 && t < half, valueFirst = fresh >= 0 && t < hd;
+    float2 keyPair = make_float2(0.f, 0.f), keyAngle = make_float2(0.f, 0.f);
+    bf16 value = __float2bfloat16_rn(0.f);
+    if (keyFirst) {
+        keyPair = make_float2(__bfloat162float(kin[t]), __bfloat162float(kin[half + t]));
+        keyAngle = make_float2(c[t], s[t]);
+    }
+    if (valueFirst)
+        value = vin[t];
+    for (int e = t; e < sh.HP * half; e += blockDim.x) {
         const int l = e / half, i = e - l * half;
         float2 y = make_float2(0.f, 0.f);
         if (l < a.headsPerKv) {
@@ -97,29 +111,29 @@ __device__ __forceinline__ void prepareInBlock(const DecodeAttentionArgs& a, con
         qs[l * sh.LD + i] = __float2bfloat16_rn(y.x);
         qs[l * sh.LD + half + i] = __float2bfloat16_rn(y.y);
     }
-    for (int e = threadIdx.x; e < sh.HP * (sh.KP - hd); e += blockDim.x) {
+    for (int e = t; e < sh.HP * (sh.KP - hd); e += blockDim.x) {
         const int l = e / (sh.KP - hd);
         qs[l * sh.LD + hd + (e - l * (sh.KP - hd))] = __float2bfloat16_rn(0.f);
     }
     if (fresh < 0)
         return;
-    const bf16* kin = row + qw + kvh * hd;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float2 y = rotatePair(__bfloat162float(kin[i]), __bfloat162float(kin[half + i]), c[i], s[i]);
+    for (int i = t; i < half; i += blockDim.x) {
+        const float2 y = i == t ? rotatePair(keyPair.x, keyPair.y, keyAngle.x, keyAngle.y)
+                                : rotatePair(__bfloat162float(kin[i]), __bfloat162float(kin[half + i]), c[i], s[i]);
         const bf16 y0 = __float2bfloat16_rn(y.x), y1 = __float2bfloat16_rn(y.y);
         ks[fresh * sh.LD + i] = y0;
         ks[fresh * sh.LD + half + i] = y1;
         keyRow[i] = y0;
         keyRow[half + i] = y1;
     }
-    const bf16* vin = row + qw + kw + kvh * hd;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        vs[fresh * sh.LDV + d] = vin[d];
-        valueRow[d] = vin[d];
+    for (int d = t; d < hd; d += blockDim.x) {
+        const bf16 v = d == t ? value : vin[d];
+        vs[fresh * sh.LDV + d] = v;
+        valueRow[d] = v;
     }
-    for (int d = hd + threadIdx.x; d < sh.KP; d += blockDim.x)
+    for (int d = hd + t; d < sh.KP; d += blockDim.x)
         ks[fresh * sh.LD + d] = __float2bfloat16_rn(0.f);
-    for (int d = hd + threadIdx.x; d < sh.VP; d += blockDim.x)
+    for (int d = hd + t; d < sh.VP; d += blockDim.x)
         vs[fresh * sh.LDV + d] = __float2bfloat16_rn(0.f);
 }
 
@@ -357,7 +371,11 @@ bool latentSupported(const DecodeAttentionArgs& a, const LatentShape& sh)
 // (its first rank columns came from q), and, where the newest position is in this split
 // (fresh >= 0), that cache row: RMSNorm(latent)·kvNorm | rotated k_pe, into the tile and (the first
 // head group's block) the cache. The arithmetic of mlaPrepareKernel (rotatePair, warpSumSquares,
-// rounded to bf16 where that kernel stores). scratch: one float.
+// rounded to bf16 where that kernel stores). scratch: one float. The newest row's loads come first,
+// beside the queries' (one round trip to memory): the latent goes into the tile as it is, warp 0
+// sums its squares there, and every thread then normalises its columns in place.
+constexpr int kLatentPreload = 4;  // latent columns a thread loads up front (rank up to 4 · 256)
+
 __device__ __forceinline__ void latentPrepareInBlock(const DecodeAttentionArgs& a, const LatentShape& sh, bf16* qs, bf16* ks, int h0,
                                                      int pos, int fresh, bool storeRow, float* scratch)
 {
@@ -366,7 +384,26 @@ __device__ __forceinline__ void latentPrepareInBlock(const DecodeAttentionArgs& 
     const bf16* row = static_cast<const bf16*>(p.fused);
     const float* c = p.rotary.cos + static_cast<long long>(pos) * half;
     const float* s = p.rotary.sin + static_cast<long long>(pos) * half;
-    for (int e = threadIdx.x; e < a.headsPerKv * half; e += blockDim.x) {
+    const bf16* kv = row + qw;
+    const int t = threadIdx.x;
+    bf16 latent[kLatentPreload];
+    float norm[kLatentPreload];
+    float2 pePair = make_float2(0.f, 0.f), peAngle = make_float2(0.f, 0.f);
+    if (fresh >= 0) {
+#pragma unroll
+        for (int j = 0; j < kLatentPreload; ++j) {
+            const int i = t + j * blockDim.x;
+            if (i < p.rank) {
+                latent[j] = kv[i];
+                norm[j] = p.kvNorm[i];
+            }
+        }
+        if (t < half) {
+            pePair = make_float2(__bfloat162float(kv[p.rank + 2 * t]), __bfloat162float(kv[p.rank + 2 * t + 1]));
+            peAngle = make_float2(c[t], s[t]);
+        }
+    }
+    for (int e = t; e < a.headsPerKv * half; e += blockDim.x) {
         const int l = e / half, i = e - l * half;
         const bf16* in = row + (h0 + l) * qhd + p.nope;
         const float2 y = rotatePair(__bfloat162float(in[2 * i]), __bfloat162float(in[2 * i + 1]), c[i], s[i]);
@@ -375,16 +412,17 @@ __device__ __forceinline__ void latentPrepareInBlock(const DecodeAttentionArgs& 
     }
     if (fresh < 0)
         return;
-    const bf16* kv = row + qw;
     bf16* cache = static_cast<bf16*>(p.cache) + static_cast<long long>(pos) * (p.rank + p.rope);
     bf16* tile = ks + fresh * sh.LD;
-    if (threadIdx.x < 32) {
-        const float ss = warpSumSquares(kv, p.rank);
-        if (threadIdx.x == 0)
-            *scratch = ss;
-    }
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        const float2 y = rotatePair(__bfloat162float(kv[p.rank + 2 * i]), __bfloat162float(kv[p.rank + 2 * i + 1]), c[i], s[i]);
+#pragma unroll
+    for (int j = 0; j < kLatentPreload; ++j)
+        if (t + j * static_cast<int>(blockDim.x) < p.rank)
+            tile[t + j * blockDim.x] = latent[j];
+    for (int i = t + kLatentPreload * blockDim.x; i < p.rank; i += blockDim.x)
+        tile[i] = kv[i];
+    for (int i = t; i < half; i += blockDim.x) {
+        const float2 y = i == t ? rotatePair(pePair.x, pePair.y, peAngle.x, peAngle.y)
+                                : rotatePair(__bfloat162float(kv[p.rank + 2 * i]), __bfloat162float(kv[p.rank + 2 * i + 1]), c[i], s[i]);
         const bf16 y0 = __float2bfloat16_rn(y.x), y1 = __float2bfloat16_rn(y.y);
         tile[p.rank + i] = y0;
         tile[p.rank + half + i] = y1;
@@ -393,10 +431,17 @@ __device__ __forceinline__ void latentPrepareInBlock(const DecodeAttentionArgs& 
             cache[p.rank + half + i] = y1;
         }
     }
-    __syncthreads();  // fresh is the same for the whole block
+    __syncthreads();  // fresh is the same for the whole block; the latent is in the tile
+    if (t < 32) {
+        const float ss = warpSumSquares(tile, p.rank);
+        if (t == 0)
+            *scratch = ss;
+    }
+    __syncthreads();
     const float inv = rsqrtf(*scratch / p.rank + p.eps);
-    for (int i = threadIdx.x; i < p.rank; i += blockDim.x) {
-        const bf16 v = __float2bfloat16_rn(p.kvNorm[i] * (__bfloat162float(kv[i]) * inv));
+    for (int i = t, j = 0; i < p.rank; i += blockDim.x, ++j) {
+        const float w = j < kLatentPreload ? norm[j] : p.kvNorm[i];
+        const bf16 v = __float2bfloat16_rn(w * (__bfloat162float(tile[i]) * inv));
         tile[i] = v;
         if (storeRow)
             cache[i] = v;
