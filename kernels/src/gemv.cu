@@ -34,6 +34,7 @@ struct GemvParams {
     bool triggerLate, indexEarly;  // GemvArgs
     bool evictFirst;               // setGemvEvictFirst
     bool earlyY;                   // beta != 0 and setGemvEarlyY: the old y rows read beside x
+    int firstEntry;                // the batch entry of blockIdx.y = 0 (setGemvFixedFirst), 0: none
 };
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
@@ -80,7 +81,9 @@ template <typename TX, typename TY, bool kGated, bool kBulk>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
 {
     extern __shared__ __align__(16) uint4 tile[];
-    const int b = blockIdx.y;
+    // Blocks start in grid order: with firstEntry the fixed entries (the shared experts, whose
+    // weights need no routing) come first, so that the blocks resident before the wait copy them.
+    const int b = p.firstEntry ? (blockIdx.y + p.firstEntry) % gridDim.y : blockIdx.y;
     const int r0 = blockIdx.x * rowsPerBlock;
     const int rows = min(rowsPerBlock, p.N - r0);
     const int chunks = p.K / 8;
@@ -246,7 +249,7 @@ Status gemv(const GemvArgs& a, Stream stream)
                         (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
                  a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase,
-                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled(), false};
+                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled(), false, 0};
     cudaStream_t s = cuStream(stream);
     Status r;
     if (vector) {
@@ -262,6 +265,9 @@ Status gemv(const GemvArgs& a, Stream stream)
         const int rows = std::max(1, std::min({fit, spread, 64}));
         const dim3 grid((a.N + rows - 1) / rows, a.batch);
         p.earlyY = a.beta != 0.f && gemvEarlyYEnabled() && rows * rowBytes + xBytes + rows * sizeof(float) <= kMaxSmem;
+        // Fixed entries behind routed ones whose index arrives only with the wait: the fixed first.
+        if (a.batchIndex && p.fixedFrom > 0 && p.fixedFrom < a.batch && !a.indexEarly && gemvFixedFirstEnabled())
+            p.firstEntry = p.fixedFrom;
         const std::size_t smem = rows * rowBytes + xBytes + (p.earlyY ? rows * sizeof(float) : 0);
         TESSERA_DISPATCH_DTYPE(a.xType, TX, TESSERA_DISPATCH_DTYPE(a.yType, TY, {
             r = a.gatedOutput ? launchTiles<TX, TY, true>(p, grid, smem, rows, bulk, s)

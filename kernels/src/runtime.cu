@@ -63,7 +63,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
                kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION",
-               kCombineOne[] = "TESSERA_COMBINE_ONE", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y";
+               kCombineOne[] = "TESSERA_COMBINE_ONE", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y",
+               kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -127,6 +128,9 @@ void setRouterRowsStaged(bool enabled) { setSwitch<kRouterRows, 1>(enabled); }
 
 bool gemvEarlyYEnabled() { return switchOn<kGemvEarlyY, 1>(); }
 void setGemvEarlyY(bool enabled) { setSwitch<kGemvEarlyY, 1>(enabled); }
+
+bool gemvFixedFirstEnabled() { return switchOn<kGemvFixedFirst, 1>(); }
+void setGemvFixedFirst(bool enabled) { setSwitch<kGemvFixedFirst, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

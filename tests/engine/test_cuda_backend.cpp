@@ -1875,12 +1875,12 @@ private slots:
                      qPrintable(QString("step %1: the logits differ").arg(s)));
     }
 
-    // The decode kernels that read their inputs in one round trip fewer (the one-token MoE combine,
-    // the router's rows staged in shared memory, the one-row products that read the residual they
-    // add to beside x) against the kernels they replace: the same arithmetic in the same order, so
-    // the same tokens and logits bit for bit.
-    void oneTripDecode_data() { routerCluster_data(); }
-    void oneTripDecode()
+    // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
+    // rows staged in shared memory, the one-row products that read the residual they add to beside
+    // x, the shared experts' gate/up blocks started first) against the kernels they replace: the
+    // same arithmetic in the same order, so the same tokens and logits bit for bit.
+    void earlyLoadsDecode_data() { routerCluster_data(); }
+    void earlyLoadsDecode()
     {
         REQUIRE_GPU();
         QFETCH(QString, model);
@@ -1894,12 +1894,14 @@ private slots:
         struct Restore {
             cuda::CudaBackend* be;
             bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
+            bool fixedFirst = k::gemvFixedFirstEnabled();
             bool fusedMoe = be->fusedMoeDecode();
             ~Restore()
             {
                 k::setCombineOne(combine);
                 k::setRouterRowsStaged(rows);
                 k::setGemvEarlyY(earlyY);
+                k::setGemvFixedFirst(fixedFirst);
                 be->setFusedMoeDecode(fusedMoe);
             }
         } restore{subject.be};
@@ -1908,14 +1910,15 @@ private slots:
             k::setCombineOne(on);
             k::setRouterRowsStaged(on);
             k::setGemvEarlyY(on);
+            k::setGemvFixedFirst(on);
             return greedyDecodeLogits(*subject.be, subject.prompt, 8, ids);
         };
-        std::vector<std::int32_t> beforeIds, oneTripIds;
+        std::vector<std::int32_t> beforeIds, earlyIds;
         const auto before = run(false, beforeIds);
-        const auto oneTrip = run(true, oneTripIds);
-        QCOMPARE(oneTripIds, beforeIds);
+        const auto early = run(true, earlyIds);
+        QCOMPARE(earlyIds, beforeIds);
         for (std::size_t s = 0; s < before.size(); ++s)
-            QVERIFY2(std::memcmp(oneTrip[s].data(), before[s].data(), before[s].size() * sizeof(float)) == 0,
+            QVERIFY2(std::memcmp(early[s].data(), before[s].data(), before[s].size() * sizeof(float)) == 0,
                      qPrintable(QString("step %1: the logits differ").arg(s)));
     }
 

@@ -125,6 +125,14 @@ bool routerRowsStagedEnabled();
 void setGemvEarlyY(bool enabled);
 bool gemvEarlyYEnabled();
 
+// A one-row product over routed experts and fixed ones (GemvArgs::fixedFrom: the experts' gate/up
+// in decode) starts the fixed entries' blocks first: the blocks that start before the router has
+// finished then copy the shared experts' rows, which need no routing, instead of waiting for the
+// routing with nothing to copy. On unless TESSERA_GEMV_FIXED_FIRST=0. Applies to launches after
+// the call.
+void setGemvFixedFirst(bool enabled);
+bool gemvFixedFirstEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
