@@ -359,21 +359,22 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineAr
             }
         old = load4(a.residual + 4 * g);
     }
-    float acc[4] = {};
-#pragma unroll
-    for (int i = 0; i < kCombineOneSlots; ++i)
-        if (i < a.k)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-                acc[j] += Cols<4>::get(e[i], j) * w[i];
     float v[4] = {};
     float ss = 0.f;
-    if (mine)
+    if (mine) {
+        float acc[4] = {};
+#pragma unroll
+        for (int i = 0; i < kCombineOneSlots; ++i)
+            if (i < a.k)
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+                    acc[j] += Cols<4>::get(e[i], j) * w[i];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             v[j] = Cols<4>::get(old, j) + acc[j];
             ss = fmaf(v[j], v[j], ss);
         }
+    }
     if (mine)
         store4(a.residual + 4 * g, make_float4(v[0], v[1], v[2], v[3]));
     if (!a.normWeight)

@@ -269,6 +269,40 @@ class TestCudaBackend : public QObject {
         return d;
     }
 
+    // For the current row of routerCluster_data()'s table: greedy decode of 8 steps with set(false),
+    // then with set(true), the same tokens and logits bit for bit. The one-token MoE kernels these
+    // forms belong to run only with the cooperative MoE kernel off, so it is off meanwhile. `applies`
+    // checks that the subject takes the forms at all (else both runs would take one path).
+    void sameDecodeBothWays(const std::function<void(bool)>& set,
+                            const std::function<bool(const DecodeSubject&)>& applies = {})
+    {
+        QFETCH(QString, model);
+        QFETCH(bool, exact);
+        const std::string name = model.toStdString();
+        if (name.rfind("mini-", 0) == 0)
+            TESSERA_REQUIRE_GOLDEN();
+        DecodeSubject subject = decodeSubject(name, exact);
+        if (!subject.be)
+            QSKIP("this golden model was not staged on this machine");
+        if (applies)
+            QVERIFY(applies(subject));
+        struct Restore {
+            cuda::CudaBackend* be;
+            bool fusedMoe = be->fusedMoeDecode();
+            ~Restore() { be->setFusedMoeDecode(fusedMoe); }
+        } restore{subject.be};
+        subject.be->setFusedMoeDecode(false);
+        std::vector<std::int32_t> offIds, onIds;
+        set(false);
+        const auto off = greedyDecodeLogits(*subject.be, subject.prompt, 8, offIds);
+        set(true);
+        const auto on = greedyDecodeLogits(*subject.be, subject.prompt, 8, onIds);
+        QCOMPARE(onIds, offIds);
+        for (std::size_t s = 0; s < off.size(); ++s)
+            QVERIFY2(std::memcmp(on[s].data(), off[s].data(), off[s].size() * sizeof(float)) == 0,
+                     qPrintable(QString("step %1: the logits differ").arg(s)));
+    }
+
     LoadedModel* model(const std::string& name)
     {
         auto& slot = models_[name];
@@ -1842,37 +1876,16 @@ private slots:
     void routerCluster()
     {
         REQUIRE_GPU();
-        QFETCH(QString, model);
-        QFETCH(bool, exact);
-        const std::string name = model.toStdString();
-        if (name.rfind("mini-", 0) == 0)
-            TESSERA_REQUIRE_GOLDEN();
-        DecodeSubject subject = decodeSubject(name, exact);
-        if (!subject.be)
-            QSKIP("this golden model was not staged on this machine");
-        // The one-token router runs only with the cooperative MoE kernel off, and as one cluster
-        // only up to 128 experts (16 blocks): otherwise both runs would take the same path.
-        QVERIFY(subject.experts > 0 && subject.experts <= 128);
         struct Restore {
-            cuda::CudaBackend* be;
             bool cluster = k::clusterRoutingEnabled();
-            bool fusedMoe = be->fusedMoeDecode();
-            ~Restore()
-            {
-                k::setClusterRouting(cluster);
-                be->setFusedMoeDecode(fusedMoe);
-            }
-        } restore{subject.be};
-        subject.be->setFusedMoeDecode(false);
-        std::vector<std::int32_t> plainIds, clusterIds;
-        k::setClusterRouting(false);
-        const auto plain = greedyDecodeLogits(*subject.be, subject.prompt, 8, plainIds);
-        k::setClusterRouting(true);
-        const auto cluster = greedyDecodeLogits(*subject.be, subject.prompt, 8, clusterIds);
-        QCOMPARE(clusterIds, plainIds);
-        for (std::size_t s = 0; s < plain.size(); ++s)
-            QVERIFY2(std::memcmp(cluster[s].data(), plain[s].data(), plain[s].size() * sizeof(float)) == 0,
-                     qPrintable(QString("step %1: the logits differ").arg(s)));
+            ~Restore() { k::setClusterRouting(cluster); }
+        } restore;
+        sameDecodeBothWays([](bool on) { k::setClusterRouting(on); },
+                           [](const DecodeSubject& subject) {
+                               // As one cluster only up to 128 experts (16 blocks): otherwise both
+                               // runs would take the same path.
+                               return subject.experts > 0 && subject.experts <= 128;
+                           });
     }
 
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
@@ -1883,43 +1896,23 @@ private slots:
     void earlyLoadsDecode()
     {
         REQUIRE_GPU();
-        QFETCH(QString, model);
-        QFETCH(bool, exact);
-        const std::string name = model.toStdString();
-        if (name.rfind("mini-", 0) == 0)
-            TESSERA_REQUIRE_GOLDEN();
-        DecodeSubject subject = decodeSubject(name, exact);
-        if (!subject.be)
-            QSKIP("this golden model was not staged on this machine");
         struct Restore {
-            cuda::CudaBackend* be;
             bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
             bool fixedFirst = k::gemvFixedFirstEnabled();
-            bool fusedMoe = be->fusedMoeDecode();
             ~Restore()
             {
                 k::setCombineOne(combine);
                 k::setRouterRowsStaged(rows);
                 k::setGemvEarlyY(earlyY);
                 k::setGemvFixedFirst(fixedFirst);
-                be->setFusedMoeDecode(fusedMoe);
             }
-        } restore{subject.be};
-        subject.be->setFusedMoeDecode(false);  // the separate kernels, where these run
-        auto run = [&](bool on, std::vector<std::int32_t>& ids) {
+        } restore;
+        sameDecodeBothWays([](bool on) {
             k::setCombineOne(on);
             k::setRouterRowsStaged(on);
             k::setGemvEarlyY(on);
             k::setGemvFixedFirst(on);
-            return greedyDecodeLogits(*subject.be, subject.prompt, 8, ids);
-        };
-        std::vector<std::int32_t> beforeIds, earlyIds;
-        const auto before = run(false, beforeIds);
-        const auto early = run(true, earlyIds);
-        QCOMPARE(earlyIds, beforeIds);
-        for (std::size_t s = 0; s < before.size(); ++s)
-            QVERIFY2(std::memcmp(early[s].data(), before[s].data(), before[s].size() * sizeof(float)) == 0,
-                     qPrintable(QString("step %1: the logits differ").arg(s)));
+        });
     }
 
     // ---- sampling and the runtime on the GPU ---------------------------------------------------
