@@ -256,11 +256,13 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         be.append(*seq, segs, nullptr);
         std::vector<std::int32_t> seen(ids);
         auto step = [&](const SamplingParams& p) {
-            const std::int32_t token = be.sampleNext(*seq, seen, p, sampler);
-            seen.push_back(token);
-            const std::int32_t one[1] = {token};
-            const PromptSegment s{std::span<const std::int32_t>(one, 1), nullptr, 0};
-            be.append(*seq, std::span<const PromptSegment>(&s, 1), nullptr);
+            const Backend::Step next = be.sampleAndAppend(*seq, seen, p, sampler);
+            seen.push_back(next.token);
+            if (!next.appended) {
+                const std::int32_t one[1] = {next.token};
+                const PromptSegment s{std::span<const std::int32_t>(one, 1), nullptr, 0};
+                be.append(*seq, std::span<const PromptSegment>(&s, 1), nullptr);
+            }
         };
         for (int i = 0; i < 4; ++i)
             step(greedy);  // capture of the decode graph

@@ -58,6 +58,20 @@ public:
     // the host; a GPU backend samples on the device.
     virtual std::int32_t sampleNext(const Sequence& sequence, std::span<const std::int32_t> seen,
                                     const SamplingParams& params, Rng& rng);
+
+    // The next token as sampleNext() chooses it, appended to the sequence in the same call where
+    // there is room (`appended`). A backend that appendsAhead() starts that position's step before
+    // the token reaches the host, so the device works while the caller handles the token; a caller
+    // that stops after the token truncates the appended position. The default samples, then
+    // appends.
+    struct Step {
+        std::int32_t token = 0;
+        bool appended = false;
+    };
+    virtual Step sampleAndAppend(Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params, Rng& rng);
+    // Whether sampleAndAppend() overlaps the next step with the caller's handling of the token; if
+    // not, a caller samples and appends in two calls and appends only when it goes on.
+    virtual bool appendsAhead() const { return false; }
 };
 
 }  // namespace tessera

@@ -256,34 +256,52 @@ void Session::run(const ProcessedInput& input, GenerationResult& result, const G
     };
     Clock::time_point firstToken;
     result.stop = StopReason::MaxTokens;
+    // A backend that appends ahead (the GPU) has the token's position on its way while the token is
+    // handled here; where the loop stops after the token, that position is dropped again, so the
+    // sequence ends as it does when the loop appends only to go on.
+    const bool ahead = backend.appendsAhead();
     for (int step = 0; step < options.maxNewTokens; ++step) {
         if (cancel && cancel->load()) {
             result.stop = StopReason::Cancelled;
             break;
         }
-        const std::int32_t token = backend.sampleNext(*sequence_, seen, options.sampling, rng);
+        Backend::Step next;
+        if (ahead)
+            next = backend.sampleAndAppend(*sequence_, seen, options.sampling, rng);
+        else
+            next.token = backend.sampleNext(*sequence_, seen, options.sampling, rng);
+        const std::int32_t token = next.token;
+        auto dropAhead = [&] {
+            if (next.appended)
+                sequence_->truncate(sequence_->length() - 1);
+        };
         if (step == 0) {
             firstToken = Clock::now();
             result.timings.ttftSeconds = std::chrono::duration<double>(firstToken - started).count();
         }
         if (token == eos) {
+            dropAhead();
             result.stop = StopReason::EndOfSentence;
             break;
         }
         result.outputIds.push_back(token);
         seen.push_back(token);
         emit(detok.push(token));
-        if (step + 1 == options.maxNewTokens)
-            break;
-        if (sequence_->length() >= sequence_->capacity()) {
-            result.stop = StopReason::ContextFull;
+        if (step + 1 == options.maxNewTokens) {
+            dropAhead();
             break;
         }
-        const std::int32_t one[1] = {token};
-        const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
-        if (!backend.append(*sequence_, std::span<const PromptSegment>(&seg, 1), cancel)) {
-            result.stop = StopReason::Cancelled;
-            break;
+        if (!next.appended) {
+            if (sequence_->length() >= sequence_->capacity()) {
+                result.stop = StopReason::ContextFull;
+                break;
+            }
+            const std::int32_t one[1] = {token};
+            const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
+            if (!backend.append(*sequence_, std::span<const PromptSegment>(&seg, 1), cancel)) {
+                result.stop = StopReason::Cancelled;
+                break;
+            }
         }
         cachedKeys_.push_back(static_cast<std::uint32_t>(token));
     }

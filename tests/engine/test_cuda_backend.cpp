@@ -2084,6 +2084,9 @@ private slots:
         auto a2 = gpu.generate(conv, g);
         auto b2 = cpu.generate(conv, g);
         QVERIFY(a2.reusedPositions > 600);
+        // The GPU appends each greedy token's position ahead of the session's decision to go on and
+        // drops it where the session stops: the cache it leaves is the CPU's, position for position.
+        QCOMPARE(a2.reusedPositions, b2.reusedPositions);
         QVERIFY(a2.outputIds == b2.outputIds);
         qInfo("session on %s: %d prompt tokens, TTFT %.1f ms, decode %.0f tokens/s", m->backend().description().c_str(),
               int(a.promptIds.size()), a.timings.ttftSeconds * 1e3, a.timings.decodeTokensPerSecond());

@@ -155,6 +155,7 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
         sortWorkspace_ = c.takeBytes(sortBytes_);
         check(k::fillZero(stamps_, sizeof(int) * V, stream_), "sampling");
         pinnedToken_ = PinnedBuffer(2 * sizeof(std::int32_t));
+        check(k::eventCreate(&tokenCopied_), "sampling event");
         synchronize();
     } catch (...) {
         // Members free their device memory; the handle and stream are freed here.
@@ -163,6 +164,8 @@ void CudaBackend::initialise(const ModelConfig& config, const ProcessorConfig& p
         weights_.reset();
         k::gemmContextDestroy(gemm_);
         gemm_ = nullptr;
+        k::eventDestroy(tokenCopied_);
+        tokenCopied_ = nullptr;
         k::streamDestroy(stream_);
         stream_ = nullptr;
         throw;
@@ -176,6 +179,7 @@ CudaBackend::~CudaBackend()
     language_.reset();
     vision_.reset();
     k::gemmContextDestroy(gemm_);
+    k::eventDestroy(tokenCopied_);
     k::streamDestroy(stream_);
 }
 
@@ -399,8 +403,9 @@ void CudaBackend::lastLogits(const Sequence& sequence, std::span<float> out)
     synchronize();
 }
 
-std::int32_t CudaBackend::sampleNext(const Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params,
-                                     Rng& rng)
+// The logits a draw reads: the sequence's last position's, through the repetition penalty when one
+// is set (into scratchLogits_).
+const float* CudaBackend::drawLogits(const Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params)
 {
     const auto& seq = dynamic_cast<const CudaSequence&>(sequence);
     if (!seq.state->hasLogits)
@@ -432,6 +437,14 @@ std::int32_t CudaBackend::sampleNext(const Sequence& sequence, std::span<const s
               "repetition penalty");
         logits = scratchLogits_;
     }
+    return logits;
+}
+
+std::int32_t CudaBackend::sampleNext(const Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params,
+                                     Rng& rng)
+{
+    const int V = vocabSize();
+    const float* logits = drawLogits(sequence, seen, params);
     if (params.greedy()) {
         check(k::argmaxToken(logits, V, sampled_, sortWorkspace_, stream_), "greedy choice");
     } else {
@@ -462,6 +475,24 @@ std::int32_t CudaBackend::sampleNext(const Sequence& sequence, std::span<const s
     check(k::copyToHost(pinnedToken_.as<std::int32_t>(), sampled_, sizeof(std::int32_t), stream_), "sampled token");
     synchronize();
     return *pinnedToken_.as<std::int32_t>();
+}
+
+Backend::Step CudaBackend::sampleAndAppend(Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params, Rng& rng)
+{
+    auto& seq = dynamic_cast<CudaSequence&>(sequence);
+    // A draw decides on the host whether it needs the whole vocabulary sorted; a full sequence takes
+    // no position. Both as sampleNext() then append().
+    if (!params.greedy() || seq.state->length >= seq.state->capacity)
+        return Backend::sampleAndAppend(sequence, seen, params, rng);
+    // Greedy: the choice goes straight into the sequence's input token, the decode step is queued
+    // behind it, and the host waits for the token's copy only, not for the step.
+    const float* logits = drawLogits(sequence, seen, params);
+    check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_), "greedy choice");
+    check(k::copyToHost(pinnedToken_.as<std::int32_t>(), seq.state->tokenOnDevice, sizeof(std::int32_t), stream_), "sampled token");
+    check(k::eventRecord(tokenCopied_, stream_), "sampled token");
+    language_->decode(*seq.state);
+    check(k::eventSynchronize(tokenCopied_), "sampled token");
+    return {*pinnedToken_.as<std::int32_t>(), true};
 }
 
 }  // namespace tessera::cuda

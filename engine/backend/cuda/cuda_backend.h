@@ -89,6 +89,9 @@ public:
     void lastLogits(const Sequence& sequence, std::span<float> out) override;
     std::int32_t sampleNext(const Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params,
                             Rng& rng) override;
+    // Greedy: the step of the chosen token is queued before the token reaches the host.
+    Step sampleAndAppend(Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params, Rng& rng) override;
+    bool appendsAhead() const override { return true; }
 
     // Diagnostics for tests and benchmarks.
     const MemoryPlan& memoryPlan() const { return plan_; }
@@ -112,6 +115,7 @@ private:
                          LanguageTrace* trace);
     void fillEmbeddings(std::span<const PromptSegment> segments, int from, int n, float* out);
     int checkSegments(std::span<const PromptSegment> segments) const;
+    const float* drawLogits(const Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params);
 
     ModelConfig config_;  // a copy: the caller's config need not outlive the backend
     CudaBackendOptions options_;
@@ -133,6 +137,7 @@ private:
     int stamp_ = 0;
     std::size_t sortedDraws_ = 0;
     PinnedBuffer pinnedToken_;
+    k::Event tokenCopied_ = nullptr;  // sampleAndAppend(): the token is on the host
     std::vector<std::int32_t> idsHost_;
     std::string gpuName_;
 };
