@@ -257,12 +257,9 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         std::vector<std::int32_t> seen(ids);
         auto step = [&](const SamplingParams& p) {
             const Backend::Step next = be.sampleAndAppend(*seq, seen, p, sampler);
+            if (!next.appended)
+                throw Error("--decode-steps runs past the KV cache's " + std::to_string(seq->capacity()) + " positions");
             seen.push_back(next.token);
-            if (!next.appended) {
-                const std::int32_t one[1] = {next.token};
-                const PromptSegment s{std::span<const std::int32_t>(one, 1), nullptr, 0};
-                be.append(*seq, std::span<const PromptSegment>(&s, 1), nullptr);
-            }
         };
         for (int i = 0; i < 4; ++i)
             step(greedy);  // capture of the decode graph
