@@ -14,6 +14,7 @@
 #include "tessera_kernels/norm.h"
 #include "tessera_kernels/runtime.h"
 #include "tessera_kernels/sampling.h"
+#include "tessera_kernels/trace.h"
 #endif
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,7 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -98,6 +100,7 @@ struct Options {
     int profileSteps = 0;     // decode steps at 1024 context bracketed for `ncu --profile-from-start off`
     bool profileTtft = false; // likewise one image encode and prefill (after the timed ones)
     bool stageCosts = false;  // time decode at 1024 without each stage in turn
+    int traceSteps = 0;       // decode steps at 1024 context traced by the kernels themselves
 };
 
 // Which decode paths that are not yet the default ran (see the README's Engines section).
@@ -162,6 +165,154 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
         (whole - msPerToken(LM::kStageRouter | LM::kStageExpertsGateUp | LM::kStageExpertsDown)) * 1e3;
     be.setDecodeOmissions(0);
     out["stage_cost_us"] = costs;
+    noteFusedPaths(be, out);
+    return out;
+}
+
+// The kernels' own timeline of decode steps at 1024 positions of context (tessera_kernels/trace.h).
+// A step's block records, sorted by the time their wait returned, fall into its launches in order:
+// no block of a launch passes its wait before every block of the launch before has ended. For each
+// launch: `gap_us`, from the last block of the launch before ending to this launch's first wait
+// returning (the hand-over), and `run_us`, from there to its last block ending. Blocks that left
+// before their wait (empty attention splits) are counted apart. Each kind of launch (site, rows,
+// grid) gets the medians over the steps of its per-step sums, and the step its total.
+nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
+{
+    namespace k = tessera::kernels;
+    std::mt19937 rng(13);
+    SamplingParams greedy;
+    greedy.temperature = 0;
+    greedy.repetitionPenalty = 1;
+    Rng sampler(1);
+    auto seq = be.createSequence(2048);
+    std::vector<std::int32_t> ids(1024);
+    for (auto& id : ids)
+        id = 3 + static_cast<std::int32_t>(rng() % 100000);
+    be.append(*seq, std::vector<PromptSegment>{{ids, nullptr, 0}}, nullptr);
+    std::vector<std::int32_t> seen(ids);
+    auto step = [&] {
+        const Backend::Step next = be.sampleAndAppend(*seq, seen, greedy, sampler);
+        if (!next.appended)
+            throw Error("--trace: the KV cache is full");
+        seen.push_back(next.token);
+    };
+    for (int i = 0; i < 4; ++i)
+        step();  // capture of the decode graph
+    be.synchronize();
+    constexpr unsigned kCapacity = 1u << 20;
+    cuda::DeviceBuffer records(sizeof(k::TraceRecord) * kCapacity, "trace records");
+    cuda::DeviceBuffer counter(sizeof(unsigned), "trace counter");
+    struct Launch {
+        std::string kind;
+        int blocks = 0, early = 0;
+        double gap = 0, run = 0, waitSpread = 0;
+        std::vector<double> toMark0, mark0To1, toEnd;  // per block, µs: wait → mark 0 → mark 1 → end
+        k::TraceRecord lastBlock{};   // the block that ended last
+    };
+    std::map<std::string, std::vector<double>> gapOf, runOf, countOf;
+    std::vector<double> totals, stepSpans;
+    std::vector<Launch> lastStep;
+    for (int t = 0; t < steps; ++t) {
+        cuda::check(k::fillZero(counter.get(), sizeof(unsigned), nullptr), "trace");
+        cuda::check(k::streamSynchronize(nullptr), "trace");
+        cuda::check(k::setDecodeTrace(records.as<k::TraceRecord>(), counter.as<unsigned>(), kCapacity), "trace");
+        step();
+        be.synchronize();
+        cuda::check(k::setDecodeTrace(nullptr, nullptr, 0), "trace");
+        unsigned n = 0;
+        cuda::check(k::copyToHost(&n, counter.get(), sizeof n, nullptr), "trace");
+        cuda::check(k::streamSynchronize(nullptr), "trace");
+        n = std::min(n, kCapacity);
+        std::vector<k::TraceRecord> r(n);
+        cuda::check(k::copyToHost(r.data(), records.get(), sizeof(k::TraceRecord) * n, nullptr), "trace");
+        cuda::check(k::streamSynchronize(nullptr), "trace");
+        std::vector<k::TraceRecord> waited;
+        int early = 0;
+        for (const auto& x : r)
+            (x.waited ? waited.push_back(x) : void(++early));
+        std::sort(waited.begin(), waited.end(), [](const auto& a, const auto& b) { return a.waited < b.waited; });
+        auto kindOf = [](const k::TraceRecord& x) {
+            std::string s = k::traceSiteName(x.site);
+            if (x.site == static_cast<std::uint32_t>(k::TraceSite::Gemv))
+                s += " " + std::to_string(x.aux) + " rows";
+            return s + " [" + std::to_string(x.gridX) + "x" + std::to_string(x.gridY) + "]";
+        };
+        std::vector<Launch> launches;
+        std::uint64_t prevEnd = 0, firstWait = 0, lastWait = 0, lastEnd = 0, stepStart = UINT64_MAX, stepEnd = 0;
+        for (std::size_t i = 0; i < waited.size(); ++i) {
+            const auto& x = waited[i];
+            const std::string kind = kindOf(x);
+            if (launches.empty() || launches.back().kind != kind) {
+                if (!launches.empty()) {
+                    launches.back().run = (lastEnd - firstWait) * 1e-3;
+                    launches.back().waitSpread = (lastWait - firstWait) * 1e-3;
+                    prevEnd = lastEnd;
+                }
+                Launch l;
+                l.kind = kind;
+                l.gap = prevEnd ? (static_cast<double>(x.waited) - static_cast<double>(prevEnd)) * 1e-3 : 0;
+                launches.push_back(l);
+                firstWait = x.waited;
+                lastEnd = 0;
+            }
+            ++launches.back().blocks;
+            if (x.mark[0] >= x.waited) {
+                launches.back().toMark0.push_back((x.mark[0] - x.waited) * 1e-3);
+                if (x.mark[1] >= x.mark[0])
+                    launches.back().mark0To1.push_back((x.mark[1] - x.mark[0]) * 1e-3);
+                const std::uint64_t last = x.mark[1] >= x.mark[0] ? x.mark[1] : x.mark[0];
+                launches.back().toEnd.push_back((x.end - last) * 1e-3);
+            }
+            if (x.end >= lastEnd)
+                launches.back().lastBlock = x;
+            lastWait = x.waited;
+            lastEnd = std::max<std::uint64_t>(lastEnd, x.end);
+            stepStart = std::min<std::uint64_t>(stepStart, x.start);
+            stepEnd = std::max<std::uint64_t>(stepEnd, x.end);
+        }
+        if (!launches.empty()) {
+            launches.back().run = (lastEnd - firstWait) * 1e-3;
+            launches.back().waitSpread = (lastWait - firstWait) * 1e-3;
+        }
+        std::map<std::string, double> gap, run, count;
+        double total = 0;
+        for (const auto& l : launches) {
+            gap[l.kind] += l.gap;
+            run[l.kind] += l.run;
+            count[l.kind] += 1;
+            total += l.gap + l.run;
+        }
+        for (const auto& [kind, v] : gap) {
+            gapOf[kind].push_back(v);
+            runOf[kind].push_back(run[kind]);
+            countOf[kind].push_back(count[kind]);
+        }
+        totals.push_back(total);
+        stepSpans.push_back((stepEnd - stepStart) * 1e-3);
+        if (!launches.empty())
+            launches.front().early = early;
+        lastStep = launches;
+    }
+    nlohmann::json out;
+    out["traced_steps"] = steps;
+    out["step_span_us"] = median(stepSpans);
+    out["launch_sum_us"] = median(totals);
+    nlohmann::json kinds = nlohmann::json::object();
+    for (const auto& [kind, v] : gapOf)
+        kinds[kind] = {{"launches", median(countOf[kind])}, {"gap_us", median(v)}, {"run_us", median(runOf[kind])}};
+    out["per_kind_per_step"] = kinds;
+    nlohmann::json seqOut = nlohmann::json::array();
+    // Marks (see the kernels): the medians over the blocks and the last block's wait → mark 0 →
+    // mark 1 → end (−1: no such mark).
+    auto since = [](std::uint64_t from, std::uint64_t to) { return from && to >= from ? (to - from) * 1e-3 : -1.0; };
+    for (const auto& l : lastStep) {
+        const auto& b = l.lastBlock;
+        seqOut.push_back({{"kind", l.kind}, {"blocks", l.blocks}, {"gap_us", l.gap}, {"run_us", l.run}, {"wait_spread_us", l.waitSpread},
+                          {"median_block_us", {l.toMark0.empty() ? -1.0 : median(l.toMark0), l.mark0To1.empty() ? -1.0 : median(l.mark0To1),
+                                               l.toEnd.empty() ? -1.0 : median(l.toEnd)}},
+                          {"last_block_us", {since(b.waited, b.mark[0]), since(b.mark[0], b.mark[1]), since(b.mark[1] ? b.mark[1] : b.mark[0], b.end)}}});
+    }
+    out["last_step_launches"] = seqOut;
     noteFusedPaths(be, out);
     return out;
 }
@@ -749,7 +900,9 @@ int run(const Options& o)
         std::cerr << "tessera-bench: " << file << " (random weights on the GPU)\n";
         cuda::CudaBackend be(config, 20250101, processor, {});
         const double init = secondsSince(t);
-        auto r = o.stageCosts ? stageCosts(be, o.decodeSteps) : benchBackend(be, config, baseline, o);
+        auto r = o.traceSteps > 0 ? decodeTrace(be, o.traceSteps)
+                 : o.stageCosts    ? stageCosts(be, o.decodeSteps)
+                                   : benchBackend(be, config, baseline, o);
         r["model"] = file;
         r["random_init_seconds"] = init;
         doc["models"].push_back(r);
@@ -800,6 +953,8 @@ int main(int argc, char** argv)
             o.decodeSteps = std::max(1, std::atoi(next().c_str()));
         } else if (a == "--stage-costs") {
             o.stageCosts = true;
+        } else if (a == "--trace") {
+            o.traceSteps = std::max(1, std::atoi(next().c_str()));
         } else if (a == "--decode-only") {
             o.decodeOnly = true;
         } else if (a == "--profile-decode") {
@@ -811,6 +966,7 @@ int main(int argc, char** argv)
         } else {
             std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n"
                          "                     [--decode-only] [--profile-decode STEPS] [--profile-ttft] [--stage-costs]\n"
+                         "                     [--trace STEPS]\n"
                          "  (--models none: the kernel figures only)\n";
             return 2;
         }

@@ -6,6 +6,8 @@
 #   scripts/device-check.sh [mini-mha|mini-mla|both|none]   (default: mini-mha)
 #
 # A device call carries at most 64 MiB: one golden model fits beside the binaries.
+# TRACE=1 also builds tessera-bench with the decode kernels' own timeline (the `trace` preset) and
+# stages it as bin/tessera-bench-trace (device-perf.sh's TRACE_MODELS runs it).
 # STAGE=DIR stages elsewhere (a git-excluded folder of the checkout the device tool sends, when
 # building from another worktree); the run command is then `bash DIR/device-run.sh`.
 set -euo pipefail
@@ -21,6 +23,10 @@ fi
 
 cmake --preset default >/dev/null
 cmake --build build/default -j "$jobs" --target engine_test_cuda_backend engine_test_gpu_query tessera-bench-gpu tessera-cli
+if [ "${TRACE:-0}" = 1 ]; then
+  cmake --preset trace >/dev/null
+  cmake --build build/trace -j "$jobs" --target tessera-bench-gpu
+fi
 
 rm -rf "$stage" && mkdir -p "$stage"
 tmp=$(mktemp -d)
@@ -29,6 +35,7 @@ mkdir -p "$tmp/bin" "$tmp/lib" "$tmp/golden/models" "$tmp/golden/cases"
 cp build/default/tests/engine_test_cuda_backend build/default/tests/engine_test_gpu_query "$tmp/bin/"
 cp build/default/bench/tessera-bench "$tmp/bin/"
 cp build/default/engine/cli/tessera-cli "$tmp/bin/"
+[ "${TRACE:-0}" = 1 ] && cp build/trace/bench/tessera-bench "$tmp/bin/tessera-bench-trace"
 strip --strip-unneeded "$tmp/bin/"*
 
 # Libraries the binaries load that a bare Ubuntu 24.04 + CUDA 13 image lacks (Qt 6.4 and ICU 72

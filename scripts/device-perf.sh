@@ -7,7 +7,9 @@
 # cooperative kernels TESSERA_FUSED_MOE and TESSERA_FUSED_ATTENTION (1), and with
 # TESSERA_FUSED_LAYER (2) or TESSERA_FUSED_STEP (3) on top; the stage costs and profiles follow
 # those variables as the caller sets them)
-# (STAGE_MODELS: what each decode stage costs inside a step; PROFILE_MODELS: ncu kernel times of
+# (STAGE_MODELS: what each decode stage costs inside a step; TRACE_MODELS: the kernels' own
+# timeline of decode steps (tessera-bench-trace --trace, TRACE_STEPS of them; stage with TRACE=1);
+# PROFILE_MODELS: ncu kernel times of
 # a decode step; TTFT_MODELS: ncu kernel times of one image encode and prefill;
 # KERNEL_SECTIONS="REGEX;REGEX": Nsight Compute's throughput, memory, stall and occupancy sections
 # of the first launch whose demangled name matches each REGEX in tessera-bench's kernel figures;
@@ -82,6 +84,19 @@ for m in json.load(open(sys.argv[1])).get("models", []):
     print(f"{m['model']}: step {m['step_ms'] * 1e3:.0f} us")
     for k, v in sorted(m["stage_cost_us"].items(), key=lambda kv: -kv[1]):
         print(f"  {v:8.1f} us  {k}")
+PY
+fi
+if [ -n "${TRACE_MODELS:-}" ]; then
+  echo "== the kernels' own timeline of decode steps at 1024 context ($TRACE_MODELS)"
+  [ -x "$work/bin/tessera-bench-trace" ] || echo "no bin/tessera-bench-trace in the stage: stage with TRACE=1 scripts/device-check.sh" >&2
+  timeout 300 "$work/bin/tessera-bench-trace" $configs --models "$TRACE_MODELS" --trace "${TRACE_STEPS:-5}" --no-kernels > "$out/trace.json" 2> "$out/trace.err"
+  python3 - "$out/trace.json" <<'PY'
+import json, sys
+for m in json.load(open(sys.argv[1])).get("models", []):
+    print(f"{m['model']}: step span {m['step_span_us']:.0f} us, launches' gaps + runs {m['launch_sum_us']:.0f} us")
+    kinds = m["per_kind_per_step"]
+    for k, v in sorted(kinds.items(), key=lambda kv: -(kv[1]["gap_us"] + kv[1]["run_us"])):
+        print(f"  {v['gap_us'] + v['run_us']:7.1f} us = gap {v['gap_us']:6.1f} + run {v['run_us']:6.1f}  ({v['launches']:.0f} launches)  {k}")
 PY
 fi
 if [ -n "${PROFILE_MODELS:-}" ]; then

@@ -4,6 +4,7 @@
 
 #include "attention_internal.cuh"
 #include "launch_util.cuh"
+#include "trace.cuh"
 
 namespace tessera::kernels {
 
@@ -166,7 +167,9 @@ __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAtte
     extern __shared__ __align__(16) float combineSmem[];
     float* weights = combineSmem;
     float* scratch = combineSmem + kMaxDecodeSplits + 8;
+    BlockTrace trace(TraceSite::AttentionCombine);
     gridDependencyWait();
+    trace.waited();
     allowDependentLaunch();
     const int context = *a.lengthOnDevice + 1;
     const int used = (context + chunk - 1) / chunk;
@@ -176,6 +179,8 @@ __global__ __launch_bounds__(kDecodeThreads) void decodeCombineKernel(DecodeAtte
 }
 
 }  // namespace
+
+Status setTraceSinkAttention(const TraceSink& s) { return setThisFilesTraceSink(s); }
 
 Status causalSoftmax(const SoftmaxArgs& a, Stream stream)
 {

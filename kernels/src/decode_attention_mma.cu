@@ -9,6 +9,7 @@
 #include "mbarrier.cuh"
 #include "mma_util.cuh"
 #include "tessera_kernels/runtime.h"
+#include "trace.cuh"
 
 
 namespace tessera::kernels {
@@ -187,6 +188,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
 __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
 {
     extern __shared__ __align__(16) unsigned char smemRaw[];
+    BlockTrace trace(TraceSite::DecodeAttention);
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
     bf16* qs = ks + kDecodeChunk * sh.LD;
     bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
@@ -205,6 +207,7 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     if (sh.separateV)
         loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
     gridDependencyWait();
+    trace.waited();
     allowDependentLaunch();
     if (a.fusePrepare) {
         const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
@@ -221,10 +224,12 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     copyAsyncCommit();
     copyAsyncWaitAll();
     __syncthreads();
+    trace.mark(0);  // the tiles and queries in shared memory
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (warp < sh.mTiles * sh.groups)
         decodeMmaWarp(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
+    trace.mark(1);  // thread 0's partials written; the merge follows
     mergeWhenLast(a, splits, context, kvh, smemRaw);
 }
 
@@ -453,6 +458,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
 {
     constexpr int kParts = kLatParts<kKeys>;
     extern __shared__ __align__(16) unsigned char smemRaw[];
+    BlockTrace trace(TraceSite::LatentAttention);
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
     bf16* qs = ks + kKeys * sh.LD;
     bf16* ps = qs + sh.HP * sh.LD;
@@ -480,6 +486,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     zeroPadding(ks, sh.LD, kKeys, count, sh.KP, a.keyDim);
     zeroPadding(qs, sh.LD, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
     gridDependencyWait();
+    trace.waited();
     allowDependentLaunch();
     if (t < a.headsPerKv)
         copies.row(qs + t * sh.LD, Q + t * a.qHeadStride, qBytes);
@@ -489,6 +496,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
         copies.row(ks + t * sh.LD, K + t * a.keyLd, rowBytes);
     copies.wait();
     __syncthreads();
+    trace.mark(0);  // the tile and queries in shared memory
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     {
@@ -681,6 +689,8 @@ bool decodePrepareFusable(const DecodeAttentionArgs& a)
            p.kvHeads > 0 && p.kvHeads * a.headsPerKv == a.heads && a.keyLd == static_cast<std::int64_t>(p.kvHeads) * hd &&
            a.valueLd == a.keyLd && a.keyHeadStride == hd && a.valueHeadStride == hd;
 }
+
+Status setTraceSinkDecodeAttention(const TraceSink& s) { return setThisFilesTraceSink(s); }
 
 Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int& chunk, cudaStream_t stream, bool& combined)
 {

@@ -1,6 +1,7 @@
 #include "tessera_kernels/elementwise.h"
 
 #include "launch_util.cuh"
+#include "trace.cuh"
 
 #include <algorithm>
 
@@ -81,9 +82,12 @@ __global__ void addPeriodicRowsKernel(float* x, int rows, int n, const float* ad
 
 __global__ void embedRowsKernel(const bf16* table, const int* ids, int n, float* out)
 {
+    BlockTrace trace(TraceSite::Embed);
+    trace.waited();
     const long long id = ids[blockIdx.x];
-    const bf16* src = table + id * n;
-    float* dst = out + static_cast<long long>(blockIdx.x) * n;
+    const bf16* __restrict__ src = table + id * n;
+    float* __restrict__ dst = out + static_cast<long long>(blockIdx.x) * n;
+#pragma unroll 8
     for (int i = threadIdx.x; i < n; i += blockDim.x)
         dst[i] = __bfloat162float(src[i]);
 }
@@ -124,6 +128,8 @@ __global__ void fillRandomKernel(T* out, long long count, float scale, float off
 }
 
 }  // namespace
+
+Status setTraceSinkElementwise(const TraceSink& s) { return setThisFilesTraceSink(s); }
 
 Status siluGate(const void* in, DType inType, std::int64_t ldIn, int rows, int inter, void* out, DType outType,
                 std::int64_t ldOut, Stream stream)

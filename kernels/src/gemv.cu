@@ -9,6 +9,7 @@
 #include "launch_util.cuh"
 #include "mbarrier.cuh"
 #include "tessera_kernels/runtime.h"
+#include "trace.cuh"
 
 #include <algorithm>
 
@@ -81,6 +82,7 @@ template <typename TX, typename TY, bool kGated, bool kBulk>
 __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int rowsPerBlock)
 {
     extern __shared__ __align__(16) uint4 tile[];
+    BlockTrace trace(TraceSite::Gemv, static_cast<unsigned>(p.N));
     // Blocks start in grid order: with firstEntry the fixed entries (the shared experts, whose
     // weights need no routing) come first, so that the blocks resident before the wait copy them.
     const int b = p.firstEntry ? (blockIdx.y + p.firstEntry) % gridDim.y : blockIdx.y;
@@ -125,6 +127,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     if (early)
         issue(matrixOf(p, b));
     gridDependencyWait();
+    trace.waited();
     if (p.triggerLate)
         allowDependentLaunch();
     if (!early)
@@ -145,6 +148,7 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
         copyAsyncWaitAll();
     }
     __syncthreads();
+    trace.mark(0);  // the rows and x in shared memory
 
     const TX* x = reinterpret_cast<const TX*>(xTile);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -229,6 +233,8 @@ Status launchTiles(const GemvParams& p, dim3 grid, std::size_t smem, int rows, b
 }
 
 }  // namespace
+
+Status setTraceSinkGemv(const TraceSink& s) { return setThisFilesTraceSink(s); }
 
 Status gemv(const GemvArgs& a, Stream stream)
 {

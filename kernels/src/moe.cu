@@ -5,6 +5,7 @@
 #include "dot_util.cuh"
 #include "launch_util.cuh"
 #include "moe_internal.cuh"
+#include "trace.cuh"
 
 #include <cooperative_groups.h>
 
@@ -60,12 +61,13 @@ __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n,
 }
 
 template <typename TX, bool kCluster>
-__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset)
+__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset, bool warm)
 {
     // Dynamic shared memory only (see gemvTileKernel): hidden floats, the logits of every expert,
     // a reduction scratch of 33 floats and the last-block flag; with stagedOffset > 0, there, the
     // warps' router rows (routerRowsStagedEnabled()).
     extern __shared__ __align__(16) float xs[];
+    BlockTrace trace(TraceSite::Router);
     float* scratch = xs + d.hidden + a.experts;
     int& last = *reinterpret_cast<int*>(scratch + 33);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -84,7 +86,20 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         for (int l = lane; l * 64 < d.hidden; l += 32)
             prefetchL2(row + l * 64);
     }
+    if (warm && blockIdx.x == 0 && warp == kRouteWarps - 1 && d.hidden >= 64 + a.experts) {
+        // setRouteWarm: the routing's instructions into this SM's instruction cache while the
+        // kernel before runs, by routing a row of zeros into x's space (written after the wait).
+        float* zeros = xs + 64;
+        for (int i = lane; i < a.experts; i += 32)
+            zeros[i] = 0.f;
+        __syncwarp();
+        RouteArgs dry = a;
+        dry.idx = reinterpret_cast<std::int32_t*>(xs);
+        dry.weight = xs + 32;
+        routeRow(dry, 0, zeros, lane);
+    }
     gridDependencyWait();
+    trace.waited();
     allowDependentLaunch();
     if constexpr (kCluster)
         clusterArrive();  // waited for before the first store into block 0 (every block has started)
@@ -124,6 +139,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     if (stagedOffset > 0)
         copyAsyncWaitAll();  // the barrier below makes every lane's pieces of the row visible
     __syncthreads();
+    trace.mark(0);  // x normalised in shared memory
     float* logits = xs + d.hidden;
     const bool vec = d.hidden % 8 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
     if constexpr (kCluster) {
@@ -135,6 +151,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         if (e < a.experts && lane == 0)
             cluster.map_shared_rank(logits, 0)[e] = dot;
         cluster.sync();  // every logit in block 0's shared memory, visible there
+        trace.mark(1);
         if (cluster.block_rank() == 0 && warp == 0)
             routeRow(a, 0, logits, lane);
 #else
@@ -271,9 +288,11 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs 
     using T = typename C::T;
     // Dynamic shared memory only (kCombineSmem; see gemvTileKernel).
     extern __shared__ __align__(16) long long slots[];  // kMaxK + 8, then the weights and a scratch
+    BlockTrace trace(TraceSite::Combine);
     float* weights = reinterpret_cast<float*>(slots + kMaxK + 8);
     float* scratch = weights + kMaxK + 8;
     gridDependencyWait();
+    trace.waited();
     allowDependentLaunch();
     const int t = blockIdx.x;
     if (threadIdx.x < a.k) {
@@ -341,10 +360,12 @@ template <typename TN, typename TE>
 __global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineArgs a)
 {
     extern __shared__ __align__(16) float combineOneScratch[];  // 33 floats
+    BlockTrace trace(TraceSite::CombineOne);
     const int g = threadIdx.x, groups = a.width / 4;
     const bool mine = g < groups;
     const float4 nw = a.normWeight && mine ? load4(a.normWeight + 4 * g) : make_float4(0.f, 0.f, 0.f, 0.f);
     gridDependencyWait();
+    trace.waited();
     allowDependentLaunch();
     const TE* __restrict__ expert = static_cast<const TE*>(a.expertOut);
     float4 e[kCombineOneSlots];
@@ -377,6 +398,7 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineAr
     }
     if (mine)
         store4(a.residual + 4 * g, make_float4(v[0], v[1], v[2], v[3]));
+    trace.mark(0);  // thread 0's loads arrived
     if (!a.normWeight)
         return;
     ss = blockSum(ss, combineOneScratch);
@@ -392,6 +414,8 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineAr
 
 }  // namespace
 
+Status setTraceSinkMoe(const TraceSink& s) { return setThisFilesTraceSink(s); }
+
 Status routeTokens(const RouteArgs& a, Stream stream)
 {
     if (a.n <= 0)
@@ -405,12 +429,16 @@ Status routeTokens(const RouteArgs& a, Stream stream)
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     const int warps = 4;
-    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(a);
+    RouteArgs r = a;
+    r.ranked = routeRankedEnabled();
+    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(r);
     return launchStatus("moe router");
 }
 
-Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
+Status routeDecode(const RouteArgs& args, const RouteDecodeArgs& d, Stream stream)
 {
+    RouteArgs a = args;
+    a.ranked = routeRankedEnabled();
     if (a.experts <= 0 || a.experts > kMaxExperts || a.k <= 0 || a.k > kMaxK || a.k + a.sharedExperts > kMaxK + 8)
         return Status::failure("router: unsupported shape for the one-token router");
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
@@ -440,10 +468,10 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         }
         if (cluster)
             r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
-                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0);
+                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routeWarmEnabled());
         else
             r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX, false>, blocks, kRouteWarps * 32, smem,
-                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0);
+                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routeWarmEnabled());
     });
     return r;
 }

@@ -10,6 +10,7 @@
 #include "tessera_kernels/sampling.h"
 
 #include "launch_util.cuh"
+#include "trace.cuh"
 
 #include <cub/device/device_radix_sort.cuh>
 
@@ -67,6 +68,10 @@ __device__ void blockArgmax(float& best, int& bi)
 // Phase 1: one candidate per block; phase 2: the best candidate.
 __global__ void argmaxPartialKernel(const float* logits, int vocab, float* values, int* indices)
 {
+    BlockTrace trace(TraceSite::ArgmaxPartial);
+    gridDependencyWait();
+    trace.waited();
+    allowDependentLaunch();
     float best = -INFINITY;
     int bi = 0x7fffffff;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < vocab; i += gridDim.x * blockDim.x)
@@ -80,6 +85,9 @@ __global__ void argmaxPartialKernel(const float* logits, int vocab, float* value
 
 __global__ void argmaxFinalKernel(const float* values, const int* indices, int count, int* token)
 {
+    BlockTrace trace(TraceSite::ArgmaxFinal);
+    gridDependencyWait();
+    trace.waited();
     float best = -INFINITY;
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < count; i += blockDim.x)
@@ -441,6 +449,8 @@ SortBuffers carve(void* workspace, int vocab)
 
 }  // namespace
 
+Status setTraceSinkSampling(const TraceSink& s) { return setThisFilesTraceSink(s); }
+
 Status repetitionPenalty(const float* logits, float* out, int vocab, const std::int32_t* seen, int count, float penalty,
                          int* stamps, int stamp, Stream stream)
 {
@@ -463,9 +473,12 @@ Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* wo
 {
     float* values = static_cast<float*>(workspace);
     int* indices = reinterpret_cast<int*>(values + kArgmaxBlocks);
-    argmaxPartialKernel<<<kArgmaxBlocks, 256, 0, cuStream(stream)>>>(logits, vocab, values, indices);
-    argmaxFinalKernel<<<1, 256, 0, cuStream(stream)>>>(values, indices, kArgmaxBlocks, token);
-    return launchStatus("greedy argmax");
+    // Overlapped: the final pass is resident when the partial one ends (a plain launch waited ~6 µs).
+    const Status partial = launchOverlapped("greedy argmax", argmaxPartialKernel, kArgmaxBlocks, 256, 0, cuStream(stream), logits, vocab,
+                                            values, indices);
+    if (!partial.ok())
+        return partial;
+    return launchOverlapped("greedy argmax", argmaxFinalKernel, 1, 256, 0, cuStream(stream), values, indices, kArgmaxBlocks, token);
 }
 
 namespace {

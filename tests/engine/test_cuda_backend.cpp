@@ -1793,7 +1793,8 @@ private slots:
 
     // The routers' top-k against the documented rule on the host: the k highest scores, of equal
     // ones the lowest expert (many ties here, and −0 beside +0), never a NaN; a row of NaN logits
-    // still yields valid distinct experts (0, 1, ...). Weights in increasing expert order.
+    // still yields valid distinct experts (0, 1, ...). Weights in increasing expert order. The
+    // routing by ranks (setRouteRanked, up to 128 experts) gives the general routine's bits.
     void routerTopK_data()
     {
         QTest::addColumn<bool>("softmax");
@@ -1831,9 +1832,20 @@ private slots:
         r.scoring = softmax ? k::Scoring::Softmax : k::Scoring::Sigmoid;
         r.idx = dIdx.as<std::int32_t>();
         r.weight = dW.as<float>();
+        struct Restore {
+            bool ranked = k::routeRankedEnabled();
+            ~Restore() { k::setRouteRanked(ranked); }
+        } restore;
+        k::setRouteRanked(false);
+        cuda::check(k::routeTokens(r, nullptr), "routeTokens");
+        const auto generalIdx = download<std::int32_t>(dIdx, std::size_t(rows) * K);
+        const auto generalW = download<float>(dW, std::size_t(rows) * K);
+        k::setRouteRanked(true);
         cuda::check(k::routeTokens(r, nullptr), "routeTokens");
         const auto idx = download<std::int32_t>(dIdx, std::size_t(rows) * K);
         const auto w = download<float>(dW, std::size_t(rows) * K);
+        QVERIFY2(idx == generalIdx, "ranked and general routing chose different experts");
+        QVERIFY2(std::memcmp(w.data(), generalW.data(), w.size() * sizeof(float)) == 0, "ranked and general routing weigh differently");
         for (int t = 0; t < rows; ++t) {
             const float* l = logits.data() + std::size_t(t) * E;
             std::vector<double> score(E);
@@ -1890,17 +1902,19 @@ private slots:
 
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
     // rows staged in shared memory, the one-row products that read the residual they add to beside
-    // x, the shared experts' gate/up blocks started first) against the kernels they replace: the
-    // same arithmetic in the same order, so the same tokens and logits bit for bit.
+    // x, the shared experts' gate/up blocks started first) and the routing by ranks against the
+    // kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
+    // for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
         REQUIRE_GPU();
         struct Restore {
             bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
-            bool fixedFirst = k::gemvFixedFirstEnabled();
+            bool fixedFirst = k::gemvFixedFirstEnabled(), ranked = k::routeRankedEnabled();
             ~Restore()
             {
+                k::setRouteRanked(ranked);
                 k::setCombineOne(combine);
                 k::setRouterRowsStaged(rows);
                 k::setGemvEarlyY(earlyY);
@@ -1912,6 +1926,7 @@ private slots:
             k::setRouterRowsStaged(on);
             k::setGemvEarlyY(on);
             k::setGemvFixedFirst(on);
+            k::setRouteRanked(on);
         });
     }
 

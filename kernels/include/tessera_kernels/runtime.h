@@ -125,6 +125,20 @@ bool routerRowsStagedEnabled();
 void setGemvEarlyY(bool enabled);
 bool gemvEarlyYEnabled();
 
+// The routing of a token from its router logits by ranks (every expert's rank from one pass over
+// the scores, slots from ballots, each lane storing its own experts) instead of k rounds of warp
+// argmax and a sort: the same experts and weights bit for bit, where no group limit applies and
+// every score is finite (otherwise the general routine runs). On unless TESSERA_ROUTE_RANKED=0.
+// Applies to launches after the call.
+void setRouteRanked(bool enabled);
+bool routeRankedEnabled();
+
+// Under measurement: the one-token router's first block routes a row of zeros before its wait, so
+// that the routing's instructions are in the SM's instruction cache when the real routing runs.
+// Off unless TESSERA_ROUTE_WARM=1. Applies to launches after the call.
+void setRouteWarm(bool enabled);
+bool routeWarmEnabled();
+
 // A one-row product over routed experts and fixed ones (GemvArgs::fixedFrom: the experts' gate/up
 // in decode) starts the fixed entries' blocks first: the blocks that start before the router has
 // finished then copy the shared experts' rows, which need no routing, instead of waiting for the
