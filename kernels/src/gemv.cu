@@ -36,6 +36,7 @@ struct GemvParams {
     bool evictFirst;               // setGemvEvictFirst
     bool earlyY;                   // beta != 0 and setGemvEarlyY: the old y rows read beside x
     int firstEntry;                // the batch entry of blockIdx.y = 0 (setGemvFixedFirst), 0: none
+    bool rowPairs;                 // setGemvRowPairs
 };
 
 // The matrix batch entry b reads: b itself without an index list; else the list's entry, or for
@@ -58,6 +59,60 @@ __device__ __forceinline__ void storeRow(const GemvParams& p, TY* y, int r, floa
     if (p.beta != 0.f)
         o += p.beta * (old ? *old : toFloat(y[r]));
     y[r] = fromFloat<TY>(o);
+}
+
+// R weight rows of the tile (local rows lr; with kGated their up rows too) against x by a group of
+// L lanes (sl: the lane's place in it), each chunk of x loaded and widened once for all R rows: a
+// row's sums are the same, in the same order, whatever R. Lanes with store[r] write row r.
+template <typename TX, typename TY, bool kGated, int R>
+__device__ __forceinline__ void rowsAgainstX(const GemvParams& p, const uint4* tile, const TX* x, int rows, int chunks, int L, int sl,
+                                             const int (&lr)[R], const bool (&store)[R], TY* y, int r0, const float* yOld)
+{
+    const uint4* g[R];
+    const uint4* u[R];
+    float g0[R], g1[R], u0[R], u1[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        g[r] = tile + static_cast<long long>(lr[r]) * chunks;
+        u[r] = g[r] + static_cast<long long>(rows) * chunks;
+        g0[r] = g1[r] = u0[r] = u1[r] = 0.f;
+    }
+    int c = sl;
+    for (; c + L < chunks; c += 2 * L) {
+        float xa[8], xb[8];
+        loadShared8(x + c * 8, xa);
+        loadShared8(x + (c + L) * 8, xb);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            g0[r] += dot8(g[r][c], xa);
+            g1[r] += dot8(g[r][c + L], xb);
+            if (kGated) {
+                u0[r] += dot8(u[r][c], xa);
+                u1[r] += dot8(u[r][c + L], xb);
+            }
+        }
+    }
+    if (c < chunks) {
+        float xa[8];
+        loadShared8(x + c * 8, xa);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            g0[r] += dot8(g[r][c], xa);
+            if (kGated)
+                u0[r] += dot8(u[r][c], xa);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        float gs = g0[r] + g1[r], us = kGated ? u0[r] + u1[r] : 0.f;
+        for (int o = L / 2; o > 0; o >>= 1) {
+            gs += __shfl_xor_sync(0xffffffffu, gs, o);
+            if (kGated)
+                us += __shfl_xor_sync(0xffffffffu, us, o);
+        }
+        if (store[r])
+            storeRow<TY, kGated>(p, y, r0 + lr[r], gs, us, p.earlyY ? yOld + lr[r] : nullptr);
+    }
 }
 
 // Weight tiles through shared memory: a block owns `rows` consecutive output rows (and, kGated,
@@ -158,38 +213,26 @@ __global__ __launch_bounds__(kWarps * 32) void gemvTileKernel(GemvParams p, int 
     while (L > 1 && L / 2 >= chunks)
         L /= 2;
     const int per = 32 / L, sub = lane / L, sl = lane % L;
-    for (int base = warp * per; base < rows; base += kWarps * per) {
-        const int lr = min(base + sub, rows - 1);
-        const uint4* g = tile + static_cast<long long>(lr) * chunks;
-        const uint4* u = g + static_cast<long long>(rows) * chunks;
-        float g0 = 0.f, g1 = 0.f, u0 = 0.f, u1 = 0.f;
-        int c = sl;
-        for (; c + L < chunks; c += 2 * L) {
-            float xa[8], xb[8];
-            loadShared8(x + c * 8, xa);
-            loadShared8(x + (c + L) * 8, xb);
-            g0 += dot8(g[c], xa);
-            g1 += dot8(g[c + L], xb);
-            if (kGated) {
-                u0 += dot8(u[c], xa);
-                u1 += dot8(u[c + L], xb);
+    if (L == 32 && p.rowPairs) {
+        // Two rows at a time (rows w and w + kWarps of warp w), each chunk of x loaded and widened
+        // once for both.
+        for (int base = warp; base < rows; base += 2 * kWarps) {
+            if (base + kWarps < rows) {
+                const int lr[2] = {base, base + kWarps};
+                const bool store[2] = {sl == 0, sl == 0};
+                rowsAgainstX<TX, TY, kGated, 2>(p, tile, x, rows, chunks, L, sl, lr, store, y, r0, yOld);
+            } else {
+                const int lr[1] = {base};
+                const bool store[1] = {sl == 0};
+                rowsAgainstX<TX, TY, kGated, 1>(p, tile, x, rows, chunks, L, sl, lr, store, y, r0, yOld);
             }
         }
-        if (c < chunks) {
-            float xa[8];
-            loadShared8(x + c * 8, xa);
-            g0 += dot8(g[c], xa);
-            if (kGated)
-                u0 += dot8(u[c], xa);
-        }
-        float gs = g0 + g1, us = kGated ? u0 + u1 : 0.f;
-        for (int o = L / 2; o > 0; o >>= 1) {
-            gs += __shfl_xor_sync(0xffffffffu, gs, o);
-            if (kGated)
-                us += __shfl_xor_sync(0xffffffffu, us, o);
-        }
-        if (sl == 0 && base + sub < rows)
-            storeRow<TY, kGated>(p, y, r0 + lr, gs, us, p.earlyY ? yOld + lr : nullptr);
+        return;
+    }
+    for (int base = warp * per; base < rows; base += kWarps * per) {
+        const int lr[1] = {min(base + sub, rows - 1)};
+        const bool store[1] = {sl == 0 && base + sub < rows};
+        rowsAgainstX<TX, TY, kGated, 1>(p, tile, x, rows, chunks, L, sl, lr, store, y, r0, yOld);
     }
 }
 
@@ -255,7 +298,7 @@ Status gemv(const GemvArgs& a, Stream stream)
                         (a.strideX * xb) % 16 == 0 && rowBytes <= kMaxRowBytes && kMaxRowBytes + xBytes <= kMaxSmem;
     GemvParams p{a.N, a.K, a.x, a.strideX, static_cast<const bf16*>(a.W), a.ldw, a.strideW, a.batchIndex,
                  a.y, a.strideY, a.bias, a.beta, a.gatedOutput, a.fixedFrom < 0 ? a.batch : a.fixedFrom, a.fixedBase,
-                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled(), false, 0};
+                 a.triggerLate, a.indexEarly, gemvEvictFirstEnabled(), false, 0, gemvRowPairsEnabled()};
     cudaStream_t s = cuStream(stream);
     Status r;
     if (vector) {

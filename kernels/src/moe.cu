@@ -61,7 +61,7 @@ __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n,
 }
 
 template <typename TX, bool kCluster>
-__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset, bool warm)
+__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset)
 {
     // Dynamic shared memory only (see gemvTileKernel): hidden floats, the logits of every expert,
     // a reduction scratch of 33 floats and the last-block flag; with stagedOffset > 0, there, the
@@ -85,18 +85,6 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     } else if (e < a.experts) {
         for (int l = lane; l * 64 < d.hidden; l += 32)
             prefetchL2(row + l * 64);
-    }
-    if (warm && blockIdx.x == 0 && warp == kRouteWarps - 1 && d.hidden >= 64 + a.experts) {
-        // setRouteWarm: the routing's instructions into this SM's instruction cache while the
-        // kernel before runs, by routing a row of zeros into x's space (written after the wait).
-        float* zeros = xs + 64;
-        for (int i = lane; i < a.experts; i += 32)
-            zeros[i] = 0.f;
-        __syncwarp();
-        RouteArgs dry = a;
-        dry.idx = reinterpret_cast<std::int32_t*>(xs);
-        dry.weight = xs + 32;
-        routeRow(dry, 0, zeros, lane);
     }
     gridDependencyWait();
     trace.waited();
@@ -357,16 +345,19 @@ __global__ __launch_bounds__(kCombineMaxThreads) void combineKernel(CombineArgs 
 constexpr int kCombineOneSlots = 8;
 
 template <typename TN, typename TE>
-__global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineArgs a)
+__global__ __launch_bounds__(kCombineMaxThreads) void combineOneKernel(CombineArgs a, bool triggerFirst)
 {
     extern __shared__ __align__(16) float combineOneScratch[];  // 33 floats
     BlockTrace trace(TraceSite::CombineOne);
     const int g = threadIdx.x, groups = a.width / 4;
     const bool mine = g < groups;
     const float4 nw = a.normWeight && mine ? load4(a.normWeight + 4 * g) : make_float4(0.f, 0.f, 0.f, 0.f);
+    if (triggerFirst)
+        allowDependentLaunch();
     gridDependencyWait();
     trace.waited();
-    allowDependentLaunch();
+    if (!triggerFirst)
+        allowDependentLaunch();
     const TE* __restrict__ expert = static_cast<const TE*>(a.expertOut);
     float4 e[kCombineOneSlots];
     float w[kCombineOneSlots];
@@ -468,10 +459,10 @@ Status routeDecode(const RouteArgs& args, const RouteDecodeArgs& d, Stream strea
         }
         if (cluster)
             r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
-                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routeWarmEnabled());
+                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0);
         else
             r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX, false>, blocks, kRouteWarps * 32, smem,
-                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routeWarmEnabled());
+                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0);
     });
     return r;
 }
@@ -516,7 +507,7 @@ Status combineExperts(const CombineArgs& a, Stream stream)
         return Status::failure("moe combine: hidden size too large for one block");
     Status r;
     if (vec && a.n == 1 && !a.pairRows && !a.shared && a.k <= kCombineOneSlots && aligned16(a.normWeight) && combineOneEnabled()) {
-        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine (one token)", combineOneKernel<TN, TE>, 1, threads, 33 * sizeof(float), cuStream(stream), a)));
+        TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine (one token)", combineOneKernel<TN, TE>, 1, threads, 33 * sizeof(float), cuStream(stream), a, combineTriggerFirstEnabled())));
     } else if (vec) {
         TESSERA_DISPATCH_DTYPE(a.normType, TN, TESSERA_DISPATCH_DTYPE(a.expertType, TE, r = launchOverlapped("moe combine", combineKernel<TN, TE, 4>, a.n, threads, kCombineSmem, cuStream(stream), a)));
     } else {

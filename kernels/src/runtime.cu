@@ -63,7 +63,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
                kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION",
-               kCombineOne[] = "TESSERA_COMBINE_ONE", kRouteRanked[] = "TESSERA_ROUTE_RANKED", kRouteWarm[] = "TESSERA_ROUTE_WARM", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y",
+               kCombineOne[] = "TESSERA_COMBINE_ONE", kRouteRanked[] = "TESSERA_ROUTE_RANKED", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST", kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y",
                kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST";
 
 std::atomic<int>& gemvTileSetting()
@@ -126,8 +126,11 @@ void setCombineOne(bool enabled) { setSwitch<kCombineOne, 1>(enabled); }
 bool routeRankedEnabled() { return switchOn<kRouteRanked, 1>(); }
 void setRouteRanked(bool enabled) { setSwitch<kRouteRanked, 1>(enabled); }
 
-bool routeWarmEnabled() { return switchOn<kRouteWarm, 0>(); }
-void setRouteWarm(bool enabled) { setSwitch<kRouteWarm, 0>(enabled); }
+bool combineTriggerFirstEnabled() { return switchOn<kCombineTriggerFirst, 1>(); }
+void setCombineTriggerFirst(bool enabled) { setSwitch<kCombineTriggerFirst, 1>(enabled); }
+
+bool gemvRowPairsEnabled() { return switchOn<kGemvRowPairs, 1>(); }
+void setGemvRowPairs(bool enabled) { setSwitch<kGemvRowPairs, 1>(enabled); }
 
 bool routerRowsStagedEnabled() { return switchOn<kRouterRows, 1>(); }
 void setRouterRowsStaged(bool enabled) { setSwitch<kRouterRows, 1>(enabled); }

@@ -1902,9 +1902,9 @@ private slots:
 
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
     // rows staged in shared memory, the one-row products that read the residual they add to beside
-    // x, the shared experts' gate/up blocks started first) and the routing by ranks against the
-    // kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
-    // for bit.
+    // x, the shared experts' gate/up blocks started first), the routing by ranks, the one-row
+    // products' row pairs and the combine's early hand-over against the kernels they replace: the
+    // same arithmetic in the same order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -1912,9 +1912,12 @@ private slots:
         struct Restore {
             bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
             bool fixedFirst = k::gemvFixedFirstEnabled(), ranked = k::routeRankedEnabled();
+            bool pairs = k::gemvRowPairsEnabled(), triggerFirst = k::combineTriggerFirstEnabled();
             ~Restore()
             {
                 k::setRouteRanked(ranked);
+                k::setGemvRowPairs(pairs);
+                k::setCombineTriggerFirst(triggerFirst);
                 k::setCombineOne(combine);
                 k::setRouterRowsStaged(rows);
                 k::setGemvEarlyY(earlyY);
@@ -1927,6 +1930,8 @@ private slots:
             k::setGemvEarlyY(on);
             k::setGemvFixedFirst(on);
             k::setRouteRanked(on);
+            k::setGemvRowPairs(on);
+            k::setCombineTriggerFirst(on);
         });
     }
 
