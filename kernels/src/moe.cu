@@ -420,16 +420,12 @@ Status routeTokens(const RouteArgs& a, Stream stream)
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     const int warps = 4;
-    RouteArgs r = a;
-    r.ranked = routeRankedEnabled();
-    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(r);
+    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(a);
     return launchStatus("moe router");
 }
 
-Status routeDecode(const RouteArgs& args, const RouteDecodeArgs& d, Stream stream)
+Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
 {
-    RouteArgs a = args;
-    a.ranked = routeRankedEnabled();
     if (a.experts <= 0 || a.experts > kMaxExperts || a.k <= 0 || a.k > kMaxK || a.k + a.sharedExperts > kMaxK + 8)
         return Status::failure("router: unsupported shape for the one-token router");
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))

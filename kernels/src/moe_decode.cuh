@@ -17,7 +17,6 @@
 // flight at once.
 #pragma once
 #include "tessera_kernels/moe.h"
-#include "tessera_kernels/runtime.h"
 
 #include "dot_util.cuh"
 #include "grid_sync.cuh"
@@ -211,9 +210,7 @@ __device__ __forceinline__ void moeLayer(const Params& p, float* smem)
 // Host side: the kernel's parameters, and its shared memory on a grid of `blocks`.
 inline Params makeParams(const MoeDecodeArgs& a)
 {
-    RouteArgs route = a.route;
-    route.ranked = routeRankedEnabled();
-    return Params{route, a.residual, a.postNorm, a.nextNorm, a.eps, a.hidden, a.inter,
+    return Params{a.route, a.residual, a.postNorm, a.nextNorm, a.eps, a.hidden, a.inter,
                   reinterpret_cast<const bf16*>(a.routerWeight), reinterpret_cast<const bf16*>(a.gateUp),
                   reinterpret_cast<const bf16*>(a.down), a.normOut, a.logits, a.act, a.partials, a.sync,
                   a.prefetchNext, a.prefetchNext ? static_cast<long long>(a.prefetchNextBytes) : 0ll,

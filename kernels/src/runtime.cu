@@ -63,7 +63,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
                kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION",
-               kCombineOne[] = "TESSERA_COMBINE_ONE", kRouteRanked[] = "TESSERA_ROUTE_RANKED", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST", kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y",
+               kCombineOne[] = "TESSERA_COMBINE_ONE", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST", kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y",
                kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST";
 
 std::atomic<int>& gemvTileSetting()
@@ -122,9 +122,6 @@ void setWgmmaAttention(bool enabled) { setSwitch<kWgmmaAttention, 1>(enabled); }
 
 bool combineOneEnabled() { return switchOn<kCombineOne, 1>(); }
 void setCombineOne(bool enabled) { setSwitch<kCombineOne, 1>(enabled); }
-
-bool routeRankedEnabled() { return switchOn<kRouteRanked, 1>(); }
-void setRouteRanked(bool enabled) { setSwitch<kRouteRanked, 1>(enabled); }
 
 bool combineTriggerFirstEnabled() { return switchOn<kCombineTriggerFirst, 1>(); }
 void setCombineTriggerFirst(bool enabled) { setSwitch<kCombineTriggerFirst, 1>(enabled); }

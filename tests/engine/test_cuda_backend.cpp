@@ -1793,8 +1793,7 @@ private slots:
 
     // The routers' top-k against the documented rule on the host: the k highest scores, of equal
     // ones the lowest expert (many ties here, and −0 beside +0), never a NaN; a row of NaN logits
-    // still yields valid distinct experts (0, 1, ...). Weights in increasing expert order. The
-    // routing by ranks (setRouteRanked, up to 128 experts) gives the general routine's bits.
+    // still yields valid distinct experts (0, 1, ...). Weights in increasing expert order.
     void routerTopK_data()
     {
         QTest::addColumn<bool>("softmax");
@@ -1832,20 +1831,9 @@ private slots:
         r.scoring = softmax ? k::Scoring::Softmax : k::Scoring::Sigmoid;
         r.idx = dIdx.as<std::int32_t>();
         r.weight = dW.as<float>();
-        struct Restore {
-            bool ranked = k::routeRankedEnabled();
-            ~Restore() { k::setRouteRanked(ranked); }
-        } restore;
-        k::setRouteRanked(false);
-        cuda::check(k::routeTokens(r, nullptr), "routeTokens");
-        const auto generalIdx = download<std::int32_t>(dIdx, std::size_t(rows) * K);
-        const auto generalW = download<float>(dW, std::size_t(rows) * K);
-        k::setRouteRanked(true);
         cuda::check(k::routeTokens(r, nullptr), "routeTokens");
         const auto idx = download<std::int32_t>(dIdx, std::size_t(rows) * K);
         const auto w = download<float>(dW, std::size_t(rows) * K);
-        QVERIFY2(idx == generalIdx, "ranked and general routing chose different experts");
-        QVERIFY2(std::memcmp(w.data(), generalW.data(), w.size() * sizeof(float)) == 0, "ranked and general routing weigh differently");
         for (int t = 0; t < rows; ++t) {
             const float* l = logits.data() + std::size_t(t) * E;
             std::vector<double> score(E);
@@ -1902,20 +1890,19 @@ private slots:
 
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
     // rows staged in shared memory, the one-row products that read the residual they add to beside
-    // x, the shared experts' gate/up blocks started first), the routing by ranks, the one-row
-    // products' row pairs and the combine's early hand-over against the kernels they replace: the
-    // same arithmetic in the same order, so the same tokens and logits bit for bit.
+    // x, the shared experts' gate/up blocks started first), the one-row products' row pairs and the
+    // combine's early hand-over against the kernels they replace: the same arithmetic in the same
+    // order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
         REQUIRE_GPU();
         struct Restore {
             bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
-            bool fixedFirst = k::gemvFixedFirstEnabled(), ranked = k::routeRankedEnabled();
+            bool fixedFirst = k::gemvFixedFirstEnabled();
             bool pairs = k::gemvRowPairsEnabled(), triggerFirst = k::combineTriggerFirstEnabled();
             ~Restore()
             {
-                k::setRouteRanked(ranked);
                 k::setGemvRowPairs(pairs);
                 k::setCombineTriggerFirst(triggerFirst);
                 k::setCombineOne(combine);
@@ -1929,7 +1916,6 @@ private slots:
             k::setRouterRowsStaged(on);
             k::setGemvEarlyY(on);
             k::setGemvFixedFirst(on);
-            k::setRouteRanked(on);
             k::setGemvRowPairs(on);
             k::setCombineTriggerFirst(on);
         });

@@ -31,7 +31,6 @@ struct RouteArgs {
     int sharedExperts = 0;
     std::int32_t* idx = nullptr;
     float* weight = nullptr;
-    bool ranked = true;  // set by the launchers from routeRankedEnabled() (tessera_kernels/runtime.h)
 };
 Status routeTokens(const RouteArgs& args, Stream stream);
 // Decode, one token, one launch: x = xType(normWeight · RMSNorm(residual)) (also stored to normOut

@@ -125,14 +125,6 @@ bool routerRowsStagedEnabled();
 void setGemvEarlyY(bool enabled);
 bool gemvEarlyYEnabled();
 
-// The routing of a token from its router logits by ranks (every expert's rank from one pass over
-// the scores, slots from ballots, each lane storing its own experts) instead of k rounds of warp
-// argmax and a sort: the same experts and weights bit for bit, where no group limit applies and
-// every score is finite (otherwise the general routine runs). On unless TESSERA_ROUTE_RANKED=0.
-// Applies to launches after the call.
-void setRouteRanked(bool enabled);
-bool routeRankedEnabled();
-
 // The one-token MoE combine lets the next kernel (the next layer's input product) launch before its
 // own wait, so that those blocks are resident and copying their rows when the combine ends (the
 // kernels' trace: the input product's wait returned 2.5–4 µs after the combine ended): tiny
