@@ -112,40 +112,53 @@ void noteFusedPaths(const cuda::CudaBackend& be, nlohmann::json& out)
     out["fused_step_decode_captures"] = be.decodeStepKernelCaptures();
 }
 
+// Greedy decode after a prompt of `context` random tokens, one step at a time as the session loop
+// takes them (Backend::sampleAndAppend); four steps are taken at once (the decode graph's capture).
+class GreedyDecode {
+public:
+    GreedyDecode(cuda::CudaBackend& be, unsigned seed, int context) : be_(be), seq_(be.createSequence(2048))
+    {
+        std::mt19937 rng(seed);
+        seen_.resize(static_cast<std::size_t>(context));
+        for (auto& id : seen_)
+            id = 3 + static_cast<std::int32_t>(rng() % 100000);
+        be_.append(*seq_, std::vector<PromptSegment>{{seen_, nullptr, 0}}, nullptr);
+        greedy_.temperature = 0;
+        greedy_.repetitionPenalty = 1;
+        for (int i = 0; i < 4; ++i)
+            step();
+    }
+    void step()
+    {
+        const Backend::Step next = be_.sampleAndAppend(*seq_, seen_, greedy_, sampler_);
+        if (!next.appended)
+            throw Error("tessera-bench: the KV cache of the decode is full");
+        seen_.push_back(next.token);
+    }
+
+private:
+    cuda::CudaBackend& be_;
+    std::unique_ptr<Sequence> seq_;
+    std::vector<std::int32_t> seen_;
+    SamplingParams greedy_;
+    Rng sampler_{1};
+};
+
 // What each stage of a decode step costs inside the step: the step at 1024 positions of context,
 // then the step with that stage left out; the difference is the stage's share (its kernels, their
 // launch gaps and the waits they cause). The steps without a stage compute nothing meaningful.
 nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
 {
     using LM = cuda::CudaLanguageModel;
-    std::mt19937 rng(11);
-    SamplingParams greedy;
-    greedy.temperature = 0;
-    greedy.repetitionPenalty = 1;
-    Rng sampler(1);
+    unsigned seed = 11;
     auto msPerToken = [&](unsigned mask) {
         be.setDecodeOmissions(mask);
-        auto seq = be.createSequence(2048);
-        std::vector<std::int32_t> ids(1024);
-        for (auto& id : ids)
-            id = 3 + static_cast<std::int32_t>(rng() % 100000);
-        const std::vector<PromptSegment> segs{{ids, nullptr, 0}};
-        be.append(*seq, segs, nullptr);
-        std::vector<std::int32_t> seen(ids);
-        auto step = [&] {
-            const std::int32_t token = be.sampleNext(*seq, seen, greedy, sampler);
-            seen.push_back(token);
-            const std::int32_t one[1] = {token};
-            const PromptSegment s{std::span<const std::int32_t>(one, 1), nullptr, 0};
-            be.append(*seq, std::span<const PromptSegment>(&s, 1), nullptr);
-        };
-        for (int i = 0; i < 4; ++i)
-            step();
+        GreedyDecode decode(be, seed++, 1024);
         std::vector<double> runs;
         for (int r = 0; r < 3; ++r) {
             const auto t = Clock::now();
             for (int i = 0; i < decodeSteps; ++i)
-                step();
+                decode.step();
             runs.push_back(secondsSince(t) * 1e3 / decodeSteps);
         }
         return median(runs);
@@ -179,25 +192,7 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
 nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
 {
     namespace k = tessera::kernels;
-    std::mt19937 rng(13);
-    SamplingParams greedy;
-    greedy.temperature = 0;
-    greedy.repetitionPenalty = 1;
-    Rng sampler(1);
-    auto seq = be.createSequence(2048);
-    std::vector<std::int32_t> ids(1024);
-    for (auto& id : ids)
-        id = 3 + static_cast<std::int32_t>(rng() % 100000);
-    be.append(*seq, std::vector<PromptSegment>{{ids, nullptr, 0}}, nullptr);
-    std::vector<std::int32_t> seen(ids);
-    auto step = [&] {
-        const Backend::Step next = be.sampleAndAppend(*seq, seen, greedy, sampler);
-        if (!next.appended)
-            throw Error("--trace: the KV cache is full");
-        seen.push_back(next.token);
-    };
-    for (int i = 0; i < 4; ++i)
-        step();  // capture of the decode graph
+    GreedyDecode decode(be, 13, 1024);
     be.synchronize();
     constexpr unsigned kCapacity = 1u << 20;
     cuda::DeviceBuffer records(sizeof(k::TraceRecord) * kCapacity, "trace records");
@@ -216,7 +211,7 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
         cuda::check(k::fillZero(counter.get(), sizeof(unsigned), nullptr), "trace");
         cuda::check(k::streamSynchronize(nullptr), "trace");
         cuda::check(k::setDecodeTrace(records.as<k::TraceRecord>(), counter.as<unsigned>(), kCapacity), "trace");
-        step();
+        decode.step();
         be.synchronize();
         cuda::check(k::setDecodeTrace(nullptr, nullptr, 0), "trace");
         unsigned n = 0;
