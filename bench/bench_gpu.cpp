@@ -207,6 +207,9 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
     std::map<std::string, std::vector<double>> gapOf, runOf, countOf;
     std::vector<double> totals, stepSpans;
     std::vector<Launch> lastStep;
+    struct TraceOff {  // however the loop leaves
+        ~TraceOff() { (void)tessera::kernels::setDecodeTrace(nullptr, nullptr, 0); }
+    } traceOff;
     for (int t = 0; t < steps; ++t) {
         cuda::check(k::fillZero(counter.get(), sizeof(unsigned), nullptr), "trace");
         cuda::check(k::streamSynchronize(nullptr), "trace");
