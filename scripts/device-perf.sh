@@ -97,6 +97,17 @@ for m in json.load(open(sys.argv[1])).get("models", []):
     kinds = m["per_kind_per_step"]
     for k, v in sorted(kinds.items(), key=lambda kv: -(kv[1]["gap_us"] + kv[1]["run_us"])):
         print(f"  {v['gap_us'] + v['run_us']:7.1f} us = gap {v['gap_us']:6.1f} + run {v['run_us']:6.1f}  ({v['launches']:.0f} launches)  {k}")
+    # One middle layer of the last traced step, launch by launch: the hand-over, the run, and the
+    # blocks' wait → mark 0 → mark 1 → end (median block, and the block that ended last; -1: none).
+    launches = m["last_step_launches"]
+    starts = [i for i, l in enumerate(launches) if "attention [" in l["kind"] and "combine" not in l["kind"]]
+    if len(starts) >= 3:
+        mid = len(starts) // 2
+        print("  one layer:")
+        for l in launches[starts[mid] - 1:starts[mid + 1] - 1]:
+            med = " ".join(f"{x:5.2f}" for x in l["median_block_us"])
+            last = " ".join(f"{x:5.2f}" for x in l["last_block_us"])
+            print(f"    gap {l['gap_us']:5.2f} run {l['run_us']:6.2f}  median [{med}]  last [{last}]  {l['kind']}")
 PY
 fi
 if [ -n "${PROFILE_MODELS:-}" ]; then
