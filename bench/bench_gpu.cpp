@@ -199,13 +199,16 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
     cuda::DeviceBuffer counter(sizeof(unsigned), "trace counter");
     struct Launch {
         std::string kind;
-        int blocks = 0, early = 0;
-        double gap = 0, run = 0, waitSpread = 0;
+        int blocks = 0;
+        double gap = 0;  // µs
+        std::uint64_t firstWait = 0, lastWait = 0, lastEnd = 0;
         std::vector<double> toMark0, mark0To1, toEnd;  // per block, µs: wait → mark 0 → mark 1 → end
-        k::TraceRecord lastBlock{};   // the block that ended last
+        k::TraceRecord lastBlock{};                    // the block that ended last
+        double run() const { return (lastEnd - firstWait) * 1e-3; }
+        double waitSpread() const { return (lastWait - firstWait) * 1e-3; }
     };
     std::map<std::string, std::vector<double>> gapOf, runOf, countOf;
-    std::vector<double> totals, stepSpans;
+    std::vector<double> totals, stepSpans, leftEarly;
     std::vector<Launch> lastStep;
     struct TraceOff {  // however the loop leaves
         ~TraceOff() { (void)tessera::kernels::setDecodeTrace(nullptr, nullptr, 0); }
@@ -236,49 +239,41 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
             return s + " [" + std::to_string(x.gridX) + "x" + std::to_string(x.gridY) + "]";
         };
         std::vector<Launch> launches;
-        std::uint64_t prevEnd = 0, firstWait = 0, lastWait = 0, lastEnd = 0, stepStart = UINT64_MAX, stepEnd = 0;
-        for (std::size_t i = 0; i < waited.size(); ++i) {
-            const auto& x = waited[i];
+        std::uint64_t stepStart = UINT64_MAX, stepEnd = 0;
+        for (const auto& x : waited) {
             const std::string kind = kindOf(x);
             if (launches.empty() || launches.back().kind != kind) {
-                if (!launches.empty()) {
-                    launches.back().run = (lastEnd - firstWait) * 1e-3;
-                    launches.back().waitSpread = (lastWait - firstWait) * 1e-3;
-                    prevEnd = lastEnd;
-                }
-                Launch l;
-                l.kind = kind;
-                l.gap = prevEnd ? (static_cast<double>(x.waited) - static_cast<double>(prevEnd)) * 1e-3 : 0;
-                launches.push_back(l);
-                firstWait = x.waited;
-                lastEnd = 0;
+                Launch next;
+                next.kind = kind;
+                next.firstWait = x.waited;
+                if (!launches.empty())
+                    next.gap = (static_cast<double>(x.waited) - static_cast<double>(launches.back().lastEnd)) * 1e-3;
+                launches.push_back(std::move(next));
             }
-            ++launches.back().blocks;
+            Launch& l = launches.back();
+            ++l.blocks;
             if (x.mark[0] >= x.waited) {
-                launches.back().toMark0.push_back((x.mark[0] - x.waited) * 1e-3);
+                l.toMark0.push_back((x.mark[0] - x.waited) * 1e-3);
                 if (x.mark[1] >= x.mark[0])
-                    launches.back().mark0To1.push_back((x.mark[1] - x.mark[0]) * 1e-3);
+                    l.mark0To1.push_back((x.mark[1] - x.mark[0]) * 1e-3);
                 const std::uint64_t last = x.mark[1] >= x.mark[0] ? x.mark[1] : x.mark[0];
-                launches.back().toEnd.push_back((x.end - last) * 1e-3);
+                l.toEnd.push_back((x.end - last) * 1e-3);
             }
-            if (x.end >= lastEnd)
-                launches.back().lastBlock = x;
-            lastWait = x.waited;
-            lastEnd = std::max<std::uint64_t>(lastEnd, x.end);
+            if (x.end >= l.lastEnd) {
+                l.lastEnd = x.end;
+                l.lastBlock = x;
+            }
+            l.lastWait = x.waited;
             stepStart = std::min<std::uint64_t>(stepStart, x.start);
             stepEnd = std::max<std::uint64_t>(stepEnd, x.end);
-        }
-        if (!launches.empty()) {
-            launches.back().run = (lastEnd - firstWait) * 1e-3;
-            launches.back().waitSpread = (lastWait - firstWait) * 1e-3;
         }
         std::map<std::string, double> gap, run, count;
         double total = 0;
         for (const auto& l : launches) {
             gap[l.kind] += l.gap;
-            run[l.kind] += l.run;
+            run[l.kind] += l.run();
             count[l.kind] += 1;
-            total += l.gap + l.run;
+            total += l.gap + l.run();
         }
         for (const auto& [kind, v] : gap) {
             gapOf[kind].push_back(v);
@@ -287,14 +282,14 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
         }
         totals.push_back(total);
         stepSpans.push_back((stepEnd - stepStart) * 1e-3);
-        if (!launches.empty())
-            launches.front().early = early;
-        lastStep = launches;
+        leftEarly.push_back(early);
+        lastStep = std::move(launches);
     }
     nlohmann::json out;
     out["traced_steps"] = steps;
     out["step_span_us"] = median(stepSpans);
     out["launch_sum_us"] = median(totals);
+    out["blocks_left_before_wait"] = median(leftEarly);
     nlohmann::json kinds = nlohmann::json::object();
     for (const auto& [kind, v] : gapOf)
         kinds[kind] = {{"launches", median(countOf[kind])}, {"gap_us", median(v)}, {"run_us", median(runOf[kind])}};
@@ -305,7 +300,7 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
     auto since = [](std::uint64_t from, std::uint64_t to) { return from && to >= from ? (to - from) * 1e-3 : -1.0; };
     for (const auto& l : lastStep) {
         const auto& b = l.lastBlock;
-        seqOut.push_back({{"kind", l.kind}, {"blocks", l.blocks}, {"gap_us", l.gap}, {"run_us", l.run}, {"wait_spread_us", l.waitSpread},
+        seqOut.push_back({{"kind", l.kind}, {"blocks", l.blocks}, {"gap_us", l.gap}, {"run_us", l.run()}, {"wait_spread_us", l.waitSpread()},
                           {"median_block_us", {l.toMark0.empty() ? -1.0 : median(l.toMark0), l.mark0To1.empty() ? -1.0 : median(l.mark0To1),
                                                l.toEnd.empty() ? -1.0 : median(l.toEnd)}},
                           {"last_block_us", {since(b.waited, b.mark[0]), since(b.mark[0], b.mark[1]), since(b.mark[1] ? b.mark[1] : b.mark[0], b.end)}}});

@@ -52,6 +52,8 @@ public:
     // Appends positions to the sequence (prefill, chunked as the backend likes). Returns false when
     // cancelled, leaving the sequence as it was.
     virtual bool append(Sequence& sequence, std::span<const PromptSegment> segments, const std::atomic<bool>* cancel) = 0;
+    // append() of one text token.
+    bool appendToken(Sequence& sequence, std::int32_t token, const std::atomic<bool>* cancel = nullptr);
     // Logits at the last appended position.
     virtual void lastLogits(const Sequence& sequence, std::span<float> out) = 0;
     // Chooses the next token from the last position. The default reads lastLogits and samples on

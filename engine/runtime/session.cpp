@@ -296,9 +296,7 @@ void Session::run(const ProcessedInput& input, GenerationResult& result, const G
                 result.stop = StopReason::ContextFull;
                 break;
             }
-            const std::int32_t one[1] = {token};
-            const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
-            if (!backend.append(*sequence_, std::span<const PromptSegment>(&seg, 1), cancel)) {
+            if (!backend.appendToken(*sequence_, token, cancel)) {
                 result.stop = StopReason::Cancelled;
                 break;
             }

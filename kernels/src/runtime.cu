@@ -63,8 +63,9 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kLatentSplit32[] = "TESSERA_LATENT_SPLIT32",
                kMhaFusedPrepare[] = "TESSERA_MHA_FUSED_PREPARE", kMlaFusedPrepare[] = "TESSERA_MLA_FUSED_PREPARE",
                kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION",
-               kCombineOne[] = "TESSERA_COMBINE_ONE", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST", kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS", kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y",
-               kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST";
+               kCombineOne[] = "TESSERA_COMBINE_ONE", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST",
+               kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
+               kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST";
 
 std::atomic<int>& gemvTileSetting()
 {

@@ -1589,9 +1589,7 @@ private slots:
                 lm->cpu->lastLogits(*seq, l);
                 const std::int32_t id = argmax(l);
                 cpuIds.push_back(id);
-                const std::int32_t one[1] = {id};
-                const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
-                QVERIFY(lm->cpu->append(*seq, std::span<const PromptSegment>(&seg, 1), nullptr));
+                QVERIFY(lm->cpu->appendToken(*seq, id));
             }
         }
         double worstDecodeLogit = 0;
@@ -1599,9 +1597,7 @@ private slots:
             for (int s = 0; s < 16; ++s) {
                 const std::int32_t id = be.sampleNext(seq, seen, greedy, rng);
                 ids.push_back(id);
-                const std::int32_t one[1] = {id};
-                const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
-                QVERIFY(be.append(seq, std::span<const PromptSegment>(&seg, 1), nullptr));
+                QVERIFY(be.appendToken(seq, id));
                 if (compareLogits && s == 7) {
                     // Position T + 8 through the decode graph against a cold prefill on the CPU.
                     std::vector<float> got(V);
@@ -1650,10 +1646,9 @@ private slots:
         std::vector<float> l(V);
         be.lastLogits(*seq, l);
         for (int s = 0; s < steps; ++s) {
-            const std::int32_t one[1] = {argmax(l)};
-            ids.push_back(one[0]);
-            const PromptSegment seg{std::span<const std::int32_t>(one, 1), nullptr, 0};
-            if (!be.append(*seq, std::span<const PromptSegment>(&seg, 1), nullptr))
+            const std::int32_t id = argmax(l);
+            ids.push_back(id);
+            if (!be.appendToken(*seq, id))
                 throw Error("token not appended");
             be.lastLogits(*seq, l);
             out.push_back(l);
@@ -1897,27 +1892,29 @@ private slots:
     void earlyLoadsDecode()
     {
         REQUIRE_GPU();
+        struct Switch {
+            bool (*enabled)();
+            void (*set)(bool);
+        };
+        static constexpr Switch kSwitches[] = {{k::combineOneEnabled, k::setCombineOne},
+                                               {k::routerRowsStagedEnabled, k::setRouterRowsStaged},
+                                               {k::gemvEarlyYEnabled, k::setGemvEarlyY},
+                                               {k::gemvFixedFirstEnabled, k::setGemvFixedFirst},
+                                               {k::gemvRowPairsEnabled, k::setGemvRowPairs},
+                                               {k::combineTriggerFirstEnabled, k::setCombineTriggerFirst}};
         struct Restore {
-            bool combine = k::combineOneEnabled(), rows = k::routerRowsStagedEnabled(), earlyY = k::gemvEarlyYEnabled();
-            bool fixedFirst = k::gemvFixedFirstEnabled();
-            bool pairs = k::gemvRowPairsEnabled(), triggerFirst = k::combineTriggerFirstEnabled();
+            std::vector<bool> was;
             ~Restore()
             {
-                k::setGemvRowPairs(pairs);
-                k::setCombineTriggerFirst(triggerFirst);
-                k::setCombineOne(combine);
-                k::setRouterRowsStaged(rows);
-                k::setGemvEarlyY(earlyY);
-                k::setGemvFixedFirst(fixedFirst);
+                for (std::size_t i = 0; i < was.size(); ++i)
+                    kSwitches[i].set(was[i]);
             }
         } restore;
+        for (const Switch& s : kSwitches)
+            restore.was.push_back(s.enabled());
         sameDecodeBothWays([](bool on) {
-            k::setCombineOne(on);
-            k::setRouterRowsStaged(on);
-            k::setGemvEarlyY(on);
-            k::setGemvFixedFirst(on);
-            k::setGemvRowPairs(on);
-            k::setCombineTriggerFirst(on);
+            for (const Switch& s : kSwitches)
+                s.set(on);
         });
     }
 
