@@ -23,6 +23,7 @@ int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 struct DecodeMmaShape {
     int HP, KP, LD, VP, LDV, mTiles, groups, tilesPerWarp;
     bool separateV;
+    bool triggerLate;  // attentionTriggerLateEnabled()
     std::size_t smem;
 };
 
@@ -39,6 +40,7 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
     s.groups = kDecWarps / s.mTiles;
     s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
     s.smem = (static_cast<std::size_t>(kDecodeChunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(kDecodeChunk) * s.LDV : 0)) * 2;
+    s.triggerLate = attentionTriggerLateEnabled();
     return s;
 }
 
@@ -208,7 +210,8 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
         loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
     gridDependencyWait();
     trace.waited();
-    allowDependentLaunch();
+    if (!sh.triggerLate)
+        allowDependentLaunch();
     if (a.fusePrepare) {
         const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
         prepareInBlock(a, sh, qs, ks, vs, kvh, h0, context - 1, fresh, static_cast<bf16*>(a.prepare.keys) + at,
@@ -229,6 +232,8 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (warp < sh.mTiles * sh.groups)
         decodeMmaWarp(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
+    if (sh.triggerLate)
+        allowDependentLaunch();
     trace.mark(1);  // thread 0's partials written; the merge follows
     mergeWhenLast(a, splits, context, kvh, smemRaw);
 }
@@ -341,6 +346,7 @@ static_assert(kDecodeChunk == 64 && kDecodeMinChunk == 32, "the latent kernel's 
 struct LatentShape {
     int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, partSteps;
     int barrierOffset;  // the row copies' barrier, after the tiles (no static shared memory: see gemv.cu)
+    bool triggerLate;   // attentionTriggerLateEnabled()
     std::size_t smem;
 };
 
@@ -362,6 +368,7 @@ LatentShape latentShape(const DecodeAttentionArgs& a)
                               static_cast<std::size_t>(parts * s.HP * kKeys + 2 * s.HP) * sizeof(float);
     s.barrierOffset = static_cast<int>((tiles + 7) / 8 * 8);
     s.smem = s.barrierOffset + 8;
+    s.triggerLate = attentionTriggerLateEnabled();
     return s;
 }
 
@@ -487,7 +494,8 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     zeroPadding(qs, sh.LD, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
     gridDependencyWait();
     trace.waited();
-    allowDependentLaunch();
+    if (!sh.triggerLate)
+        allowDependentLaunch();
     if (t < a.headsPerKv)
         copies.row(qs + t * sh.LD, Q + t * a.qHeadStride, qBytes);
     if (a.fusePrepare)
@@ -566,6 +574,8 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
         }
     }
     __syncthreads();
+    if (sh.triggerLate)
+        allowDependentLaunch();
     // P·V over this warp's value tiles; the values are the first valueDim columns of the rows.
     float acc[kLatMaxMTiles][kLatMaxTilesPerWarp][4];
 #pragma unroll

@@ -65,7 +65,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGatedExperts[] = "TESSERA_GATED_EXPERTS", kWgmmaAttention[] = "TESSERA_WGMMA_ATTENTION",
                kCombineOne[] = "TESSERA_COMBINE_ONE", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST",
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
-               kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST";
+               kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
+               kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -138,6 +139,9 @@ void setGemvEarlyY(bool enabled) { setSwitch<kGemvEarlyY, 1>(enabled); }
 
 bool gemvFixedFirstEnabled() { return switchOn<kGemvFixedFirst, 1>(); }
 void setGemvFixedFirst(bool enabled) { setSwitch<kGemvFixedFirst, 1>(enabled); }
+
+bool attentionTriggerLateEnabled() { return switchOn<kAttentionTriggerLate, 1>(); }
+void setAttentionTriggerLate(bool enabled) { setSwitch<kAttentionTriggerLate, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

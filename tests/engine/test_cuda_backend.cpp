@@ -1885,9 +1885,9 @@ private slots:
 
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
     // rows staged in shared memory, the one-row products that read the residual they add to beside
-    // x, the shared experts' gate/up blocks started first), the one-row products' row pairs and the
-    // combine's early hand-over against the kernels they replace: the same arithmetic in the same
-    // order, so the same tokens and logits bit for bit.
+    // x, the shared experts' gate/up blocks started first), the one-row products' row pairs, the
+    // combine's early hand-over and the attention's late one against the kernels they replace: the
+    // same arithmetic in the same order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -1901,7 +1901,8 @@ private slots:
                                                {k::gemvEarlyYEnabled, k::setGemvEarlyY},
                                                {k::gemvFixedFirstEnabled, k::setGemvFixedFirst},
                                                {k::gemvRowPairsEnabled, k::setGemvRowPairs},
-                                               {k::combineTriggerFirstEnabled, k::setCombineTriggerFirst}};
+                                               {k::combineTriggerFirstEnabled, k::setCombineTriggerFirst},
+                                               {k::attentionTriggerLateEnabled, k::setAttentionTriggerLate}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

@@ -148,6 +148,15 @@ bool gemvRowPairsEnabled();
 void setGemvFixedFirst(bool enabled);
 bool gemvFixedFirstEnabled();
 
+// The decode attention kernels let the next kernel start once their own work is done (MHA: the
+// scores, soft-max and values, before the merge of the last block of a head; MLA: the scores and
+// soft-max) instead of right after their wait. The next kernel's blocks, resident early, copy
+// their weights into the same SMs and slowed the attention's warps (the kernels' trace: tiny's
+// warp work 4.4 → 2.5 µs a layer). On unless TESSERA_ATTENTION_TRIGGER_LATE=0. Applies to launches
+// after the call.
+void setAttentionTriggerLate(bool enabled);
+bool attentionTriggerLateEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
