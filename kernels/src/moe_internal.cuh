@@ -27,25 +27,29 @@ __device__ __forceinline__ void warpArgmax(float& v, int& i)
 }
 
 // Routing of token t from its router logits `row` (one warp): row t of a.idx / a.weight (global
-// or shared memory), the k routed experts then the shared ones.
-__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
+// or shared memory), the k routed experts then the shared ones. P experts per lane (lane + 32·j)
+// and at most KMAX routed experts, both known when compiling: every loop unrolls and the chosen
+// experts and their weights stay in registers. Experts past E enter as −inf scores and zero
+// weights, so every P ≥ ⌈E / 32⌉ gives the same result, bit for bit.
+template <int P, int KMAX>
+__device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const float* row, int lane)
 {
     const int E = a.experts;
-    float s[kPerLane], choice[kPerLane];
+    float s[P], choice[P];
 #pragma unroll
-    for (int j = 0; j < kPerLane; ++j) {
+    for (int j = 0; j < P; ++j) {
         const int e = lane + 32 * j;
         s[j] = e < E ? row[e] : -INFINITY;
     }
     if (a.scoring == Scoring::Softmax) {
         float mx = -INFINITY;
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j)
+        for (int j = 0; j < P; ++j)
             mx = fmaxf(mx, s[j]);
         mx = warpMax(mx);
         double sum = 0.0;
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j) {
+        for (int j = 0; j < P; ++j) {
             const int e = lane + 32 * j;
             s[j] = e < E ? expf(s[j] - mx) : 0.f;
             sum += s[j];
@@ -53,15 +57,15 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
         sum = warpSumD(sum);
         const float inv = static_cast<float>(1.0 / sum);
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j)
+        for (int j = 0; j < P; ++j)
             s[j] *= inv;
     } else {
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j)
+        for (int j = 0; j < P; ++j)
             s[j] = 1.f / (1.f + expf(-s[j]));
     }
 #pragma unroll
-    for (int j = 0; j < kPerLane; ++j) {
+    for (int j = 0; j < P; ++j) {
         const int e = lane + 32 * j;
         choice[j] = e < E ? s[j] + (a.routing == Routing::NoAuxTc ? a.bias[e] : 0.f) : -INFINITY;
     }
@@ -72,7 +76,7 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             float best = -INFINITY;
             int bi = 1 << 30;
 #pragma unroll
-            for (int j = 0; j < kPerLane; ++j) {
+            for (int j = 0; j < P; ++j) {
                 const int e = lane + 32 * j;
                 if (e < E && e / per == g && choice[j] > best) {
                     best = choice[j];
@@ -83,7 +87,7 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             float second = -INFINITY;
             int si = 1 << 30;
 #pragma unroll
-            for (int j = 0; j < kPerLane; ++j) {
+            for (int j = 0; j < P; ++j) {
                 const int e = lane + 32 * j;
                 if (e < E && e / per == g && e != bi && choice[j] > second) {
                     second = choice[j];
@@ -102,7 +106,7 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             kept |= 1u << bg;
         }
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j) {
+        for (int j = 0; j < P; ++j) {
             const int e = lane + 32 * j;
             if (e < E && !(kept & (1u << (e / per))))
                 choice[j] = 0.f;  // the reference masks with 0.0, not −inf
@@ -110,13 +114,16 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
     }
     // Top-k by repeated warp argmax; the lane that holds the winner hands its unbiased score to
     // the warp with the same shuffle that follows, so that the weights need no search afterwards.
-    int chosen[kMaxK];
-    float w[kMaxK];
-    for (int r = 0; r < a.k; ++r) {
+    int chosen[KMAX];
+    float w[KMAX];
+#pragma unroll
+    for (int r = 0; r < KMAX; ++r) {
+        if (r >= a.k)
+            break;
         float best = -INFINITY;
         int bi = 1 << 30;
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j) {
+        for (int j = 0; j < P; ++j) {
             const int e = lane + 32 * j;
             if (e < E && choice[j] > best) {
                 best = choice[j];
@@ -128,7 +135,7 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             bi = min(r, E - 1);
         float mine = 0.f;
 #pragma unroll
-        for (int j = 0; j < kPerLane; ++j)
+        for (int j = 0; j < P; ++j)
             if (lane + 32 * j == bi) {
                 mine = s[j];
                 choice[j] = -INFINITY;
@@ -136,9 +143,14 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
         chosen[r] = bi;
         w[r] = __shfl_sync(0xffffffffu, mine, bi & 31);
     }
-    // Weights: the unbiased scores of the chosen experts, in increasing expert order.
-    for (int i = 1; i < a.k; ++i)
-        for (int m = i; m > 0 && chosen[m - 1] > chosen[m]; --m) {
+    // Weights: the unbiased scores of the chosen experts, in increasing expert order (an insertion
+    // sort; past the first pair in order nothing moves, as the front is sorted).
+#pragma unroll
+    for (int i = 1; i < KMAX; ++i)
+#pragma unroll
+        for (int m = i; m > 0; --m) {
+            if (i >= a.k || chosen[m - 1] <= chosen[m])
+                continue;
             const int tc = chosen[m];
             chosen[m] = chosen[m - 1];
             chosen[m - 1] = tc;
@@ -147,12 +159,17 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             w[m - 1] = tw;
         }
     float sum = 0.f;
-    for (int i = 0; i < a.k; ++i)
-        sum += w[i];
+#pragma unroll
+    for (int i = 0; i < KMAX; ++i)
+        if (i < a.k)
+            sum += w[i];
     if (lane == 0) {
         const bool renormalize = a.k > 1 && a.normalize;
         const int width = a.k + a.sharedExperts;
-        for (int i = 0; i < a.k; ++i) {
+#pragma unroll
+        for (int i = 0; i < KMAX; ++i) {
+            if (i >= a.k)
+                break;
             a.idx[static_cast<long long>(t) * width + i] = chosen[i];
             a.weight[static_cast<long long>(t) * width + i] = renormalize ? w[i] / (sum + 1e-20f) * a.scaling : w[i] * a.scaling;
         }
@@ -161,6 +178,21 @@ __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
             a.weight[static_cast<long long>(t) * width + a.k + i] = 1.f;
         }
     }
+}
+
+// routeRowOf with the fewest experts per lane that hold a.experts: the DeepSeek-VL2 routers (64 and
+// 72 experts, 6 chosen) in registers; the rest (up to kMaxExperts and kMaxK) in the general shape.
+__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
+{
+    if (a.k <= 8) {
+        if (a.experts <= 32)
+            return routeRowOf<1, 8>(a, t, row, lane);
+        if (a.experts <= 64)
+            return routeRowOf<2, 8>(a, t, row, lane);
+        if (a.experts <= 96)
+            return routeRowOf<3, 8>(a, t, row, lane);
+    }
+    routeRowOf<kPerLane, kMaxK>(a, t, row, lane);
 }
 
 }  // namespace
