@@ -152,7 +152,7 @@ bool gemvFixedFirstEnabled();
 // scores, soft-max and values, before the merge of the last block of a head; MLA: the scores and
 // soft-max) instead of right after their wait. The next kernel's blocks, resident early, copy
 // their weights into the same SMs and slowed the attention's warps (the kernels' trace: tiny's
-// warp work 4.4 → 2.5 µs a layer). On unless TESSERA_ATTENTION_TRIGGER_LATE=0. Applies to launches
+// warp work 4.4 → 2.9 µs a layer). On unless TESSERA_ATTENTION_TRIGGER_LATE=0. Applies to launches
 // after the call.
 void setAttentionTriggerLate(bool enabled);
 bool attentionTriggerLateEnabled();
