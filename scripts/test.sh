@@ -8,3 +8,9 @@ preset="${TESSERA_PRESET:-default}"
 cmake --preset "$preset"
 cmake --build --preset "$preset"
 ctest --preset "$preset" -j "$(nproc)" "$@"
+# Where CUDA is, the decode kernels' timeline build (the `trace` preset: tessera-bench --trace, a
+# measurement build nothing else compiles here) is compiled too, so that it cannot fall behind.
+if [ "$preset" = default ] && grep -q '^CMAKE_CUDA_COMPILER:.*nvcc' "build/$preset/CMakeCache.txt"; then
+  cmake --preset trace >/dev/null
+  cmake --build --preset trace --target tessera-bench-gpu
+fi
