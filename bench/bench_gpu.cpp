@@ -112,35 +112,50 @@ void noteFusedPaths(const cuda::CudaBackend& be, nlohmann::json& out)
     out["fused_step_decode_captures"] = be.decodeStepKernelCaptures();
 }
 
-// Greedy decode after a prompt of `context` random tokens, one step at a time as the session loop
-// takes them (Backend::sampleAndAppend); four steps are taken at once (the decode graph's capture).
-class GreedyDecode {
+// Token ids past the special ones, for prompts of random text.
+std::vector<std::int32_t> randomIds(std::mt19937& rng, int n)
+{
+    std::vector<std::int32_t> v(static_cast<std::size_t>(n));
+    for (auto& id : v)
+        id = 3 + static_cast<std::int32_t>(rng() % 100000);
+    return v;
+}
+
+SamplingParams greedyParams()
+{
+    SamplingParams p;
+    p.temperature = 0;
+    p.repetitionPenalty = 1;
+    return p;
+}
+
+// Decode after a prompt, one step at a time as the session loop takes them
+// (Backend::sampleAndAppend); the first four greedy steps (the decode graph's capture) are taken at
+// once. The sequence starts empty.
+class DecodeLoop {
 public:
-    GreedyDecode(cuda::CudaBackend& be, unsigned seed, int context) : be_(be), seq_(be.createSequence(2048))
+    DecodeLoop(cuda::CudaBackend& be, Sequence& seq, std::vector<std::int32_t> prompt) : be_(be), seq_(seq), seen_(std::move(prompt))
     {
-        std::mt19937 rng(seed);
-        seen_.resize(static_cast<std::size_t>(context));
-        for (auto& id : seen_)
-            id = 3 + static_cast<std::int32_t>(rng() % 100000);
-        be_.append(*seq_, std::vector<PromptSegment>{{seen_, nullptr, 0}}, nullptr);
-        greedy_.temperature = 0;
-        greedy_.repetitionPenalty = 1;
+        seq_.truncate(0);
+        be_.append(seq_, std::vector<PromptSegment>{{seen_, nullptr, 0}}, nullptr);
         for (int i = 0; i < 4; ++i)
             step();
     }
-    void step()
+    void step() { step(greedy_); }
+    void step(const SamplingParams& params)
     {
-        const Backend::Step next = be_.sampleAndAppend(*seq_, seen_, greedy_, sampler_);
+        const Backend::Step next = be_.sampleAndAppend(seq_, seen_, params, sampler_);
         if (!next.appended)
-            throw Error("tessera-bench: the KV cache of the decode is full");
+            throw Error("tessera-bench: the decode runs past the KV cache's " + std::to_string(seq_.capacity()) +
+                        " positions (--decode-steps)");
         seen_.push_back(next.token);
     }
 
 private:
     cuda::CudaBackend& be_;
-    std::unique_ptr<Sequence> seq_;
+    Sequence& seq_;
     std::vector<std::int32_t> seen_;
-    SamplingParams greedy_;
+    const SamplingParams greedy_ = greedyParams();
     Rng sampler_{1};
 };
 
@@ -153,7 +168,9 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
     unsigned seed = 11;
     auto msPerToken = [&](unsigned mask) {
         be.setDecodeOmissions(mask);
-        GreedyDecode decode(be, seed++, 1024);
+        std::mt19937 rng(seed++);
+        auto seq = be.createSequence(2048);
+        DecodeLoop decode(be, *seq, randomIds(rng, 1024));
         std::vector<double> runs;
         for (int r = 0; r < 3; ++r) {
             const auto t = Clock::now();
@@ -192,7 +209,9 @@ nlohmann::json stageCosts(cuda::CudaBackend& be, int decodeSteps)
 nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
 {
     namespace k = tessera::kernels;
-    GreedyDecode decode(be, 13, 1024);
+    std::mt19937 rng(13);
+    auto seq = be.createSequence(2048);
+    DecodeLoop decode(be, *seq, randomIds(rng, 1024));
     be.synchronize();
     constexpr unsigned kCapacity = 1u << 20;
     cuda::DeviceBuffer records(sizeof(k::TraceRecord) * kCapacity, "trace records");
@@ -210,6 +229,12 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
     std::map<std::string, std::vector<double>> gapOf, runOf, countOf;
     std::vector<double> totals, stepSpans, leftEarly;
     std::vector<Launch> lastStep;
+    auto kindOf = [](const k::TraceRecord& x) {
+        std::string s = k::traceSiteName(x.site);
+        if (x.site == static_cast<std::uint32_t>(k::TraceSite::Gemv))
+            s += " " + std::to_string(x.aux) + " rows";
+        return s + " [" + std::to_string(x.gridX) + "x" + std::to_string(x.gridY) + "]";
+    };
     struct TraceOff {  // however the loop leaves
         ~TraceOff() { (void)tessera::kernels::setDecodeTrace(nullptr, nullptr, 0); }
     } traceOff;
@@ -232,12 +257,6 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
         for (const auto& x : r)
             (x.waited ? waited.push_back(x) : void(++early));
         std::sort(waited.begin(), waited.end(), [](const auto& a, const auto& b) { return a.waited < b.waited; });
-        auto kindOf = [](const k::TraceRecord& x) {
-            std::string s = k::traceSiteName(x.site);
-            if (x.site == static_cast<std::uint32_t>(k::TraceSite::Gemv))
-                s += " " + std::to_string(x.aux) + " rows";
-            return s + " [" + std::to_string(x.gridX) + "x" + std::to_string(x.gridY) + "]";
-        };
         std::vector<Launch> launches;
         std::uint64_t stepStart = UINT64_MAX, stepEnd = 0;
         for (const auto& x : waited) {
@@ -320,16 +339,8 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
 
     auto seq = be.createSequence(config.language.maxPositionEmbeddings);
     notePeak();
-    SamplingParams greedy;
-    greedy.temperature = 0;
-    greedy.repetitionPenalty = 1;
+    const SamplingParams greedy = greedyParams();
     Rng sampler(1);
-    auto randomIds = [&](int n) {
-        std::vector<std::int32_t> v(n);
-        for (auto& id : v)
-            id = 3 + static_cast<std::int32_t>(rng() % 100000);
-        return v;
-    };
     if (!o.decodeOnly) {
     // One 1152x1152 image: 3x3 local tiles + the global view, random pixels.
     ImageTiles tiles;
@@ -351,7 +362,7 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     out["image_tokens"] = warm->tokenCount();
 
     // Prompt: bos, a few words, the image, a short question, "<|Assistant|>:".
-    std::vector<std::int32_t> head = randomIds(6), question = randomIds(14);
+    std::vector<std::int32_t> head = randomIds(rng, 6), question = randomIds(rng, 14);
     head[0] = 0;
     std::vector<std::int32_t> imageIds(static_cast<std::size_t>(warm->tokenCount()), 128815);
     // One answer's first token from an empty sequence: encode, prefill, draw. Returns the prefill's
@@ -394,22 +405,10 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     const double weightBytes = activatedWeightBytes(config);
     nlohmann::json decode = nlohmann::json::object();
     for (int context : {128, 1024, 3000}) {
-        seq->truncate(0);
-        const auto ids = randomIds(context);
-        const std::vector<PromptSegment> segs{{ids, nullptr, 0}};
-        be.append(*seq, segs, nullptr);
-        std::vector<std::int32_t> seen(ids);
-        auto step = [&](const SamplingParams& p) {
-            const Backend::Step next = be.sampleAndAppend(*seq, seen, p, sampler);
-            if (!next.appended)
-                throw Error("--decode-steps runs past the KV cache's " + std::to_string(seq->capacity()) + " positions");
-            seen.push_back(next.token);
-        };
-        for (int i = 0; i < 4; ++i)
-            step(greedy);  // capture of the decode graph
+        DecodeLoop loop(be, *seq, randomIds(rng, context));
         const auto t = Clock::now();
         for (int i = 0; i < o.decodeSteps; ++i)
-            step(greedy);
+            loop.step();
         const double perToken = secondsSince(t) / o.decodeSteps;
         const double bytes = weightBytes + kvBytesPerToken(config, context + o.decodeSteps / 2);
         nlohmann::json d;
@@ -420,14 +419,14 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
         if (context == 1024 && o.profileSteps > 0) {
             cuda::check(kernels::profilerStart(), "profiler");
             for (int i = 0; i < o.profileSteps; ++i)
-                step(greedy);
+                loop.step();
             cuda::check(kernels::profilerStop(), "profiler");
         }
         if (context == 1024) {
             SamplingParams demo;  // upstream demo defaults: temperature 0.1, top-p 0.9, penalty 1.1
             const auto ts = Clock::now();
             for (int i = 0; i < o.decodeSteps; ++i)
-                step(demo);
+                loop.step(demo);
             d["sampled_tokens_per_s"] = o.decodeSteps / secondsSince(ts);
         }
         decode[std::to_string(context)] = d;

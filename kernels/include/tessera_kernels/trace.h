@@ -1,10 +1,10 @@
 #pragma once
 // A timeline of the decode kernels written by the kernels themselves (measurement only; off unless
 // set). Each block of a traced kernel appends one record: when it started, when its
-// gridDependencyWait() returned (0 where it left before waiting), up to two marks of its own (0 where
-// not set) and when it ended, read from the GPU's global nanosecond timer (256 ns steps on the H200). tessera-bench --trace groups the records of one decode step into
-// launches and prints, for each, how long it waited for the kernel before and how long it ran
-// after.
+// gridDependencyWait() returned (0 where it left before waiting), up to two marks of its own (0
+// where not set) and when it ended, read from the GPU's global nanosecond timer (256 ns steps on
+// the H200). tessera-bench --trace groups the records of one decode step into launches and prints,
+// for each, how long it waited for the kernel before and how long it ran after.
 #include "tessera_kernels/common.h"
 
 #include <cstdint>
