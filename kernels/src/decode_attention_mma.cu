@@ -24,6 +24,7 @@ struct DecodeMmaShape {
     int HP, KP, LD, VP, LDV, mTiles, groups, tilesPerWarp;
     bool separateV;
     bool triggerLate;  // attentionTriggerLateEnabled()
+    bool mergeRelease;  // attentionMergeReleaseEnabled()
     std::size_t smem;
 };
 
@@ -41,6 +42,7 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
     s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
     s.smem = (static_cast<std::size_t>(kDecodeChunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(kDecodeChunk) * s.LDV : 0)) * 2;
     s.triggerLate = attentionTriggerLateEnabled();
+    s.mergeRelease = attentionMergeReleaseEnabled();
     return s;
 }
 
@@ -156,22 +158,35 @@ __device__ __forceinline__ int newestRow(int context, int j0, int count)
 // memory, see gemv.cu).
 constexpr std::size_t kMergeFloats(int splits) { return static_cast<std::size_t>(splits) + 8 + 33 + 1; }
 
-__device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int context, int kvh, unsigned char* smem)
+// mergeRelease: the block's partials are published by one release-acquire add of thread 0 after a
+// block barrier (the release covers what the barrier ordered before it), instead of a fence by
+// every thread before the add and another after it.
+__device__ __forceinline__ int addAcquireRelease(int* counter, int v)
+{
+    int old;
+    asm volatile("atom.add.acq_rel.gpu.global.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(counter), "r"(v) : "memory");
+    return old;
+}
+
+__device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int splits, int context, int kvh, bool mergeRelease,
+                                              unsigned char* smem)
 {
     if (!a.counters)
         return;
     float* weights = reinterpret_cast<float*>(smem);  // splits + 8
     float* scratch = weights + splits + 8;             // 33
     int* last = reinterpret_cast<int*>(scratch + 33);  // 1
-    __threadfence();
+    if (!mergeRelease)
+        __threadfence();
     __syncthreads();  // every warp is done with the tiles
     const int used = (context + kDecodeChunk - 1) / kDecodeChunk;
     if (threadIdx.x == 0)
-        *last = atomicAdd(a.counters + kvh, 1) == used - 1;
+        *last = (mergeRelease ? addAcquireRelease(a.counters + kvh, 1) : atomicAdd(a.counters + kvh, 1)) == used - 1;
     __syncthreads();
     if (!*last)
         return;
-    __threadfence();
+    if (!mergeRelease)
+        __threadfence();
     for (int local = 0; local < a.headsPerKv; ++local) {
         const int h = kvh * a.headsPerKv + local;
         if (a.outType == DType::F32)
@@ -235,7 +250,7 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     if (sh.triggerLate)
         allowDependentLaunch();
     trace.mark(1);  // thread 0's partials written; the merge follows
-    mergeWhenLast(a, splits, context, kvh, smemRaw);
+    mergeWhenLast(a, splits, context, kvh, sh.mergeRelease, smemRaw);
 }
 
 // The score, soft-max and value work of one warp of decodeMmaKernel.

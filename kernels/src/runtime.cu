@@ -66,7 +66,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kCombineOne[] = "TESSERA_COMBINE_ONE", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST",
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
                kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
-               kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE";
+               kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -142,6 +142,9 @@ void setGemvFixedFirst(bool enabled) { setSwitch<kGemvFixedFirst, 1>(enabled); }
 
 bool attentionTriggerLateEnabled() { return switchOn<kAttentionTriggerLate, 1>(); }
 void setAttentionTriggerLate(bool enabled) { setSwitch<kAttentionTriggerLate, 1>(enabled); }
+
+bool attentionMergeReleaseEnabled() { return switchOn<kAttentionMergeRelease, 1>(); }
+void setAttentionMergeRelease(bool enabled) { setSwitch<kAttentionMergeRelease, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -1886,8 +1886,9 @@ private slots:
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
     // rows staged in shared memory, the one-row products that read the residual they add to beside
     // x, the shared experts' gate/up blocks started first), the one-row products' row pairs, the
-    // combine's early hand-over and the attention's late one against the kernels they replace: the
-    // same arithmetic in the same order, so the same tokens and logits bit for bit.
+    // combine's early hand-over, the attention's late one and its partials published by one
+    // release-acquire add against the kernels they replace: the same arithmetic in the same order,
+    // so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -1902,7 +1903,8 @@ private slots:
                                                {k::gemvFixedFirstEnabled, k::setGemvFixedFirst},
                                                {k::gemvRowPairsEnabled, k::setGemvRowPairs},
                                                {k::combineTriggerFirstEnabled, k::setCombineTriggerFirst},
-                                               {k::attentionTriggerLateEnabled, k::setAttentionTriggerLate}};
+                                               {k::attentionTriggerLateEnabled, k::setAttentionTriggerLate},
+                                               {k::attentionMergeReleaseEnabled, k::setAttentionMergeRelease}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

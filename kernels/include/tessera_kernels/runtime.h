@@ -157,6 +157,13 @@ bool gemvFixedFirstEnabled();
 void setAttentionTriggerLate(bool enabled);
 bool attentionTriggerLateEnabled();
 
+// The MHA decode attention's blocks publish their split partials to the block that merges a head
+// (the last to finish) by one release-acquire add of one thread after a block barrier, instead of a
+// fence by every thread before a plain add and another after it. The same arithmetic. On unless
+// TESSERA_ATTENTION_MERGE_RELEASE=0. Applies to launches after the call.
+void setAttentionMergeRelease(bool enabled);
+bool attentionMergeReleaseEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
