@@ -26,13 +26,34 @@ __device__ __forceinline__ void warpArgmax(float& v, int& i)
     }
 }
 
+// An unsigned key ordered as the score v (a larger key for a larger score, equal keys for equal
+// scores, −0 as +0); NaN and −inf give 0, below every other key, as they are never chosen.
+__device__ __forceinline__ unsigned scoreKey(float v)
+{
+    if (!(v > -INFINITY))
+        return 0u;
+    const unsigned b = __float_as_uint(v + 0.f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__device__ __forceinline__ unsigned warpMaxKey(unsigned v)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    return __reduce_max_sync(0xffffffffu, v);
+#else
+    for (int o = 16; o > 0; o >>= 1)
+        v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+#endif
+}
+
 // Routing of token t from its router logits `row` (one warp): row t of a.idx / a.weight (global
 // or shared memory), the k routed experts then the shared ones. P experts per lane (lane + 32·j)
 // and at most KMAX routed experts, both known when compiling: every loop unrolls and the chosen
 // experts and their weights stay in registers. Experts past E enter as −inf scores and zero
 // weights, so every P ≥ ⌈E / 32⌉ gives the same result, bit for bit.
 template <int P, int KMAX>
-__device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const float* row, int lane)
+__device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const float* row, int lane, bool keyed)
 {
     const int E = a.experts;
     float s[P], choice[P];
@@ -112,13 +133,61 @@ __device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const floa
                 choice[j] = 0.f;  // the reference masks with 0.0, not −inf
         }
     }
-    // Top-k by repeated warp argmax; the lane that holds the winner hands its unbiased score to
-    // the warp with the same shuffle that follows, so that the weights need no search afterwards.
     int chosen[KMAX];
     float w[KMAX];
+    if (keyed) {
+        // Top-k by keys (scoreKey): a round is one integer max over the warp (redux.sync) and one
+        // ballot per expert slot, issued together, for the lowest expert index holding it: the
+        // experts, ties and fallbacks of the argmax rounds below, with two dependent warp
+        // exchanges a round where those take six. The weights are fetched after the rounds, their
+        // shuffles independent of each other.
+        unsigned key[P];
+#pragma unroll
+        for (int j = 0; j < P; ++j)
+            key[j] = lane + 32 * j < E ? scoreKey(choice[j]) : 0u;
+#pragma unroll
+        for (int r = 0; r < KMAX; ++r) {
+            if (r >= a.k)
+                break;
+            unsigned best = 0u;
+#pragma unroll
+            for (int j = 0; j < P; ++j)
+                best = max(best, key[j]);
+            const unsigned m = warpMaxKey(best);
+            unsigned hit[P];
+#pragma unroll
+            for (int j = 0; j < P; ++j)
+                hit[j] = __ballot_sync(0xffffffffu, m != 0u && key[j] == m);
+            int bi = 1 << 30;
+#pragma unroll
+            for (int j = P - 1; j >= 0; --j)
+                if (hit[j])
+                    bi = 32 * j + __ffs(hit[j]) - 1;
+            if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
+                bi = min(r, E - 1);
+#pragma unroll
+            for (int j = 0; j < P; ++j)
+                if (lane + 32 * j == bi)
+                    key[j] = 0u;
+            chosen[r] = bi;
+        }
+#pragma unroll
+        for (int r = 0; r < KMAX; ++r) {
+            if (r >= a.k)
+                break;
+            float mine = 0.f;
+#pragma unroll
+            for (int j = 0; j < P; ++j)
+                if (lane + 32 * j == chosen[r])
+                    mine = s[j];
+            w[r] = __shfl_sync(0xffffffffu, mine, chosen[r] & 31);
+        }
+    }
+    // Top-k by repeated warp argmax; the lane that holds the winner hands its unbiased score to
+    // the warp with the same shuffle that follows, so that the weights need no search afterwards.
 #pragma unroll
     for (int r = 0; r < KMAX; ++r) {
-        if (r >= a.k)
+        if (keyed || r >= a.k)
             break;
         float best = -INFINITY;
         int bi = 1 << 30;
@@ -182,17 +251,17 @@ __device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const floa
 
 // routeRowOf with the fewest experts per lane that hold a.experts: the DeepSeek-VL2 routers (64 and
 // 72 experts, 6 chosen) in registers; the rest (up to kMaxExperts and kMaxK) in the general shape.
-__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane)
+__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane, bool keyed = true)
 {
     if (a.k <= 8) {
         if (a.experts <= 32)
-            return routeRowOf<1, 8>(a, t, row, lane);
+            return routeRowOf<1, 8>(a, t, row, lane, keyed);
         if (a.experts <= 64)
-            return routeRowOf<2, 8>(a, t, row, lane);
+            return routeRowOf<2, 8>(a, t, row, lane, keyed);
         if (a.experts <= 96)
-            return routeRowOf<3, 8>(a, t, row, lane);
+            return routeRowOf<3, 8>(a, t, row, lane, keyed);
     }
-    routeRowOf<kPerLane, kMaxK>(a, t, row, lane);
+    routeRowOf<kPerLane, kMaxK>(a, t, row, lane, keyed);
 }
 
 }  // namespace

@@ -66,7 +66,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kCombineOne[] = "TESSERA_COMBINE_ONE", kCombineTriggerFirst[] = "TESSERA_COMBINE_TRIGGER_FIRST",
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
                kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
-               kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE";
+               kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
+               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -145,6 +146,9 @@ void setAttentionTriggerLate(bool enabled) { setSwitch<kAttentionTriggerLate, 1>
 
 bool attentionMergeReleaseEnabled() { return switchOn<kAttentionMergeRelease, 1>(); }
 void setAttentionMergeRelease(bool enabled) { setSwitch<kAttentionMergeRelease, 1>(enabled); }
+
+bool routerKeyedTopKEnabled() { return switchOn<kRouterKeyedTopK, 1>(); }
+void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

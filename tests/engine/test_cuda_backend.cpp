@@ -1852,6 +1852,17 @@ private slots:
                     QVERIFY2(std::abs(w[std::size_t(t) * K + i] - score[want[i]]) <= 1e-6 + 1e-5 * score[want[i]],
                              qPrintable(QString("row %1: weight %2").arg(t).arg(i)));
         }
+        // The top-k by keys (the default) against the argmax rounds: the same experts and weights,
+        // bit for bit, ties, signed zeros and the NaN row included.
+        struct Restore {
+            bool was = k::routerKeyedTopKEnabled();
+            ~Restore() { k::setRouterKeyedTopK(was); }
+        } restore;
+        k::setRouterKeyedTopK(!restore.was);
+        cuda::check(k::routeTokens(r, nullptr), "routeTokens (the other top-k)");
+        QVERIFY(download<std::int32_t>(dIdx, std::size_t(rows) * K) == idx);
+        const auto other = download<float>(dW, std::size_t(rows) * K);
+        QVERIFY(std::memcmp(other.data(), w.data(), w.size() * sizeof(float)) == 0);
     }
 
     // The one-token router as one thread-block cluster (the logits handed to the first block
@@ -1886,9 +1897,9 @@ private slots:
     // The decode kernels that load earlier (the one-token MoE combine in one round trip, the router's
     // rows staged in shared memory, the one-row products that read the residual they add to beside
     // x, the shared experts' gate/up blocks started first), the one-row products' row pairs, the
-    // combine's early hand-over, the attention's late one and its partials published by one
-    // release-acquire add against the kernels they replace: the same arithmetic in the same order,
-    // so the same tokens and logits bit for bit.
+    // combine's early hand-over, the attention's late one, its partials published by one
+    // release-acquire add and the routers' keyed top-k against the kernels they replace: the same
+    // arithmetic in the same order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -1904,7 +1915,8 @@ private slots:
                                                {k::gemvRowPairsEnabled, k::setGemvRowPairs},
                                                {k::combineTriggerFirstEnabled, k::setCombineTriggerFirst},
                                                {k::attentionTriggerLateEnabled, k::setAttentionTriggerLate},
-                                               {k::attentionMergeReleaseEnabled, k::setAttentionMergeRelease}};
+                                               {k::attentionMergeReleaseEnabled, k::setAttentionMergeRelease},
+                                               {k::routerKeyedTopKEnabled, k::setRouterKeyedTopK}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

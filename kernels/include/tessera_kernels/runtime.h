@@ -164,6 +164,13 @@ bool attentionTriggerLateEnabled();
 void setAttentionMergeRelease(bool enabled);
 bool attentionMergeReleaseEnabled();
 
+// The routers pick their top-k experts by keys ordered as the scores: a round is one integer max
+// over the warp and one ballot per expert slot, not a five-step argmax of value and index
+// shuffles, and the weights are fetched after the rounds. The same experts, order and weights. On
+// unless TESSERA_ROUTER_KEYED_TOPK=0. Applies to launches after the call.
+void setRouterKeyedTopK(bool enabled);
+bool routerKeyedTopKEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
