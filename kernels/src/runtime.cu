@@ -67,7 +67,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
                kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
                kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
-               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK";
+               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -149,6 +149,9 @@ void setAttentionMergeRelease(bool enabled) { setSwitch<kAttentionMergeRelease, 
 
 bool routerKeyedTopKEnabled() { return switchOn<kRouterKeyedTopK, 1>(); }
 void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled); }
+
+bool argmaxToHostEnabled() { return switchOn<kArgmaxToHost, 1>(); }
+void setArgmaxToHost(bool enabled) { setSwitch<kArgmaxToHost, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -83,7 +83,7 @@ __global__ void argmaxPartialKernel(const float* logits, int vocab, float* value
     }
 }
 
-__global__ void argmaxFinalKernel(const float* values, const int* indices, int count, int* token)
+__global__ void argmaxFinalKernel(const float* values, const int* indices, int count, int* token, int* hostToken)
 {
     BlockTrace trace(TraceSite::ArgmaxFinal);
     gridDependencyWait();
@@ -93,8 +93,12 @@ __global__ void argmaxFinalKernel(const float* values, const int* indices, int c
     for (int i = threadIdx.x; i < count; i += blockDim.x)
         better(best, bi, values[i], indices[i]);
     blockArgmax(best, bi);
-    if (threadIdx.x == 0)
-        *token = bi == 0x7fffffff ? 0 : bi;  // all NaN: token 0, as the host argmax would
+    if (threadIdx.x == 0) {
+        const int chosen = bi == 0x7fffffff ? 0 : bi;  // all NaN: token 0, as the host argmax would
+        *token = chosen;
+        if (hostToken)
+            *hostToken = chosen;
+    }
 }
 
 __global__ void iotaKernel(int* v, int n)
@@ -469,7 +473,7 @@ Status repetitionPenalty(const float* logits, float* out, int vocab, const std::
 
 std::size_t argmaxWorkspaceBytes() { return kArgmaxBlocks * (sizeof(float) + sizeof(int)); }
 
-Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* workspace, Stream stream)
+Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* workspace, Stream stream, std::int32_t* hostToken)
 {
     float* values = static_cast<float*>(workspace);
     int* indices = reinterpret_cast<int*>(values + kArgmaxBlocks);
@@ -478,7 +482,8 @@ Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* wo
                                             values, indices);
     if (!partial.ok())
         return partial;
-    return launchOverlapped("greedy argmax", argmaxFinalKernel, 1, 256, 0, cuStream(stream), values, indices, kArgmaxBlocks, token);
+    return launchOverlapped("greedy argmax", argmaxFinalKernel, 1, 256, 0, cuStream(stream), values, indices, kArgmaxBlocks, token,
+                            hostToken);
 }
 
 namespace {

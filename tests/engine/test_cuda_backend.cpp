@@ -1985,6 +1985,42 @@ private slots:
         QVERIFY2(agree >= draws * 97 / 100, qPrintable(QString("%1 of %2 draws agree").arg(agree).arg(draws)));
     }
 
+    // The greedy argmax also storing its token into pinned host memory (the decode loop reads it
+    // there without a copy): the host sees the token the device holds, the first of equal maxima.
+    void argmaxToHost()
+    {
+        REQUIRE_GPU();
+        const int V = 129280;
+        std::mt19937 rng(3);
+        std::uniform_real_distribution<float> noise(-1.f, 1.f);
+        std::vector<float> base(V);
+        for (auto& x : base)
+            x = noise(rng);
+        auto dLogits = upload(base);
+        DeviceBuffer ws(k::argmaxWorkspaceBytes(), "argmax workspace"), dTok(sizeof(std::int32_t), "token");
+        void* pinned = nullptr;
+        cuda::check(k::pinnedAlloc(&pinned, sizeof(std::int32_t)), "pinned");
+        struct Free {
+            void* p;
+            ~Free() { k::pinnedFree(p); }
+        } freePinned{pinned};
+        auto* host = static_cast<std::int32_t*>(pinned);
+        for (const int top : {77, 129279, 5000}) {
+            std::vector<float> logits(base);
+            logits[top] = 3.f;
+            logits[(top + 1) % V] = 3.f;  // a tie behind it (the lower index wins) ...
+            if (top == 129279)
+                logits[0] = 3.f;  // ... or in front of it
+            cuda::check(k::copyToDevice(dLogits.get(), logits.data(), V * sizeof(float), nullptr), "logits");
+            *host = -1;
+            cuda::check(k::argmaxToken(dLogits.as<float>(), V, dTok.as<std::int32_t>(), ws.get(), nullptr, host), "argmax");
+            cuda::check(k::streamSynchronize(nullptr), "argmax");
+            const int want = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+            QCOMPARE(*host, want);
+            QCOMPARE(download<std::int32_t>(dTok, 1)[0], want);
+        }
+    }
+
     // The draw from the candidates near the maximum against the draw over the sorted vocabulary
     // (which samplingMatchesHost ties to the host sampler), on synthetic logits: peaked ones, where
     // the candidates must decide, and flat ones, where they may hand over to the sort.

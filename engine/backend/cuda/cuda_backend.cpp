@@ -487,8 +487,13 @@ Backend::Step CudaBackend::sampleAndAppend(Sequence& sequence, std::span<const s
     // Greedy: the choice goes straight into the sequence's input token, the decode step is queued
     // behind it, and the host waits for the token's copy only, not for the step.
     const float* logits = drawLogits(sequence, seen, params);
-    check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_), "greedy choice");
-    check(k::copyToHost(pinnedToken_.as<std::int32_t>(), seq.state->tokenOnDevice, sizeof(std::int32_t), stream_), "sampled token");
+    if (k::argmaxToHostEnabled()) {
+        check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_, pinnedToken_.as<std::int32_t>()),
+              "greedy choice");
+    } else {
+        check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_), "greedy choice");
+        check(k::copyToHost(pinnedToken_.as<std::int32_t>(), seq.state->tokenOnDevice, sizeof(std::int32_t), stream_), "sampled token");
+    }
     check(k::eventRecord(tokenCopied_, stream_), "sampled token");
     language_->decode(*seq.state);
     check(k::eventSynchronize(tokenCopied_), "sampled token");

@@ -171,6 +171,12 @@ bool attentionMergeReleaseEnabled();
 void setRouterKeyedTopK(bool enabled);
 bool routerKeyedTopKEnabled();
 
+// The greedy decode's argmax stores the chosen token into pinned host memory itself (argmaxToken's
+// hostToken), instead of a copy launched after it on the stream between the argmax and the next
+// decode step. On unless TESSERA_ARGMAX_TO_HOST=0. Read by the CUDA backend at each step.
+void setArgmaxToHost(bool enabled);
+bool argmaxToHostEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);

@@ -14,9 +14,12 @@ namespace tessera::kernels {
 Status repetitionPenalty(const float* logits, float* out, int vocab, const std::int32_t* seen, int count, float penalty,
                          int* stamps, int stamp, Stream stream);
 
-// workspace: argmaxWorkspaceBytes() bytes of device memory.
+// workspace: argmaxWorkspaceBytes() bytes of device memory. hostToken: optional, pinned host memory
+// (pinnedAlloc) the kernel also stores the token into, readable on the host once the stream has
+// passed the launch (an event recorded after it), without a copy.
 std::size_t argmaxWorkspaceBytes();
-Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* workspace, Stream stream);
+Status argmaxToken(const float* logits, int vocab, std::int32_t* token, void* workspace, Stream stream,
+                   std::int32_t* hostToken = nullptr);
 
 // workspace: samplingWorkspaceBytes(vocab) bytes of device memory, for either call.
 std::size_t samplingWorkspaceBytes(int vocab);
