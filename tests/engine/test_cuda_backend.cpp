@@ -2106,6 +2106,47 @@ private slots:
         }
     }
 
+    // Greedy decode through sampleAndAppend (the step queued before its token reaches the host,
+    // which reads it from pinned memory the argmax stored it into) against the host's argmax of the
+    // logits, token for token; in between, the speculative position dropped as a session that stops
+    // drops it and the token appended again.
+    void greedyStepsAhead_data() { routerCluster_data(); }
+    void greedyStepsAhead()
+    {
+        REQUIRE_GPU();
+        QFETCH(QString, model);
+        QFETCH(bool, exact);
+        const std::string name = model.toStdString();
+        if (name.rfind("mini-", 0) == 0)
+            TESSERA_REQUIRE_GOLDEN();
+        DecodeSubject subject = decodeSubject(name, exact);
+        if (!subject.be)
+            QSKIP("this golden model was not staged on this machine");
+        cuda::CudaBackend& be = *subject.be;
+        constexpr int kSteps = 10, kDropAt = 4;
+        std::vector<std::int32_t> want;
+        greedyDecodeLogits(be, subject.prompt, kSteps, want);
+        SamplingParams greedy;
+        greedy.temperature = 0;
+        greedy.repetitionPenalty = 1;
+        auto seq = be.createSequence(static_cast<int>(subject.prompt.size()) + kSteps + 2);
+        QVERIFY(be.append(*seq, std::vector<PromptSegment>{{std::span<const std::int32_t>(subject.prompt), nullptr, 0}}, nullptr));
+        std::vector<std::int32_t> seen(subject.prompt), got;
+        Rng rng(1);
+        for (int s = 0; s < kSteps; ++s) {
+            const Backend::Step step = be.sampleAndAppend(*seq, seen, greedy, rng);
+            QVERIFY(step.appended);
+            got.push_back(step.token);
+            seen.push_back(step.token);
+            if (s == kDropAt) {
+                seq->truncate(seq->length() - 1);
+                QVERIFY(be.appendToken(*seq, step.token));
+            }
+        }
+        QCOMPARE(got, want);
+        QCOMPARE(seq->length(), static_cast<int>(subject.prompt.size()) + kSteps);
+    }
+
     void sessionsOnGpu()
     {
         REQUIRE_GPU();
