@@ -484,8 +484,9 @@ Backend::Step CudaBackend::sampleAndAppend(Sequence& sequence, std::span<const s
     // no position. Both as sampleNext() then append().
     if (!params.greedy() || seq.state->length >= seq.state->capacity)
         return Backend::sampleAndAppend(sequence, seen, params, rng);
-    // Greedy: the choice goes straight into the sequence's input token, the decode step is queued
-    // behind it, and the host waits for the token's copy only, not for the step.
+    // Greedy: the choice goes straight into the sequence's input token (and into pinned memory,
+    // where the host reads it), the decode step is queued behind it, and the host waits for the
+    // token only, not for the step.
     const float* logits = drawLogits(sequence, seen, params);
     if (k::argmaxToHostEnabled()) {
         check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_, pinnedToken_.as<std::int32_t>()),
