@@ -67,7 +67,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
                kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
                kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
-               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST";
+               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
+               kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -152,6 +153,9 @@ void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled);
 
 bool argmaxToHostEnabled() { return switchOn<kArgmaxToHost, 1>(); }
 void setArgmaxToHost(bool enabled) { setSwitch<kArgmaxToHost, 1>(enabled); }
+
+bool gemvExpertTilesEnabled() { return switchOn<kGemvExpertTiles, 1>(); }
+void setGemvExpertTiles(bool enabled) { setSwitch<kGemvExpertTiles, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

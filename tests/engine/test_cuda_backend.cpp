@@ -1912,8 +1912,9 @@ private slots:
     // rows staged in shared memory, the one-row products that read the residual they add to beside
     // x, the shared experts' gate/up blocks started first), the one-row products' row pairs, the
     // combine's early hand-over, the attention's late one, its partials published by one
-    // release-acquire add and the routers' keyed top-k against the kernels they replace: the same
-    // arithmetic in the same order, so the same tokens and logits bit for bit.
+    // release-acquire add, the routers' keyed top-k and the experts' larger product tiles against
+    // the kernels they replace: the same arithmetic in the same order, so the same tokens and
+    // logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -1930,7 +1931,8 @@ private slots:
                                                {k::combineTriggerFirstEnabled, k::setCombineTriggerFirst},
                                                {k::attentionTriggerLateEnabled, k::setAttentionTriggerLate},
                                                {k::attentionMergeReleaseEnabled, k::setAttentionMergeRelease},
-                                               {k::routerKeyedTopKEnabled, k::setRouterKeyedTopK}};
+                                               {k::routerKeyedTopKEnabled, k::setRouterKeyedTopK},
+                                               {k::gemvExpertTilesEnabled, k::setGemvExpertTiles}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

@@ -177,6 +177,13 @@ bool routerKeyedTopKEnabled();
 void setArgmaxToHost(bool enabled);
 bool argmaxToHostEnabled();
 
+// One-row products over routed experts whose grid of the usual tiles (setGemvTileBytes) would pass
+// 3,000 blocks take larger tiles: 24 KB for the down product, 32 KB for gate/up rows (the
+// experts' products of small and base, not tiny's; measured, see gemv.cu). The same sums. On
+// unless TESSERA_GEMV_EXPERT_TILES=0. Applies to launches after the call.
+void setGemvExpertTiles(bool enabled);
+bool gemvExpertTilesEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
