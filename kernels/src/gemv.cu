@@ -276,10 +276,10 @@ int rowsPerTile(std::size_t tileBytes, std::size_t rowBytes, std::size_t xBytes)
 
 // setGemvExpertTiles: a product over routed experts whose grid of the usual tiles would pass 3,000
 // blocks (small's and base's experts, not tiny's) takes larger tiles, 24 KB (the down product) or
-// 32 KB (gate/up rows), in fewer blocks. Measured one machine, medians of 3, against 16 KB: the down
-// product at 24 KB small +1.4 %, base +0.9 %, at 32 KB +0.4 %, +0.4 %; gate/up at 32 KB small
+// 32 KB (gate/up rows), in fewer blocks. Measured on one machine, medians of 3, against 16 KB: the
+// down product at 24 KB small +1.4 %, base +0.9 %, at 32 KB +0.4 %, +0.4 %; gate/up at 32 KB small
 // +1.3 %, base +0.6 %, at 24 KB −0.4 %, +0.3 %; tiny's (1,144 and 2,392 blocks) lost 1.5 % (down
-// at 24 KB) and 0.4 % (gate/up at 32 KB). 0: no change.
+// at 24 KB) and 0.4 % (gate/up at 32 KB). The rows per block, or 0 where the rule does not apply.
 int expertTileRows(const GemvArgs& a, long long totalRows, std::size_t rowBytes, std::size_t xBytes)
 {
     if (!a.batchIndex || !gemvExpertTilesEnabled())
