@@ -279,15 +279,13 @@ int rowsPerTile(std::size_t tileBytes, std::size_t rowBytes, std::size_t xBytes)
 // 32 KB (gate/up rows), in fewer blocks. Measured on one machine, medians of 3, against 16 KB: the
 // down product at 24 KB small +1.4 %, base +0.9 %, at 32 KB +0.4 %, +0.4 %; gate/up at 32 KB small
 // +1.3 %, base +0.6 %, at 24 KB −0.4 %, +0.3 %; tiny's (1,144 and 2,392 blocks) lost 1.5 % (down
-// at 24 KB) and 0.4 % (gate/up at 32 KB). The rows per block, or 0 where the rule does not apply.
-int expertTileRows(const GemvArgs& a, long long totalRows, std::size_t rowBytes, std::size_t xBytes)
+// at 24 KB) and 0.4 % (gate/up at 32 KB). usual: the rows of the usual tile. Returns the rows per
+// block.
+int expertTileRows(const GemvArgs& a, long long totalRows, int usual, std::size_t rowBytes, std::size_t xBytes)
 {
-    if (!a.batchIndex || !gemvExpertTilesEnabled())
-        return 0;
-    const int usual = rowsPerTile(gemvTileBytes(), rowBytes, xBytes);
-    if (totalRows / usual <= 3000)
-        return 0;
-    return rowsPerTile((a.gatedOutput ? 32 : 24) * 1024, rowBytes, xBytes);
+    if (!a.batchIndex || !gemvExpertTilesEnabled() || totalRows / usual <= 3000)
+        return usual;
+    return std::max(usual, rowsPerTile((a.gatedOutput ? 32 : 24) * 1024, rowBytes, xBytes));
 }
 
 template <typename TX, typename TY, bool kGated>
@@ -331,7 +329,7 @@ Status gemv(const GemvArgs& a, Stream stream)
         // Rows per block: as many as fit a tile, but few enough that the grid covers the GPU
         // about twice (small matrices spread over every SM).
         const long long totalRows = static_cast<long long>(a.N) * a.batch;
-        const int fit = std::max(rowsPerTile(gemvTileBytes(), rowBytes, xBytes), expertTileRows(a, totalRows, rowBytes, xBytes));
+        const int fit = expertTileRows(a, totalRows, rowsPerTile(gemvTileBytes(), rowBytes, xBytes), rowBytes, xBytes);
         // Short rows are reduced several to a warp: more, smaller blocks keep as many warps busy.
         const long long target = a.K <= 512 ? 132 * 4 : 264;
         const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));

@@ -488,17 +488,15 @@ Backend::Step CudaBackend::sampleAndAppend(Sequence& sequence, std::span<const s
     // where the host reads it), the decode step is queued behind it, and the host waits for the
     // token only, not for the step.
     const float* logits = drawLogits(sequence, seen, params);
-    if (k::argmaxToHostEnabled()) {
-        check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_, pinnedToken_.as<std::int32_t>()),
-              "greedy choice");
-    } else {
-        check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_), "greedy choice");
-        check(k::copyToHost(pinnedToken_.as<std::int32_t>(), seq.state->tokenOnDevice, sizeof(std::int32_t), stream_), "sampled token");
-    }
+    std::int32_t* host = pinnedToken_.as<std::int32_t>();
+    const bool direct = k::argmaxToHostEnabled();
+    check(k::argmaxToken(logits, vocabSize(), seq.state->tokenOnDevice, sortWorkspace_, stream_, direct ? host : nullptr), "greedy choice");
+    if (!direct)
+        check(k::copyToHost(host, seq.state->tokenOnDevice, sizeof(std::int32_t), stream_), "sampled token");
     check(k::eventRecord(tokenCopied_, stream_), "sampled token");
     language_->decode(*seq.state);
     check(k::eventSynchronize(tokenCopied_), "sampled token");
-    return {*pinnedToken_.as<std::int32_t>(), true};
+    return {*host, true};
 }
 
 }  // namespace tessera::cuda
