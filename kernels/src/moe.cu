@@ -17,13 +17,13 @@ namespace tessera::kernels {
 
 namespace {
 
-__global__ void routeKernel(RouteArgs a, bool keyed)
+__global__ void routeKernel(RouteArgs a, bool keyed, bool fixedK)
 {
     const int warpsPerBlock = blockDim.x / 32;
     const int t = blockIdx.x * warpsPerBlock + threadIdx.x / 32;
     if (t >= a.n)
         return;
-    routeRow(a, t, a.scores + static_cast<long long>(t) * a.experts, threadIdx.x & 31, keyed);
+    routeRow(a, t, a.scores + static_cast<long long>(t) * a.experts, threadIdx.x & 31, keyed, fixedK);
 }
 
 // Decode: RMSNorm of the residual, the router product and the routing of one token in one
@@ -61,7 +61,7 @@ __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n,
 }
 
 template <typename TX, bool kCluster>
-__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset, bool keyed)
+__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset, bool keyed, bool fixedK)
 {
     // Dynamic shared memory only (see gemvTileKernel): hidden floats, the logits of every expert,
     // a reduction scratch of 33 floats and the last-block flag; with stagedOffset > 0, there, the
@@ -141,7 +141,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         cluster.sync();  // every logit in block 0's shared memory, visible there
         trace.mark(1);
         if (cluster.block_rank() == 0 && warp == 0)
-            routeRow(a, 0, logits, lane, keyed);
+            routeRow(a, 0, logits, lane, keyed, fixedK);
 #else
         (void)dot;
         __trap();  // a build without sm_90 code has no clusters (the variant is opt-in)
@@ -165,7 +165,7 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         logits[i] = __ldcg(d.logits + i);
     __syncthreads();
     if (warp == 0)
-        routeRow(a, 0, logits, lane, keyed);
+        routeRow(a, 0, logits, lane, keyed, fixedK);
     if (threadIdx.x == 0)
         *d.counter = 0;  // ready for the next launch
 }
@@ -420,7 +420,7 @@ Status routeTokens(const RouteArgs& a, Stream stream)
     if (a.routing == Routing::NoAuxTc && (a.groups > 32 || a.groups <= 0 || a.experts % a.groups))
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     const int warps = 4;
-    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(a, routerKeyedTopKEnabled());
+    routeKernel<<<(a.n + warps - 1) / warps, warps * 32, 0, cuStream(stream)>>>(a, routerKeyedTopKEnabled(), routerFixedKEnabled());
     return launchStatus("moe router");
 }
 
@@ -455,10 +455,10 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         }
         if (cluster)
             r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
-                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled());
+                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled(), routerFixedKEnabled());
         else
             r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX, false>, blocks, kRouteWarps * 32, smem,
-                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled());
+                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled(), routerFixedKEnabled());
     });
     return r;
 }

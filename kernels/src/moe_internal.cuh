@@ -47,16 +47,13 @@ __device__ __forceinline__ unsigned warpMaxKey(unsigned v)
 #endif
 }
 
-// Routing of token t from its router logits `row` (one warp): row t of a.idx / a.weight (global
-// or shared memory), the k routed experts then the shared ones. P experts per lane (lane + 32·j)
-// and at most KMAX routed experts, both known when compiling: every loop unrolls and the chosen
-// experts and their weights stay in registers. Experts past E enter as −inf scores and zero
-// weights, so every P ≥ ⌈E / 32⌉ gives the same result, bit for bit.
-template <int P, int KMAX>
-__device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const float* row, int lane, bool keyed)
+// A token's scores (soft-max or sigmoid of its router logits `row`) and the values the top-k
+// compares (the scores, plus the bias with noaux_tc): P per lane, experts lane + 32·j, −inf and 0
+// past the experts.
+template <int P>
+__device__ __forceinline__ void routeScores(const RouteArgs& a, const float* row, int lane, float (&s)[P], float (&choice)[P])
 {
     const int E = a.experts;
-    float s[P], choice[P];
 #pragma unroll
     for (int j = 0; j < P; ++j) {
         const int e = lane + 32 * j;
@@ -90,6 +87,19 @@ __device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const floa
         const int e = lane + 32 * j;
         choice[j] = e < E ? s[j] + (a.routing == Routing::NoAuxTc ? a.bias[e] : 0.f) : -INFINITY;
     }
+}
+
+// Routing of token t from its router logits `row` (one warp): row t of a.idx / a.weight (global
+// or shared memory), the k routed experts then the shared ones. P experts per lane (lane + 32·j)
+// and at most KMAX routed experts, both known when compiling: every loop unrolls and the chosen
+// experts and their weights stay in registers. Experts past E enter as −inf scores and zero
+// weights, so every P ≥ ⌈E / 32⌉ gives the same result, bit for bit.
+template <int P, int KMAX>
+__device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const float* row, int lane, bool keyed)
+{
+    const int E = a.experts;
+    float s[P], choice[P];
+    routeScores<P>(a, row, lane, s, choice);
     if (a.routing == Routing::NoAuxTc && a.topkGroups < a.groups) {
         const int per = E / a.groups;
         float groupScore[32];
@@ -249,10 +259,97 @@ __device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const floa
     }
 }
 
-// routeRowOf with the fewest experts per lane that hold a.experts: the DeepSeek-VL2 routers (64 and
-// 72 experts, 6 chosen) in registers; the rest (up to kMaxExperts and kMaxK) in the general shape.
-__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane, bool keyed = true)
+// routeRowOf's result (keyed top-k, no expert groups) with k = K known when compiling, in fewer
+// instructions: a routing runs once a layer from a cold instruction cache, where its time follows
+// its length (2,234 cycles warm and 4,743 cold for routeRowOf<2, 8> on an H200). The rounds
+// are the keyed rounds without their bound checks; then lane i < K takes the i-th chosen expert,
+// its rank in expert order (a stable one, as the insertion sort's) by compares, the weights'
+// sum in that order from one ballot and one shuffle per rank, and stores its own entry: no sort,
+// and the K stores and divisions side by side in K lanes instead of one after another in lane 0.
+template <int P, int K>
+__device__ __forceinline__ void routeRowFixed(const RouteArgs& a, int t, const float* row, int lane)
 {
+    const int E = a.experts;
+    float s[P], choice[P];
+    routeScores<P>(a, row, lane, s, choice);
+    unsigned key[P];
+#pragma unroll
+    for (int j = 0; j < P; ++j)
+        key[j] = lane + 32 * j < E ? scoreKey(choice[j]) : 0u;
+    int chosen[K];
+#pragma unroll
+    for (int r = 0; r < K; ++r) {
+        unsigned best = 0u;
+#pragma unroll
+        for (int j = 0; j < P; ++j)
+            best = max(best, key[j]);
+        const unsigned m = warpMaxKey(best);
+        unsigned hit[P];
+#pragma unroll
+        for (int j = 0; j < P; ++j)
+            hit[j] = __ballot_sync(0xffffffffu, m != 0u && key[j] == m);
+        int bi = 1 << 30;
+#pragma unroll
+        for (int j = P - 1; j >= 0; --j)
+            if (hit[j])
+                bi = 32 * j + __ffs(hit[j]) - 1;
+        if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
+            bi = min(r, E - 1);
+#pragma unroll
+        for (int j = 0; j < P; ++j)
+            if (lane + 32 * j == bi)
+                key[j] = 0u;
+        chosen[r] = bi;
+    }
+    // Lane i < K: the i-th chosen expert and its unbiased score.
+    int mine = chosen[0];
+#pragma unroll
+    for (int r = 1; r < K; ++r)
+        if (lane == r)
+            mine = chosen[r];
+    float w = 0.f;  // the score of expert `mine`: lane mine % 32 holds it as its s[mine / 32]
+#pragma unroll
+    for (int j = 0; j < P; ++j) {
+        const float v = __shfl_sync(0xffffffffu, s[j], mine & 31);
+        if (mine >> 5 == j)
+            w = v;
+    }
+    int rank = 0;
+#pragma unroll
+    for (int r = 0; r < K; ++r)
+        rank += chosen[r] < mine || (chosen[r] == mine && r < lane);
+    float sorted[K];
+#pragma unroll
+    for (int i = 0; i < K; ++i) {
+        const unsigned at = __ballot_sync(0xffffffffu, lane < K && rank == i);
+        sorted[i] = __shfl_sync(0xffffffffu, w, __ffs(at) - 1);
+    }
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < K; ++i)
+        sum += sorted[i];
+    const int width = K + a.sharedExperts;
+    const bool renormalize = K > 1 && a.normalize;
+    if (lane < K) {
+        a.idx[static_cast<long long>(t) * width + rank] = mine;
+        a.weight[static_cast<long long>(t) * width + rank] = renormalize ? w / (sum + 1e-20f) * a.scaling : w * a.scaling;
+    } else if (lane < width) {
+        a.idx[static_cast<long long>(t) * width + lane] = E + lane - K;
+        a.weight[static_cast<long long>(t) * width + lane] = 1.f;
+    }
+}
+
+// routeRowOf with the fewest experts per lane that hold a.experts: the DeepSeek-VL2 routers (64 and
+// 72 experts, 6 chosen; without expert groups) as routeRowFixed where fixedK; the rest (up to
+// kMaxExperts and kMaxK) in the general shape.
+__device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane, bool keyed = true, bool fixedK = true)
+{
+    if (fixedK && keyed && a.k == 6 && a.sharedExperts <= 26 && !(a.routing == Routing::NoAuxTc && a.topkGroups < a.groups)) {
+        if (a.experts <= 64)
+            return routeRowFixed<2, 6>(a, t, row, lane);
+        if (a.experts <= 96)
+            return routeRowFixed<3, 6>(a, t, row, lane);
+    }
     if (a.k <= 8) {
         if (a.experts <= 32)
             return routeRowOf<1, 8>(a, t, row, lane, keyed);

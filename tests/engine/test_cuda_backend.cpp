@@ -1866,17 +1866,28 @@ private slots:
                     QVERIFY2(std::abs(w[std::size_t(t) * K + i] - score[want[i]]) <= 1e-6 + 1e-5 * score[want[i]],
                              qPrintable(QString("row %1: weight %2").arg(t).arg(i)));
         }
-        // The top-k by keys (the default) against the argmax rounds: the same experts and weights,
-        // bit for bit, ties, signed zeros and the NaN row included.
+        // The top-k by keys with k known when compiling (the default), by keys in the general
+        // routine, and by argmax rounds: the same experts and weights, bit for bit, ties, signed
+        // zeros and the NaN row included.
         struct Restore {
-            bool was = k::routerKeyedTopKEnabled();
-            ~Restore() { k::setRouterKeyedTopK(was); }
+            bool keyed = k::routerKeyedTopKEnabled(), fixedK = k::routerFixedKEnabled();
+            ~Restore()
+            {
+                k::setRouterKeyedTopK(keyed);
+                k::setRouterFixedK(fixedK);
+            }
         } restore;
-        k::setRouterKeyedTopK(!restore.was);
-        cuda::check(k::routeTokens(r, nullptr), "routeTokens (the other top-k)");
-        QVERIFY(download<std::int32_t>(dIdx, std::size_t(rows) * K) == idx);
-        const auto other = download<float>(dW, std::size_t(rows) * K);
-        QVERIFY(std::memcmp(other.data(), w.data(), w.size() * sizeof(float)) == 0);
+        for (const bool keyed : {true, false})
+            for (const bool fixedK : {true, false}) {
+                k::setRouterKeyedTopK(keyed);
+                k::setRouterFixedK(fixedK);
+                cuda::check(k::fillZero(dIdx.get(), dIdx.bytes(), nullptr), "poison");
+                cuda::check(k::routeTokens(r, nullptr), "routeTokens (another top-k)");
+                QVERIFY2(download<std::int32_t>(dIdx, std::size_t(rows) * K) == idx, qPrintable(QString("keyed %1, k fixed %2").arg(keyed).arg(fixedK)));
+                const auto other = download<float>(dW, std::size_t(rows) * K);
+                QVERIFY2(std::memcmp(other.data(), w.data(), w.size() * sizeof(float)) == 0,
+                         qPrintable(QString("keyed %1, k fixed %2").arg(keyed).arg(fixedK)));
+            }
     }
 
     // The one-token router as one thread-block cluster (the logits handed to the first block
@@ -1932,7 +1943,8 @@ private slots:
                                                {k::attentionTriggerLateEnabled, k::setAttentionTriggerLate},
                                                {k::attentionMergeReleaseEnabled, k::setAttentionMergeRelease},
                                                {k::routerKeyedTopKEnabled, k::setRouterKeyedTopK},
-                                               {k::gemvExpertTilesEnabled, k::setGemvExpertTiles}};
+                                               {k::gemvExpertTilesEnabled, k::setGemvExpertTiles},
+                                               {k::routerFixedKEnabled, k::setRouterFixedK}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

@@ -170,6 +170,11 @@ bool attentionMergeReleaseEnabled();
 // unless TESSERA_ROUTER_KEYED_TOPK=0. Applies to launches after the call.
 void setRouterKeyedTopK(bool enabled);
 bool routerKeyedTopKEnabled();
+// With the keyed top-k, the routers of 6 chosen experts (every DeepSeek-VL2 model's) take a routine
+// with k known when compiling, the stores side by side in six lanes: the same experts and weights,
+// bit for bit (TESSERA_ROUTER_FIXED_K).
+void setRouterFixedK(bool enabled);
+bool routerFixedKEnabled();
 
 // The greedy decode's argmax stores the chosen token into pinned host memory itself (argmaxToken's
 // hostToken), instead of a copy launched after it on the stream between the argmax and the next
