@@ -198,10 +198,15 @@ __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int 
         a.counters[kvh] = 0;
 }
 
+template <int kTiles>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
                                               const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane);
 
 // Splits of kDecodeChunk positions (32-position splits measured tiny −1.1 %).
+// kTiles: the value tiles a warp may take (sh.tilesPerWarp or more): its accumulators and its
+// unrolled loops. tiny's heads take 4 (a cold instruction cache pays for every line of unrolled code
+// a block runs through, taken or not).
+template <int kTiles>
 __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
 {
     extern __shared__ __align__(16) unsigned char smemRaw[];
@@ -246,7 +251,7 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (warp < sh.mTiles * sh.groups)
-        decodeMmaWarp(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
+        decodeMmaWarp<kTiles>(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane);
     if (sh.triggerLate)
         allowDependentLaunch();
     trace.mark(1);  // thread 0's partials written; the merge follows
@@ -254,6 +259,7 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
 }
 
 // The score, soft-max and value work of one warp of decodeMmaKernel.
+template <int kTiles>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
                                               const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane)
 {
@@ -303,9 +309,9 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
         sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
     }
     // P·V over this warp's value columns.
-    float acc[kMaxValueTilesPerWarp][4];
+    float acc[kTiles][4];
 #pragma unroll
-    for (int j = 0; j < kMaxValueTilesPerWarp; ++j)
+    for (int j = 0; j < kTiles; ++j)
         acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
     const int tile0 = group * sh.tilesPerWarp;
     const int tiles = min(sh.tilesPerWarp, a.valueDim / 8 - tile0);
@@ -314,7 +320,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
         const unsigned pa[4] = {pack(sc[2 * kk][0], sc[2 * kk][1]), pack(sc[2 * kk][2], sc[2 * kk][3]),
                                 pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
 #pragma unroll
-        for (int dj = 0; dj < kMaxValueTilesPerWarp / 2; ++dj) {
+        for (int dj = 0; dj < kTiles / 2; ++dj) {
             if (2 * dj >= tiles)
                 break;
             unsigned r[4];
@@ -337,7 +343,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
             part[1] = sum[r];
         }
 #pragma unroll
-        for (int j = 0; j < kMaxValueTilesPerWarp; ++j) {
+        for (int j = 0; j < kTiles; ++j) {
             if (j >= tiles)
                 break;
             const int d = (tile0 + j) * 8 + (lane & 3) * 2;
@@ -722,8 +728,8 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
     combined = false;
     DecodeAttentionArgs a = args;
     static const Status attribute =
-        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel, decodeLatentKernel<kDecodeChunk>,
-                          decodeLatentKernel<kDecodeMinChunk>);
+        allowSharedMemory("decode attention (tensor cores)", 200 * 1024, decodeMmaKernel<4>, decodeMmaKernel<8>, decodeMmaKernel<16>,
+                          decodeMmaKernel<kMaxValueTilesPerWarp>, decodeLatentKernel<kDecodeChunk>, decodeLatentKernel<kDecodeMinChunk>);
     if (!attribute.ok())
         return attribute;
     if (const LatentPlan plan = latentPlan(a); plan.use) {
@@ -741,7 +747,13 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);
-    return launchOverlapped("decode attention (tensor cores)", decodeMmaKernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
+    const int t = sh.tilesPerWarp;
+    const auto kernel = !fittedTilesEnabled()   ? decodeMmaKernel<kMaxValueTilesPerWarp>
+                        : t <= 4               ? decodeMmaKernel<4>
+                        : t <= 8               ? decodeMmaKernel<8>
+                        : t <= 16              ? decodeMmaKernel<16>
+                                               : decodeMmaKernel<kMaxValueTilesPerWarp>;
+    return launchOverlapped("decode attention (tensor cores)", kernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
 }
 
 }  // namespace tessera::kernels

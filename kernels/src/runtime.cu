@@ -67,7 +67,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
                kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
                kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
-               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
+               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K", kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES";
 
 std::atomic<int>& gemvTileSetting()
@@ -152,6 +152,8 @@ bool routerKeyedTopKEnabled() { return switchOn<kRouterKeyedTopK, 1>(); }
 void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled); }
 bool routerFixedKEnabled() { return switchOn<kRouterFixedK, 1>(); }
 void setRouterFixedK(bool enabled) { setSwitch<kRouterFixedK, 1>(enabled); }
+bool fittedTilesEnabled() { return switchOn<kFittedTiles, 1>(); }
+void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }
 
 bool argmaxToHostEnabled() { return switchOn<kArgmaxToHost, 1>(); }
 void setArgmaxToHost(bool enabled) { setSwitch<kArgmaxToHost, 1>(enabled); }

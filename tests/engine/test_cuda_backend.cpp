@@ -1944,7 +1944,8 @@ private slots:
                                                {k::attentionMergeReleaseEnabled, k::setAttentionMergeRelease},
                                                {k::routerKeyedTopKEnabled, k::setRouterKeyedTopK},
                                                {k::gemvExpertTilesEnabled, k::setGemvExpertTiles},
-                                               {k::routerFixedKEnabled, k::setRouterFixedK}};
+                                               {k::routerFixedKEnabled, k::setRouterFixedK},
+                                               {k::fittedTilesEnabled, k::setFittedTiles}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

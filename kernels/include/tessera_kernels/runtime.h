@@ -175,6 +175,10 @@ bool routerKeyedTopKEnabled();
 // bit for bit (TESSERA_ROUTER_FIXED_K).
 void setRouterFixedK(bool enabled);
 bool routerFixedKEnabled();
+// The MHA decode attention compiled for the value tiles its warps take (4 for tiny's heads), not
+// for the most it supports (TESSERA_ATTENTION_FITTED_TILES).
+void setFittedTiles(bool enabled);
+bool fittedTilesEnabled();
 
 // The greedy decode's argmax stores the chosen token into pinned host memory itself (argmaxToken's
 // hostToken), instead of a copy launched after it on the stream between the argmax and the next
