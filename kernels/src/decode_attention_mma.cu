@@ -748,11 +748,11 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
     combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);
     const int t = sh.tilesPerWarp;
-    const auto kernel = !fittedTilesEnabled()   ? decodeMmaKernel<kMaxValueTilesPerWarp>
-                        : t <= 4               ? decodeMmaKernel<4>
-                        : t <= 8               ? decodeMmaKernel<8>
-                        : t <= 16              ? decodeMmaKernel<16>
-                                               : decodeMmaKernel<kMaxValueTilesPerWarp>;
+    const auto kernel = !fittedTilesEnabled() ? decodeMmaKernel<kMaxValueTilesPerWarp>
+                        : t <= 4                ? decodeMmaKernel<4>
+                        : t <= 8                ? decodeMmaKernel<8>
+                        : t <= 16               ? decodeMmaKernel<16>
+                                                : decodeMmaKernel<kMaxValueTilesPerWarp>;
     return launchOverlapped("decode attention (tensor cores)", kernel, grid, kDecWarps * 32, sh.smem, stream, a, splits, sh);
 }
 

@@ -47,6 +47,36 @@ __device__ __forceinline__ unsigned warpMaxKey(unsigned v)
 #endif
 }
 
+// Round r of the top-k by keys (scoreKey; P per lane, experts lane + 32·j): one integer maximum
+// over the warp (redux.sync) and one ballot per expert slot, issued together, for the lowest
+// expert index holding it (the argmax rounds' rule for ties); that expert's key is cleared.
+// Returns it (the same in every lane).
+template <int P>
+__device__ __forceinline__ int keyedRound(unsigned (&key)[P], int r, int E, int lane)
+{
+    unsigned best = 0u;
+#pragma unroll
+    for (int j = 0; j < P; ++j)
+        best = max(best, key[j]);
+    const unsigned m = warpMaxKey(best);
+    unsigned hit[P];
+#pragma unroll
+    for (int j = 0; j < P; ++j)
+        hit[j] = __ballot_sync(0xffffffffu, m != 0u && key[j] == m);
+    int bi = 1 << 30;
+#pragma unroll
+    for (int j = P - 1; j >= 0; --j)
+        if (hit[j])
+            bi = 32 * j + __ffs(hit[j]) - 1;
+    if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
+        bi = min(r, E - 1);
+#pragma unroll
+    for (int j = 0; j < P; ++j)
+        if (lane + 32 * j == bi)
+            key[j] = 0u;
+    return bi;
+}
+
 // A token's scores (soft-max or sigmoid of its router logits `row`) and the values the top-k
 // compares (the scores, plus the bias with noaux_tc): P per lane, experts lane + 32·j, −inf and 0
 // past the experts.
@@ -159,27 +189,7 @@ __device__ __forceinline__ void routeRowOf(const RouteArgs& a, int t, const floa
         for (int r = 0; r < KMAX; ++r) {
             if (r >= a.k)
                 break;
-            unsigned best = 0u;
-#pragma unroll
-            for (int j = 0; j < P; ++j)
-                best = max(best, key[j]);
-            const unsigned m = warpMaxKey(best);
-            unsigned hit[P];
-#pragma unroll
-            for (int j = 0; j < P; ++j)
-                hit[j] = __ballot_sync(0xffffffffu, m != 0u && key[j] == m);
-            int bi = 1 << 30;
-#pragma unroll
-            for (int j = P - 1; j >= 0; --j)
-                if (hit[j])
-                    bi = 32 * j + __ffs(hit[j]) - 1;
-            if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
-                bi = min(r, E - 1);
-#pragma unroll
-            for (int j = 0; j < P; ++j)
-                if (lane + 32 * j == bi)
-                    key[j] = 0u;
-            chosen[r] = bi;
+            chosen[r] = keyedRound<P>(key, r, E, lane);
         }
 #pragma unroll
         for (int r = 0; r < KMAX; ++r) {
@@ -278,29 +288,8 @@ __device__ __forceinline__ void routeRowFixed(const RouteArgs& a, int t, const f
         key[j] = lane + 32 * j < E ? scoreKey(choice[j]) : 0u;
     int chosen[K];
 #pragma unroll
-    for (int r = 0; r < K; ++r) {
-        unsigned best = 0u;
-#pragma unroll
-        for (int j = 0; j < P; ++j)
-            best = max(best, key[j]);
-        const unsigned m = warpMaxKey(best);
-        unsigned hit[P];
-#pragma unroll
-        for (int j = 0; j < P; ++j)
-            hit[j] = __ballot_sync(0xffffffffu, m != 0u && key[j] == m);
-        int bi = 1 << 30;
-#pragma unroll
-        for (int j = P - 1; j >= 0; --j)
-            if (hit[j])
-                bi = 32 * j + __ffs(hit[j]) - 1;
-        if (bi >= E)  // no score compared (NaN hidden states): a valid index all the same, never past the experts
-            bi = min(r, E - 1);
-#pragma unroll
-        for (int j = 0; j < P; ++j)
-            if (lane + 32 * j == bi)
-                key[j] = 0u;
-        chosen[r] = bi;
-    }
+    for (int r = 0; r < K; ++r)
+        chosen[r] = keyedRound<P>(key, r, E, lane);
     // Lane i < K: the i-th chosen expert and its unbiased score.
     int mine = chosen[0];
 #pragma unroll
