@@ -67,7 +67,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kGemvRowPairs[] = "TESSERA_GEMV_ROW_PAIRS", kRouterRows[] = "TESSERA_ROUTER_ROWS",
                kGemvEarlyY[] = "TESSERA_GEMV_EARLY_Y", kGemvFixedFirst[] = "TESSERA_GEMV_FIXED_FIRST",
                kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
-               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K", kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
+               kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K", kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY", kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES";
 
 std::atomic<int>& gemvTileSetting()
@@ -154,6 +154,8 @@ bool routerFixedKEnabled() { return switchOn<kRouterFixedK, 1>(); }
 void setRouterFixedK(bool enabled) { setSwitch<kRouterFixedK, 1>(enabled); }
 bool fittedTilesEnabled() { return switchOn<kFittedTiles, 1>(); }
 void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }
+bool downRowsEarlyEnabled() { return switchOn<kDownRowsEarly, 1>(); }
+void setDownRowsEarly(bool enabled) { setSwitch<kDownRowsEarly, 1>(enabled); }
 
 bool argmaxToHostEnabled() { return switchOn<kArgmaxToHost, 1>(); }
 void setArgmaxToHost(bool enabled) { setSwitch<kArgmaxToHost, 1>(enabled); }

@@ -1945,7 +1945,8 @@ private slots:
                                                {k::routerKeyedTopKEnabled, k::setRouterKeyedTopK},
                                                {k::gemvExpertTilesEnabled, k::setGemvExpertTiles},
                                                {k::routerFixedKEnabled, k::setRouterFixedK},
-                                               {k::fittedTilesEnabled, k::setFittedTiles}};
+                                               {k::fittedTilesEnabled, k::setFittedTiles},
+                                               {k::downRowsEarlyEnabled, k::setDownRowsEarly}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

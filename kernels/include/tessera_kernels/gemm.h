@@ -96,7 +96,8 @@ struct GemvArgs {
     // Overlapped launches: triggerLate lets the next kernel start only once this one has passed
     // its own wait (so that the next may read what the kernel before this one wrote);
     // indexEarly: batchIndex was written by a kernel before the previous one, which triggered
-    // late, so the chosen matrices' rows are copied before the wait too.
+    // late, so the chosen matrices' rows may be copied before the wait too (taken where the grid
+    // stays within 3,000 blocks of the usual tiles and setDownRowsEarly allows).
     bool triggerLate = false, indexEarly = false;
 };
 Status gemv(const GemvArgs& args, Stream stream);

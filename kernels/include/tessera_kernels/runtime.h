@@ -179,6 +179,12 @@ bool routerFixedKEnabled();
 // for the most it supports (TESSERA_ATTENTION_FITTED_TILES).
 void setFittedTiles(bool enabled);
 bool fittedTilesEnabled();
+// A one-row product over routed experts whose index list an earlier kernel wrote (GemvArgs::
+// indexEarly: decode's experts' down product) copies their rows before its wait, while the kernel
+// before runs, where its grid stays within 3,000 blocks of the usual tiles (tiny's; not small's or
+// base's). TESSERA_DOWN_ROWS_EARLY=0: never (the shared experts' rows still before the wait).
+void setDownRowsEarly(bool enabled);
+bool downRowsEarlyEnabled();
 
 // The greedy decode's argmax stores the chosen token into pinned host memory itself (argmaxToken's
 // hostToken), instead of a copy launched after it on the stream between the argmax and the next
