@@ -1883,10 +1883,10 @@ private slots:
                 k::setRouterFixedK(fixedK);
                 cuda::check(k::fillZero(dIdx.get(), dIdx.bytes(), nullptr), "poison");
                 cuda::check(k::routeTokens(r, nullptr), "routeTokens (another top-k)");
-                QVERIFY2(download<std::int32_t>(dIdx, std::size_t(rows) * K) == idx, qPrintable(QString("keyed %1, k fixed %2").arg(keyed).arg(fixedK)));
+                const QString form = QString("keyed %1, k fixed %2").arg(keyed).arg(fixedK);
+                QVERIFY2(download<std::int32_t>(dIdx, std::size_t(rows) * K) == idx, qPrintable(form));
                 const auto other = download<float>(dW, std::size_t(rows) * K);
-                QVERIFY2(std::memcmp(other.data(), w.data(), w.size() * sizeof(float)) == 0,
-                         qPrintable(QString("keyed %1, k fixed %2").arg(keyed).arg(fixedK)));
+                QVERIFY2(std::memcmp(other.data(), w.data(), w.size() * sizeof(float)) == 0, qPrintable(form));
             }
     }
 
