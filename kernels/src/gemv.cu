@@ -274,16 +274,20 @@ int rowsPerTile(std::size_t tileBytes, std::size_t rowBytes, std::size_t xBytes)
     return fit;
 }
 
-// setGemvExpertTiles: a product over routed experts whose grid of the usual tiles would pass 3,000
-// blocks (small's and base's experts, not tiny's) takes larger tiles, 24 KB (the down product) or
-// 32 KB (gate/up rows), in fewer blocks. Measured on one machine, medians of 3, against 16 KB: the
-// down product at 24 KB small +1.4 %, base +0.9 %, at 32 KB +0.4 %, +0.4 %; gate/up at 32 KB small
+// A large product: one over routed experts whose grid of the usual tiles would pass this many
+// blocks (small's and base's experts, not tiny's). It takes larger tiles (expertTileRows) and no
+// early row copies (gemv()).
+constexpr long long kLargeExpertGrid = 3000;
+
+// setGemvExpertTiles: a large product takes larger tiles, 24 KB (the down product) or 32 KB
+// (gate/up rows), in fewer blocks. Measured on one machine, medians of 3, against 16 KB: the down
+// product at 24 KB small +1.4 %, base +0.9 %, at 32 KB +0.4 %, +0.4 %; gate/up at 32 KB small
 // +1.3 %, base +0.6 %, at 24 KB −0.4 %, +0.3 %; tiny's (1,144 and 2,392 blocks) lost 1.5 % (down
 // at 24 KB) and 0.4 % (gate/up at 32 KB). usual: the rows of the usual tile. Returns the rows per
 // block.
-int expertTileRows(const GemvArgs& a, long long totalRows, int usual, std::size_t rowBytes, std::size_t xBytes)
+int expertTileRows(const GemvArgs& a, bool large, int usual, std::size_t rowBytes, std::size_t xBytes)
 {
-    if (!a.batchIndex || !gemvExpertTilesEnabled() || totalRows / usual <= 3000)
+    if (!large || !gemvExpertTilesEnabled())
         return usual;
     return std::max(usual, rowsPerTile((a.gatedOutput ? 32 : 24) * 1024, rowBytes, xBytes));
 }
@@ -330,12 +334,12 @@ Status gemv(const GemvArgs& a, Stream stream)
         // about twice (small matrices spread over every SM).
         const long long totalRows = static_cast<long long>(a.N) * a.batch;
         const int usual = rowsPerTile(gemvTileBytes(), rowBytes, xBytes);
-        const int fit = expertTileRows(a, totalRows, usual, rowBytes, xBytes);
-        // setDownRowsEarly: the routed rows before the wait only where the grid of the usual tiles
-        // stays within 3,000 blocks. Measured on one machine, medians of 3: tiny's down product
-        // (1,144 blocks) +0.6 % with them; small's and base's (3,277 and 4,096) +2.6 % and +1.9 %
-        // without.
-        p.indexEarly = a.indexEarly && downRowsEarlyEnabled() && totalRows / usual <= 3000;
+        const bool large = a.batchIndex && totalRows / usual > kLargeExpertGrid;
+        const int fit = expertTileRows(a, large, usual, rowBytes, xBytes);
+        // setDownRowsEarly: the routed rows before the wait only where the product is not large.
+        // Measured on one machine, medians of 3: tiny's down product (1,144 blocks) +0.6 % with
+        // them; small's and base's (3,277 and 4,096) +2.6 % and +1.9 % without.
+        p.indexEarly = a.indexEarly && downRowsEarlyEnabled() && !large;
         // Short rows are reduced several to a warp: more, smaller blocks keep as many warps busy.
         const long long target = a.K <= 512 ? 132 * 4 : 264;
         const int spread = static_cast<int>(std::max<long long>(1, totalRows / target));

@@ -333,7 +333,8 @@ __device__ __forceinline__ void routeRowFixed(const RouteArgs& a, int t, const f
 // kMaxExperts and kMaxK) in the general shape.
 __device__ void routeRow(const RouteArgs& a, int t, const float* row, int lane, bool keyed = true, bool fixedK = true)
 {
-    if (fixedK && keyed && a.k == 6 && a.sharedExperts <= 26 && !(a.routing == Routing::NoAuxTc && a.topkGroups < a.groups)) {
+    // routeRowFixed stores an entry per lane: k + sharedExperts ≤ 32.
+    if (fixedK && keyed && a.k == 6 && a.sharedExperts <= 32 - 6 && !(a.routing == Routing::NoAuxTc && a.topkGroups < a.groups)) {
         if (a.experts <= 64)
             return routeRowFixed<2, 6>(a, t, row, lane);
         if (a.experts <= 96)

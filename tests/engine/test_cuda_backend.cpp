@@ -1923,9 +1923,10 @@ private slots:
     // rows staged in shared memory, the one-row products that read the residual they add to beside
     // x, the shared experts' gate/up blocks started first), the one-row products' row pairs, the
     // combine's early hand-over, the attention's late one, its partials published by one
-    // release-acquire add, the routers' keyed top-k and the experts' larger product tiles against
-    // the kernels they replace: the same arithmetic in the same order, so the same tokens and
-    // logits bit for bit.
+    // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
+    // product tiles, the MHA attention compiled for its value tiles and the down product's rows
+    // copied before its wait, against the kernels they replace: the same arithmetic in the same
+    // order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
