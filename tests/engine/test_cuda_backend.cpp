@@ -1238,6 +1238,10 @@ private slots:
         QTest::addRow("mini mla 4 heads 40/32 @77 bf16") << 4 << 4 << 40 << 32 << 77 << true << true;
         QTest::addRow("mini mla 4 heads 40/32 @77 fp32") << 4 << 4 << 40 << 32 << 77 << true << false;
         QTest::addRow("tiny mha 10x128 @1024 bf16") << 10 << 1 << 128 << 128 << 1024 << false << true;
+        QTest::addRow("tiny mha 10x128 @129 bf16") << 10 << 1 << 128 << 128 << 129 << false << true;
+        QTest::addRow("tiny mha 10x128 @2048 bf16 (the clusters' last context)") << 10 << 1 << 128 << 128 << 2048 << false << true;
+        QTest::addRow("tiny mha 10x128 @2049 bf16 (past the clusters)") << 10 << 1 << 128 << 128 << 2049 << false << true;
+        QTest::addRow("gqa 8 heads/2 x128 @1500 bf16") << 8 << 4 << 128 << 128 << 1500 << false << true;
         QTest::addRow("gqa 8 heads/2 x64 @130 fp32") << 8 << 4 << 64 << 64 << 130 << false << false;
     }
     void decodeAttentionSweep()
@@ -1317,13 +1321,21 @@ private slots:
             }
         }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
-        // fp32 cases take the portable kernel either way).
+        // fp32 cases take the portable kernel either way), and the MHA kernel with one split a block
+        // and with two (setAttentionPairs: its clusters merge up to 2,048 positions, its last block
+        // past that), which must give the same bits.
         struct RestoreSplits {
-            bool latent;
-            ~RestoreSplits() { k::setLatentShortSplits(latent); }
-        } restoreSplits{k::latentShortSplitsEnabled()};
-        for (const bool shortSplits : {false, true}) {
+            bool latent, pairs;
+            ~RestoreSplits()
+            {
+                k::setLatentShortSplits(latent);
+                k::setAttentionPairs(pairs);
+            }
+        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionPairsEnabled()};
+        std::vector<float> withPairs;
+        for (const auto& [shortSplits, pairs] : {std::pair{false, true}, std::pair{false, false}, std::pair{true, true}}) {
             k::setLatentShortSplits(shortSplits);
+            k::setAttentionPairs(pairs);
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
             d.out = dOut.get();
@@ -1343,7 +1355,11 @@ private slots:
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
             QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5),
-                     qPrintable(QString("relative error %1 (32-position splits %2)").arg(st.relError).arg(shortSplits)));
+                     qPrintable(QString("relative error %1 (32-position splits %2, split pairs %3)").arg(st.relError).arg(shortSplits).arg(pairs)));
+            if (!shortSplits && pairs)
+                withPairs = got;
+            else if (!shortSplits)
+                QVERIFY2(got == withPairs, "one split a block and two gave other bits");
         }
     }
 
@@ -1924,9 +1940,10 @@ private slots:
     // x, the shared experts' gate/up blocks started first), the one-row products' row pairs, the
     // combine's early hand-over, the attention's late one, its partials published by one
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
-    // product tiles, the MHA attention compiled for its value tiles and the down product's rows
-    // copied before its wait, against the kernels they replace: the same arithmetic in the same
-    // order, so the same tokens and logits bit for bit.
+    // product tiles, the MHA attention compiled for its value tiles, the down product's rows
+    // copied before its wait and the MHA attention's split pairs merged in clusters, against the
+    // kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
+    // for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -1947,7 +1964,8 @@ private slots:
                                                {k::gemvExpertTilesEnabled, k::setGemvExpertTiles},
                                                {k::routerFixedKEnabled, k::setRouterFixedK},
                                                {k::fittedTilesEnabled, k::setFittedTiles},
-                                               {k::downRowsEarlyEnabled, k::setDownRowsEarly}};
+                                               {k::downRowsEarlyEnabled, k::setDownRowsEarly},
+                                               {k::attentionPairsEnabled, k::setAttentionPairs}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

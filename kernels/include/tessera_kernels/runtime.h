@@ -179,6 +179,13 @@ bool routerFixedKEnabled();
 // for the most it supports (TESSERA_ATTENTION_FITTED_TILES).
 void setFittedTiles(bool enabled);
 bool fittedTilesEnabled();
+// The MHA decode attention takes two 64-position splits a block of 8 warps, its blocks in clusters
+// of 16 that merge a kv head's splits through distributed shared memory up to 2,048 positions of
+// context (the last block of the head merges them through L2 past that, or where clusters of that
+// size do not fit): the same partials and merge arithmetic, so the same bits
+// (TESSERA_ATTENTION_PAIRS).
+void setAttentionPairs(bool enabled);
+bool attentionPairsEnabled();
 // A one-row product over routed experts whose index list an earlier kernel wrote (GemvArgs::
 // indexEarly: decode's experts' down product) copies their rows before its wait, while the kernel
 // before runs, where its grid stays within 3,000 blocks of the usual tiles (tiny's; not small's or
