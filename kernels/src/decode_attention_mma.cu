@@ -24,8 +24,11 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int kDecWarps = 4, kMaxValueTilesPerWarp = 32, kMaxHeadsPerKv = 64;
-// decodePairKernel: two splits a block, a group of kDecWarps warps each; 16 blocks a cluster.
-constexpr int kPairWarps = 2 * kDecWarps, kPairRows = 2 * kDecodeChunk, kClusterBlocks = 16;
+// decodeClusterKernel: kGroups splits a block, a group of kDecWarps warps each; its clusters hold
+// kClusterSplits splits (2,048 positions).
+constexpr int kGroups = 4, kClusterSplits = 32;
+constexpr int kScoresLd = kDecodeChunk + 8;  // a row of a split's scores in shared memory (floats)
+constexpr int kGroupWarps = kGroups * kDecWarps, kGroupRows = kGroups * kDecodeChunk, kClusterBlocks = kClusterSplits / kGroups;
 
 int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -34,13 +37,15 @@ struct DecodeMmaShape {
     bool separateV;
     bool triggerLate;  // attentionTriggerLateEnabled()
     bool mergeRelease;  // attentionMergeReleaseEnabled()
-    bool clusters;      // decodePairKernel launched as clusters of kClusterBlocks blocks
-    int partsOffset;    // decodePairKernel: its two splits' partials in shared memory
+    bool clusters;      // decodeClusterKernel launched as clusters of kClusterBlocks blocks
+    int partsOffset;    // decodeClusterKernel: its splits' partials and its merge's inbox in shared memory
+    int scoresOffset;   // splitScores: each group's scores (HP × kScoresLd floats)
+    bool splitScores;   // attentionSplitScoresEnabled()
     std::size_t smem;
 };
 
-// rows: the cache positions a block holds (kDecodeChunk, or kPairRows for decodePairKernel, whose
-// shared memory also keeps the partials of its two splits).
+// rows: the cache positions a block holds (kDecodeChunk, or kGroupRows for decodeClusterKernel, whose
+// shared memory also keeps the partials of its splits and the inbox of mergeInCluster).
 DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int rows = kDecodeChunk)
 {
     DecodeMmaShape s{};
@@ -54,10 +59,15 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int rows = kDecodeCh
     s.groups = kDecWarps / s.mTiles;
     s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
     s.smem = (static_cast<std::size_t>(rows + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(rows) * s.LDV : 0)) * 2;
-    if (rows == kPairRows) {
+    if (rows > kDecodeChunk) {
         s.partsOffset = static_cast<int>((s.smem + 15) / 16 * 16);
         // the two splits' partials, then the inbox of mergeInCluster (up to 32 splits' of every column)
-        s.smem = s.partsOffset + static_cast<std::size_t>(2 + 2 * kClusterBlocks) * a.headsPerKv * (a.valueDim + 2) * sizeof(float);
+        s.smem = s.partsOffset + static_cast<std::size_t>(rows / kDecodeChunk + kClusterSplits) * a.headsPerKv * (a.valueDim + 2) * sizeof(float);
+    }
+    s.splitScores = attentionSplitScoresEnabled();
+    if (s.splitScores) {
+        s.scoresOffset = static_cast<int>((s.smem + 15) / 16 * 16);
+        s.smem = s.scoresOffset + static_cast<std::size_t>(rows / kDecodeChunk) * s.HP * kScoresLd * sizeof(float);
     }
     s.triggerLate = attentionTriggerLateEnabled();
     s.mergeRelease = attentionMergeReleaseEnabled();
@@ -217,7 +227,8 @@ __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int 
 
 template <int kTiles>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, const bf16* ks, const bf16* qs,
-                                              const bf16* vs, int count, float* part0, long long rowStride, int warp, int lane);
+                                              const bf16* vs, int count, float* part0, long long rowStride, int warp, int lane,
+                                              float* scores, int barrier);
 
 // Splits of kDecodeChunk positions (32-position splits measured tiny −1.1 %).
 // kTiles: the value tiles a warp may take (sh.tilesPerWarp or more): its accumulators and its
@@ -270,7 +281,8 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     const int valueStride = a.valueDim + 2;
     if (warp < sh.mTiles * sh.groups)
         decodeMmaWarp<kTiles>(a, sh, ks, qs, vs, count, a.workspace + (static_cast<long long>(h0) * splits + s) * valueStride,
-                              static_cast<long long>(splits) * valueStride, warp, lane);
+                              static_cast<long long>(splits) * valueStride, warp, lane,
+                              sh.splitScores ? reinterpret_cast<float*>(smemRaw + sh.scoresOffset) : nullptr, 1);
     if (sh.triggerLate)
         allowDependentLaunch();
     trace.mark(1);  // thread 0's partials written; the merge follows
@@ -282,22 +294,49 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
 // positions: the partials of the kv head's query head `local` go to part0 + local · rowStride.
 template <int kTiles>
 __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, const bf16* ks, const bf16* qs,
-                                              const bf16* vs, int count, float* part0, long long rowStride, int warp, int lane)
+                                              const bf16* vs, int count, float* part0, long long rowStride, int warp, int lane,
+                                              float* scores, int barrier)
 {
     const int mt = warp % sh.mTiles, group = warp / sh.mTiles;
     float sc[kDecodeChunk / 8][4];
 #pragma unroll
     for (int j = 0; j < kDecodeChunk / 8; ++j)
         sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+    // With `scores` (sh.splitScores), the warps of one m-tile split its 16-key column tiles instead of
+    // each computing all four, and then read the whole row block back from shared memory (after a
+    // barrier of the group's warps, number `barrier`): the same products, so the same bits, with a
+    // quarter of the key fragments' shared-memory reads and the tensor-core work a warp had
+    // (tiny: the four groups of a cluster block had made those reads the block's limit).
+    const int nPer = scores ? kDecodeChunk / 16 / sh.groups : kDecodeChunk / 16, nFirst = scores ? group * nPer : 0;
     for (int kk = 0; kk < sh.KP / 16; ++kk) {
         unsigned qa[4];
         ldsm4(qa, qs + (mt * 16 + (lane & 15)) * sh.LD + kk * 16 + (lane >> 4) * 8);
 #pragma unroll
         for (int nj = 0; nj < kDecodeChunk / 16; ++nj) {
+            if (nj < nFirst || nj >= nFirst + nPer)
+                continue;
             unsigned r[4];
             ldsm4(r, ks + (nj * 16 + (lane & 7) + ((lane >> 4) << 3)) * sh.LD + kk * 16 + ((lane >> 3) & 1) * 8);
             mma(sc[2 * nj], qa, r[0], r[1]);
             mma(sc[2 * nj + 1], qa, r[2], r[3]);
+        }
+    }
+    if (scores) {
+        float* own = scores + (mt * 16 + (lane >> 2)) * kScoresLd + (lane & 3) * 2;
+#pragma unroll
+        for (int j = 0; j < kDecodeChunk / 8; ++j)
+            if (j >= 2 * nFirst && j < 2 * (nFirst + nPer)) {
+                *reinterpret_cast<float2*>(own + j * 8) = make_float2(sc[j][0], sc[j][1]);
+                *reinterpret_cast<float2*>(own + 8 * kScoresLd + j * 8) = make_float2(sc[j][2], sc[j][3]);
+            }
+        asm volatile("bar.sync %0, %1;\n" ::"r"(barrier), "r"(sh.mTiles * sh.groups * 32) : "memory");
+#pragma unroll
+        for (int j = 0; j < kDecodeChunk / 8; ++j) {
+            const float2 lo = *reinterpret_cast<const float2*>(own + j * 8), hi = *reinterpret_cast<const float2*>(own + 8 * kScoresLd + j * 8);
+            sc[j][0] = lo.x;
+            sc[j][1] = lo.y;
+            sc[j][2] = hi.x;
+            sc[j][3] = hi.y;
         }
     }
     // Soft-max within the split, natural-log scale (the combine pass works with expf).
@@ -372,7 +411,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, cons
     }
 }
 
-// decodePairKernel's merge where the context fits into its first cluster (`live` blocks hold
+// decodeClusterKernel's merge where the context fits into its first cluster (`live` blocks hold
 // positions): block r of them merges the value columns [r·cols, r·cols + cols) of every query head
 // of its kv head. Each block first stores, into the inbox (shared memory) of every live block, its
 // splits' maxima and sums and the slice of their values that block merges; after a cluster barrier
@@ -383,16 +422,16 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, cons
 template <typename TO>
 __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, const float* parts, float* inbox, int used, int live, int h0)
 {
-    static_assert(2 * kClusterBlocks <= 32, "one lane per split");
+    static_assert(kClusterSplits <= 32, "one lane per split");
     cg::cluster_group cluster = cg::this_cluster();
     const int rows = a.headsPerKv, stride = a.valueDim + 2;
     const int cols = (a.valueDim + live - 1) / live, boxStride = cols + 2;
     clusterWait();  // every live block has started (the arrive is at the kernel's start)
     const int perSplit = rows * live * boxStride;
-    for (int i = threadIdx.x; i < 2 * perSplit; i += blockDim.x) {
+    for (int i = threadIdx.x; i < kGroups * perSplit; i += blockDim.x) {
         const int g = i / perSplit, local = i % perSplit / (live * boxStride), r = i % (live * boxStride) / boxStride,
                   e = i % boxStride;
-        const int s = 2 * static_cast<int>(cluster.block_rank()) + g, d = r * cols + e - 2;
+        const int s = kGroups * static_cast<int>(cluster.block_rank()) + g, d = r * cols + e - 2;
         if (s < used && (e < 2 || d < a.valueDim))
             cluster.map_shared_rank(inbox, r)[(s * rows + local) * boxStride + e] = parts[(g * rows + local) * stride + (e < 2 ? e : 2 + d)];
     }
@@ -400,7 +439,7 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
     const int d0 = static_cast<int>(cluster.block_rank()) * cols, n = min(cols, a.valueDim - d0);
     const int chunks = n > 0 ? (n + 31) / 32 : 0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int item = warp; item < rows * chunks; item += kPairWarps) {
+    for (int item = warp; item < rows * chunks; item += kGroupWarps) {
         const int local = item / chunks, j = item % chunks * 32 + lane;
         const float* box = inbox + local * boxStride;
         const float2 ml = lane < used ? make_float2(box[lane * rows * boxStride], box[lane * rows * boxStride + 1]) : make_float2(-INFINITY, 0.f);
@@ -423,28 +462,29 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
     }
 }
 
-// Two consecutive splits a block of kPairWarps warps, the warps of group g doing decodeMmaKernel's
-// work over split 2·blockIdx.x + g (its tiles, its partials: the same arithmetic), launched as
-// clusters of kClusterBlocks blocks where the GPU can hold them (sh.clusters). A kv head's splits
-// then merge without a counter or a round trip through L2 up to kClusterBlocks · kPairRows
-// positions of context (mergeInCluster); past that, and without clusters, the partials go to the
-// workspace and the last block merges them (mergeWhenLast), as decodeMmaKernel's do. The last
-// block's merge (a counter's round trip, then the partials' loads queued behind the next kernel's
-// row copies) cost ~2.5 µs a layer: tiny ran 5.6 % faster with no merge at all. Measured: tiny
-// +1.6 %; the clusters' blocks reach their wait ~1 µs later than single blocks do.
+// kGroups consecutive splits a block of kGroupWarps warps, the warps of group g doing
+// decodeMmaKernel's work over split kGroups·blockIdx.x + g (its tiles, its partials: the same
+// arithmetic), launched as clusters of kClusterBlocks blocks where the GPU can hold them
+// (sh.clusters). A kv head's splits then merge without a counter or a round trip through L2 up to
+// kClusterSplits splits of context (mergeInCluster); past that, and without clusters, the partials
+// go to the workspace and the last block merges them (mergeWhenLast), as decodeMmaKernel's do.
+// The last block's merge (a counter's round trip, then the partials' loads queued behind the next
+// kernel's row copies) cost ~2.5 µs a layer: tiny ran 5.6 % faster with no merge at all. Measured
+// against decodeMmaKernel: tiny +2.2 % with 4 splits a block (clusters of 8), +1.6 % with 2
+// (clusters of 16); the clusters' blocks reach their wait ~1 µs later than single blocks do.
 template <int kTiles>
-__global__ __launch_bounds__(kPairWarps * 32) void decodePairKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
+__global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAttentionArgs a, int splits, DecodeMmaShape sh)
 {
     extern __shared__ __align__(16) unsigned char smemRaw[];
     BlockTrace trace(TraceSite::DecodeAttention);
     bf16* ks = reinterpret_cast<bf16*>(smemRaw);
-    bf16* qs = ks + kPairRows * sh.LD;
+    bf16* qs = ks + kGroupRows * sh.LD;
     bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
     float* parts = reinterpret_cast<float*>(smemRaw + sh.partsOffset);
     const int kvh = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;
-    const int j0 = blockIdx.x * kPairRows;
-    const int count = max(0, min(kPairRows, context - j0));
+    const int j0 = blockIdx.x * kGroupRows;
+    const int count = max(0, min(kGroupRows, context - j0));
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
@@ -452,13 +492,13 @@ __global__ __launch_bounds__(kPairWarps * 32) void decodePairKernel(DecodeAttent
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
     if (count == 0)
         return;  // see leaveEarly; a cluster barrier does not wait for blocks that have left
-    const int used = (context + kDecodeChunk - 1) / kDecodeChunk, live = (context + kPairRows - 1) / kPairRows;
+    const int used = (context + kDecodeChunk - 1) / kDecodeChunk, live = (context + kGroupRows - 1) / kGroupRows;
     const bool inCluster = sh.clusters && live <= kClusterBlocks;  // the same in every block
     if (inCluster)
         clusterArrive();
-    loadRows(ks, sh.LD, K, a.keyLd, kPairRows, count, sh.KP, a.keyDim, fresh);
+    loadRows(ks, sh.LD, K, a.keyLd, kGroupRows, count, sh.KP, a.keyDim, fresh);
     if (sh.separateV)
-        loadRows(vs, sh.LDV, V, a.valueLd, kPairRows, count, sh.VP, a.valueDim, fresh);
+        loadRows(vs, sh.LDV, V, a.valueLd, kGroupRows, count, sh.VP, a.valueDim, fresh);
     gridDependencyWait();
     trace.waited();
     if (!sh.triggerLate)
@@ -484,11 +524,12 @@ __global__ __launch_bounds__(kPairWarps * 32) void decodePairKernel(DecodeAttent
     const int gCount = min(kDecodeChunk, count - g * kDecodeChunk);
     const int valueStride = a.valueDim + 2;
     if (gCount > 0 && gw < sh.mTiles * sh.groups) {
-        const int s = 2 * blockIdx.x + g;
+        const int s = kGroups * blockIdx.x + g;
         float* part0 = inCluster ? parts + g * a.headsPerKv * valueStride
                                  : a.workspace + (static_cast<long long>(h0) * splits + s) * valueStride;
         decodeMmaWarp<kTiles>(a, sh, ks + g * kDecodeChunk * sh.LD, qs, vs + g * kDecodeChunk * sh.LDV, gCount, part0,
-                              inCluster ? valueStride : static_cast<long long>(splits) * valueStride, gw, lane);
+                              inCluster ? valueStride : static_cast<long long>(splits) * valueStride, gw, lane,
+                              sh.splitScores ? reinterpret_cast<float*>(smemRaw + sh.scoresOffset) + g * sh.HP * kScoresLd : nullptr, 1 + g);
     }
     if (sh.triggerLate)
         allowDependentLaunch();
@@ -498,7 +539,7 @@ __global__ __launch_bounds__(kPairWarps * 32) void decodePairKernel(DecodeAttent
         return;
     }
     __syncthreads();  // both groups' partials stored
-    float* inbox = parts + 2 * a.headsPerKv * valueStride;
+    float* inbox = parts + kGroups * a.headsPerKv * valueStride;
     if (a.outType == DType::F32)
         mergeInCluster<float>(a, parts, inbox, used, live, h0);
     else
@@ -852,7 +893,7 @@ LatentPlan latentPlan(const DecodeAttentionArgs& a)
 // Whether a cluster of kClusterBlocks blocks of this kernel and shared memory fits on the GPU (once
 // per kernel and size).
 template <int kTiles>
-bool pairClustersFit(std::size_t smem)
+bool clustersFit(std::size_t smem)
 {
     static std::mutex mutex;
     static std::map<std::size_t, bool> known;
@@ -861,7 +902,7 @@ bool pairClustersFit(std::size_t smem)
         return it->second;
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(kClusterBlocks, 1, 1);
-    config.blockDim = dim3(kPairWarps * 32, 1, 1);
+    config.blockDim = dim3(kGroupWarps * 32, 1, 1);
     config.dynamicSmemBytes = smem;
     cudaLaunchAttribute cluster;
     cluster.id = cudaLaunchAttributeClusterDimension;
@@ -871,32 +912,32 @@ bool pairClustersFit(std::size_t smem)
     config.attrs = &cluster;
     config.numAttrs = 1;
     int clusters = 0;
-    const bool fit = cudaOccupancyMaxActiveClusters(&clusters, decodePairKernel<kTiles>, &config) == cudaSuccess && clusters > 0;
+    const bool fit = cudaOccupancyMaxActiveClusters(&clusters, decodeClusterKernel<kTiles>, &config) == cudaSuccess && clusters > 0;
     if (!fit)
         cudaGetLastError();
     return known[smem] = fit;
 }
 
-// decodePairKernel<kTiles>: its grid (two splits a block; whole clusters where they fit).
+// decodeClusterKernel<kTiles>: its grid (two splits a block; whole clusters where they fit).
 template <int kTiles>
-Status launchPairs(const DecodeAttentionArgs& a, int splits, DecodeMmaShape sh, cudaStream_t stream)
+Status launchClustered(const DecodeAttentionArgs& a, int splits, DecodeMmaShape sh, cudaStream_t stream)
 {
     static const Status attribute = [] {
-        Status st = allowSharedMemory("decode attention (split pairs)", 200 * 1024, decodePairKernel<kTiles>);
+        Status st = allowSharedMemory("decode attention (clusters)", 200 * 1024, decodeClusterKernel<kTiles>);
         if (st.ok())
-            st = cudaStatus(cudaFuncSetAttribute(decodePairKernel<kTiles>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
-                            "decode attention (split pairs): non-portable cluster size");
+            st = cudaStatus(cudaFuncSetAttribute(decodeClusterKernel<kTiles>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+                            "decode attention (clusters): non-portable cluster size");
         return st;
     }();
     if (!attribute.ok())
         return attribute;
-    sh.clusters = a.counters && pairClustersFit<kTiles>(sh.smem);
-    const int blocks = (splits + 1) / 2;
+    sh.clusters = a.counters && clustersFit<kTiles>(sh.smem);
+    const int blocks = (splits + kGroups - 1) / kGroups;
     if (!sh.clusters)
-        return launchOverlapped("decode attention (split pairs)", decodePairKernel<kTiles>, dim3(blocks, a.heads / a.headsPerKv),
-                                kPairWarps * 32, sh.smem, stream, a, splits, sh);
-    return launchClusters("decode attention (split pairs, clusters)", decodePairKernel<kTiles>,
-                          dim3(roundUp(blocks, kClusterBlocks), a.heads / a.headsPerKv), dim3(kClusterBlocks, 1, 1), kPairWarps * 32,
+        return launchOverlapped("decode attention (split groups)", decodeClusterKernel<kTiles>, dim3(blocks, a.heads / a.headsPerKv),
+                                kGroupWarps * 32, sh.smem, stream, a, splits, sh);
+    return launchClusters("decode attention (clusters)", decodeClusterKernel<kTiles>,
+                          dim3(roundUp(blocks, kClusterBlocks), a.heads / a.headsPerKv), dim3(kClusterBlocks, 1, 1), kGroupWarps * 32,
                           sh.smem, stream, a, splits, sh);
 }
 
@@ -946,18 +987,18 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
         return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, plan.shape.smem, stream, plan.heads16,
                                 splits, plan.shape);
     }
-    const bool pairs = attentionPairsEnabled() && decodeMmaShape(a, kPairRows).smem <= 200 * 1024;
-    const DecodeMmaShape sh = decodeMmaShape(a, pairs ? kPairRows : kDecodeChunk);
+    const bool clustered = attentionClustersEnabled() && decodeMmaShape(a, kGroupRows).smem <= 200 * 1024;
+    const DecodeMmaShape sh = decodeMmaShape(a, clustered ? kGroupRows : kDecodeChunk);
     if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;
     const int t = sh.tilesPerWarp;
-    if (pairs) {
-        return !fittedTilesEnabled() ? launchPairs<kMaxValueTilesPerWarp>(a, splits, sh, stream)
-               : t <= 4              ? launchPairs<4>(a, splits, sh, stream)
-               : t <= 8              ? launchPairs<8>(a, splits, sh, stream)
-               : t <= 16             ? launchPairs<16>(a, splits, sh, stream)
-                                     : launchPairs<kMaxValueTilesPerWarp>(a, splits, sh, stream);
+    if (clustered) {
+        return !fittedTilesEnabled() ? launchClustered<kMaxValueTilesPerWarp>(a, splits, sh, stream)
+               : t <= 4              ? launchClustered<4>(a, splits, sh, stream)
+               : t <= 8              ? launchClustered<8>(a, splits, sh, stream)
+               : t <= 16             ? launchClustered<16>(a, splits, sh, stream)
+                                     : launchClustered<kMaxValueTilesPerWarp>(a, splits, sh, stream);
     }
     const dim3 grid(splits, a.heads / a.headsPerKv);
     const auto kernel = !fittedTilesEnabled() ? decodeMmaKernel<kMaxValueTilesPerWarp>

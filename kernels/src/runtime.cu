@@ -69,7 +69,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
                kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K",
                kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY",
-               kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST", kAttentionPairs[] = "TESSERA_ATTENTION_PAIRS",
+               kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST", kAttentionClusters[] = "TESSERA_ATTENTION_CLUSTERS",
+               kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES";
 
 std::atomic<int>& gemvTileSetting()
@@ -155,8 +156,10 @@ void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled);
 bool routerFixedKEnabled() { return switchOn<kRouterFixedK, 1>(); }
 void setRouterFixedK(bool enabled) { setSwitch<kRouterFixedK, 1>(enabled); }
 bool fittedTilesEnabled() { return switchOn<kFittedTiles, 1>(); }
-bool attentionPairsEnabled() { return switchOn<kAttentionPairs, 1>(); }
-void setAttentionPairs(bool enabled) { setSwitch<kAttentionPairs, 1>(enabled); }
+bool attentionClustersEnabled() { return switchOn<kAttentionClusters, 1>(); }
+void setAttentionClusters(bool enabled) { setSwitch<kAttentionClusters, 1>(enabled); }
+bool attentionSplitScoresEnabled() { return switchOn<kAttentionSplitScores, 1>(); }
+void setAttentionSplitScores(bool enabled) { setSwitch<kAttentionSplitScores, 1>(enabled); }
 void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }
 bool downRowsEarlyEnabled() { return switchOn<kDownRowsEarly, 1>(); }
 void setDownRowsEarly(bool enabled) { setSwitch<kDownRowsEarly, 1>(enabled); }

@@ -1322,20 +1322,28 @@ private slots:
         }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
         // fp32 cases take the portable kernel either way), and the MHA kernel with one split a block
-        // and with two (setAttentionPairs: its clusters merge up to 2,048 positions, its last block
-        // past that), which must give the same bits.
+        // and with four in clusters (setAttentionClusters: they merge up to 2,048 positions, the last
+        // block past that), each with its warps' score columns split or not
+        // (setAttentionSplitScores): every form must give the same bits.
         struct RestoreSplits {
-            bool latent, pairs;
+            bool latent, clusters, splitScores;
             ~RestoreSplits()
             {
                 k::setLatentShortSplits(latent);
-                k::setAttentionPairs(pairs);
+                k::setAttentionClusters(clusters);
+                k::setAttentionSplitScores(splitScores);
             }
-        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionPairsEnabled()};
-        std::vector<float> withPairs;
-        for (const auto& [shortSplits, pairs] : {std::pair{false, true}, std::pair{false, false}, std::pair{true, true}}) {
+        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionClustersEnabled(), k::attentionSplitScoresEnabled()};
+        struct Form {
+            bool shortSplits, clusters, splitScores;
+        };
+        std::vector<float> defaultForm;
+        for (const Form f : {Form{false, true, true}, Form{false, false, true}, Form{false, true, false}, Form{false, false, false},
+                             Form{true, true, true}}) {
+            const bool shortSplits = f.shortSplits;
             k::setLatentShortSplits(shortSplits);
-            k::setAttentionPairs(pairs);
+            k::setAttentionClusters(f.clusters);
+            k::setAttentionSplitScores(f.splitScores);
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
             d.out = dOut.get();
@@ -1354,12 +1362,12 @@ private slots:
             recordMax(std::string("kernel decode attention rel err ") + (bf16 ? "(bf16)" : "(fp32)") + (shortSplits ? " 32-position splits" : ""),
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
-            QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5),
-                     qPrintable(QString("relative error %1 (32-position splits %2, split pairs %3)").arg(st.relError).arg(shortSplits).arg(pairs)));
-            if (!shortSplits && pairs)
-                withPairs = got;
+            const QString form = QString("32-position splits %1, clusters %2, split scores %3").arg(shortSplits).arg(f.clusters).arg(f.splitScores);
+            QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1 (%2)").arg(st.relError).arg(form)));
+            if (defaultForm.empty())
+                defaultForm = got;
             else if (!shortSplits)
-                QVERIFY2(got == withPairs, "one split a block and two gave other bits");
+                QVERIFY2(got == defaultForm, qPrintable("other bits than the default form's: " + form));
         }
     }
 
@@ -1941,8 +1949,8 @@ private slots:
     // combine's early hand-over, the attention's late one, its partials published by one
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
     // product tiles, the MHA attention compiled for its value tiles, the down product's rows
-    // copied before its wait and the MHA attention's split pairs merged in clusters, against the
-    // kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
+    // copied before its wait, the MHA attention's splits merged in clusters and its score columns
+    // split among its warps, against the kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
     // for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
@@ -1965,7 +1973,8 @@ private slots:
                                                {k::routerFixedKEnabled, k::setRouterFixedK},
                                                {k::fittedTilesEnabled, k::setFittedTiles},
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
-                                               {k::attentionPairsEnabled, k::setAttentionPairs}};
+                                               {k::attentionClustersEnabled, k::setAttentionClusters},
+                                               {k::attentionSplitScoresEnabled, k::setAttentionSplitScores}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()
