@@ -8,6 +8,7 @@
 # A device call carries at most 64 MiB: one golden model fits beside the binaries.
 # TRACE=1 also builds tessera-bench with the decode kernels' own timeline (the `trace` preset) and
 # stages it as bin/tessera-bench-trace (device-perf.sh's TRACE_MODELS runs it).
+# XZ_LEVEL=-9e compresses harder (slower) where a model and the binaries pass the limit at -6.
 # STAGE=DIR stages elsewhere (a git-excluded folder of the checkout the device tool sends, when
 # building from another worktree); the run command is then `bash DIR/device-run.sh`.
 set -euo pipefail
@@ -63,7 +64,7 @@ for m in mini-mha mini-mla; do  # conversations and greedy ids of every case (JS
 done
 cp -r "$golden/images" "$tmp/golden/"
 chmod -R u+w "$tmp"
-tar -C "$tmp" -cf - . | xz -T"$jobs" -6 > "$stage/stage.tar.xz"
+tar -C "$tmp" -cf - . | xz -T"$jobs" "${XZ_LEVEL:--6}" > "$stage/stage.tar.xz"
 cp scripts/device-run.sh "$stage/"
 
 size=$(du -sb "$stage" | cut -f1)

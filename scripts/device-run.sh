@@ -94,14 +94,14 @@ fi
 
 if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   echo "== compute-sanitizer memcheck (limit ${sanitizer_limit}s)"
-  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedDecode:mini-mha/fp32 fusedDecode:mini-mla/bf16}"
+  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedDecode:mini-mha/fp32 fusedDecode:mini-mla/bf16 decodeAttentionSweep}"
   timeout "$sanitizer_limit" compute-sanitizer --tool memcheck --error-exitcode 9 "$test_bin" $cases > "$out/memcheck.txt" 2>&1
   echo "memcheck exit $?"
   grep -E "ERROR SUMMARY|Totals|FAIL" "$out/memcheck.txt" | head -20
   # racecheck is slow (a golden case takes about 30 s under it): the two golden text cases, which
   # run prefill and graph-captured decode steps.
   echo "== compute-sanitizer racecheck (limit ${racecheck_limit}s)"
-  timeout "$racecheck_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" ${RACECHECK_CASES:-goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text} > "$out/racecheck.txt" 2>&1
+  timeout "$racecheck_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" ${RACECHECK_CASES:-goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text decodeAttentionSweep} > "$out/racecheck.txt" 2>&1
   echo "racecheck exit $?"
   grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Totals|FAIL" "$out/racecheck.txt" | head -20
 fi

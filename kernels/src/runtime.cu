@@ -69,7 +69,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kAttentionTriggerLate[] = "TESSERA_ATTENTION_TRIGGER_LATE", kAttentionMergeRelease[] = "TESSERA_ATTENTION_MERGE_RELEASE",
                kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K",
                kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY",
-               kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST", kAttentionClusters[] = "TESSERA_ATTENTION_CLUSTERS",
+               kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES";
 
@@ -156,8 +156,6 @@ void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled);
 bool routerFixedKEnabled() { return switchOn<kRouterFixedK, 1>(); }
 void setRouterFixedK(bool enabled) { setSwitch<kRouterFixedK, 1>(enabled); }
 bool fittedTilesEnabled() { return switchOn<kFittedTiles, 1>(); }
-bool attentionClustersEnabled() { return switchOn<kAttentionClusters, 1>(); }
-void setAttentionClusters(bool enabled) { setSwitch<kAttentionClusters, 1>(enabled); }
 bool attentionSplitScoresEnabled() { return switchOn<kAttentionSplitScores, 1>(); }
 void setAttentionSplitScores(bool enabled) { setSwitch<kAttentionSplitScores, 1>(enabled); }
 void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }

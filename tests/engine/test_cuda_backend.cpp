@@ -1239,8 +1239,7 @@ private slots:
         QTest::addRow("mini mla 4 heads 40/32 @77 fp32") << 4 << 4 << 40 << 32 << 77 << true << false;
         QTest::addRow("tiny mha 10x128 @1024 bf16") << 10 << 1 << 128 << 128 << 1024 << false << true;
         QTest::addRow("tiny mha 10x128 @129 bf16") << 10 << 1 << 128 << 128 << 129 << false << true;
-        QTest::addRow("tiny mha 10x128 @2048 bf16 (the clusters' last context)") << 10 << 1 << 128 << 128 << 2048 << false << true;
-        QTest::addRow("tiny mha 10x128 @2049 bf16 (past the clusters)") << 10 << 1 << 128 << 128 << 2049 << false << true;
+        QTest::addRow("tiny mha 10x128 @2049 bf16 (33 splits)") << 10 << 1 << 128 << 128 << 2049 << false << true;
         QTest::addRow("gqa 8 heads/2 x128 @1500 bf16") << 8 << 4 << 128 << 128 << 1500 << false << true;
         QTest::addRow("gqa 8 heads/2 x64 @130 fp32") << 8 << 4 << 64 << 64 << 130 << false << false;
     }
@@ -1322,27 +1321,23 @@ private slots:
         }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
         // fp32 cases take the portable kernel either way), and the MHA kernel with one split a block
-        // and with four in clusters (setAttentionClusters: they merge up to 2,048 positions, the last
-        // block past that), each with its warps' score columns split or not
-        // (setAttentionSplitScores): every form must give the same bits.
+        // and the MHA kernel's warps with their score columns split or not (setAttentionSplitScores),
+        // which must give the same bits.
         struct RestoreSplits {
-            bool latent, clusters, splitScores;
+            bool latent, splitScores;
             ~RestoreSplits()
             {
                 k::setLatentShortSplits(latent);
-                k::setAttentionClusters(clusters);
                 k::setAttentionSplitScores(splitScores);
             }
-        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionClustersEnabled(), k::attentionSplitScoresEnabled()};
+        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled()};
         struct Form {
-            bool shortSplits, clusters, splitScores;
+            bool shortSplits, splitScores;
         };
         std::vector<float> defaultForm;
-        for (const Form f : {Form{false, true, true}, Form{false, false, true}, Form{false, true, false}, Form{false, false, false},
-                             Form{true, true, true}}) {
+        for (const Form f : {Form{false, true}, Form{false, false}, Form{true, true}}) {
             const bool shortSplits = f.shortSplits;
             k::setLatentShortSplits(shortSplits);
-            k::setAttentionClusters(f.clusters);
             k::setAttentionSplitScores(f.splitScores);
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
@@ -1362,7 +1357,7 @@ private slots:
             recordMax(std::string("kernel decode attention rel err ") + (bf16 ? "(bf16)" : "(fp32)") + (shortSplits ? " 32-position splits" : ""),
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
-            const QString form = QString("32-position splits %1, clusters %2, split scores %3").arg(shortSplits).arg(f.clusters).arg(f.splitScores);
+            const QString form = QString("32-position splits %1, split scores %2").arg(shortSplits).arg(f.splitScores);
             QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1 (%2)").arg(st.relError).arg(form)));
             if (defaultForm.empty())
                 defaultForm = got;
@@ -1949,8 +1944,8 @@ private slots:
     // combine's early hand-over, the attention's late one, its partials published by one
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
     // product tiles, the MHA attention compiled for its value tiles, the down product's rows
-    // copied before its wait, the MHA attention's splits merged in clusters and its score columns
-    // split among its warps, against the kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
+    // copied before its wait and the MHA attention's score columns split among its warps, against
+    // the kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
     // for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
@@ -1973,7 +1968,6 @@ private slots:
                                                {k::routerFixedKEnabled, k::setRouterFixedK},
                                                {k::fittedTilesEnabled, k::setFittedTiles},
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
-                                               {k::attentionClustersEnabled, k::setAttentionClusters},
                                                {k::attentionSplitScoresEnabled, k::setAttentionSplitScores}};
         struct Restore {
             std::vector<bool> was;

@@ -179,13 +179,6 @@ bool routerFixedKEnabled();
 // for the most it supports (TESSERA_ATTENTION_FITTED_TILES).
 void setFittedTiles(bool enabled);
 bool fittedTilesEnabled();
-// The MHA decode attention takes four 64-position splits a block of 16 warps, its blocks in
-// clusters of 8 that merge a kv head's splits through distributed shared memory up to 2,048
-// positions of context (the last block of the head merges them through L2 past that, or where
-// clusters of that size do not fit): the same partials and merge arithmetic, so the same bits
-// (TESSERA_ATTENTION_CLUSTERS).
-void setAttentionClusters(bool enabled);
-bool attentionClustersEnabled();
 // The MHA decode attention's warps that share a 16-row query tile split its score columns and
 // exchange them through shared memory instead of each computing all of them: the same products,
 // so the same bits (TESSERA_ATTENTION_SPLIT_SCORES).
