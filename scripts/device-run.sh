@@ -99,7 +99,7 @@ if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   echo "memcheck exit $?"
   grep -E "ERROR SUMMARY|Totals|FAIL" "$out/memcheck.txt" | head -20
   # racecheck is slow (a golden case takes about 30 s under it): the two golden text cases, which
-  # run prefill and graph-captured decode steps.
+  # run prefill and graph-captured decode steps, and the decode attention's kernels over their sweep.
   echo "== compute-sanitizer racecheck (limit ${racecheck_limit}s)"
   timeout "$racecheck_limit" compute-sanitizer --tool racecheck --error-exitcode 9 "$test_bin" ${RACECHECK_CASES:-goldenParity:mini-mla/a_text goldenParity:mini-mha/a_text decodeAttentionSweep} > "$out/racecheck.txt" 2>&1
   echo "racecheck exit $?"

@@ -156,9 +156,9 @@ void setRouterKeyedTopK(bool enabled) { setSwitch<kRouterKeyedTopK, 1>(enabled);
 bool routerFixedKEnabled() { return switchOn<kRouterFixedK, 1>(); }
 void setRouterFixedK(bool enabled) { setSwitch<kRouterFixedK, 1>(enabled); }
 bool fittedTilesEnabled() { return switchOn<kFittedTiles, 1>(); }
+void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }
 bool attentionSplitScoresEnabled() { return switchOn<kAttentionSplitScores, 1>(); }
 void setAttentionSplitScores(bool enabled) { setSwitch<kAttentionSplitScores, 1>(enabled); }
-void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }
 bool downRowsEarlyEnabled() { return switchOn<kDownRowsEarly, 1>(); }
 void setDownRowsEarly(bool enabled) { setSwitch<kDownRowsEarly, 1>(enabled); }
 

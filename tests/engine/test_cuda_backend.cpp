@@ -1320,9 +1320,8 @@ private slots:
             }
         }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
-        // fp32 cases take the portable kernel either way), and the MHA kernel with one split a block
-        // and the MHA kernel's warps with their score columns split or not (setAttentionSplitScores),
-        // which must give the same bits.
+        // fp32 cases take the portable kernel either way), and the MHA kernel's warps with their
+        // score columns split or not (setAttentionSplitScores), which must give the same bits.
         struct RestoreSplits {
             bool latent, splitScores;
             ~RestoreSplits()
@@ -1945,8 +1944,8 @@ private slots:
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
     // product tiles, the MHA attention compiled for its value tiles, the down product's rows
     // copied before its wait and the MHA attention's score columns split among its warps, against
-    // the kernels they replace: the same arithmetic in the same order, so the same tokens and logits bit
-    // for bit.
+    // the kernels they replace: the same arithmetic in the same order, so the same tokens and
+    // logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
