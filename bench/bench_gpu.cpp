@@ -94,6 +94,7 @@ struct Options {
     std::string folder;
     std::string configs = std::string(TESSERA_SOURCE_DIR) + "/tests/data/configs";
     int decodeSteps = 64;
+    std::vector<int> contexts = {128, 1024, 3000};  // decode figures at these prompt lengths
     int repeats = 3;
     bool kernels = true;
     bool decodeOnly = false;  // skip the image, time to first token and prefill figures
@@ -404,7 +405,7 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
     // Decode at several context lengths: the session's loop (GPU choice, then the graph step).
     const double weightBytes = activatedWeightBytes(config);
     nlohmann::json decode = nlohmann::json::object();
-    for (int context : {128, 1024, 3000}) {
+    for (int context : o.contexts) {
         DecodeLoop loop(be, *seq, randomIds(rng, context));
         const auto t = Clock::now();
         for (int i = 0; i < o.decodeSteps; ++i)
@@ -609,6 +610,8 @@ nlohmann::json kernelBench()
     gemvCase("gemv tiny experts down 8x1280x896", 1280, 896, 8, false, k::DType::BF16);
     gemvCase("gemv tiny router 64x1280", 64, 1280, 1, false, k::DType::BF16);
     gemvCase("gemv lm_head 129280x1280", 129280, 1280, 1, false, k::DType::BF16);
+    gemvCase("gemv small lm_head 102400x2048", 102400, 2048, 1, false, k::DType::BF16);
+    gemvCase("gemv base lm_head 102400x2560", 102400, 2560, 1, false, k::DType::BF16);
     gemvCase("gemv base q|kv_a 6720x2560", 6720, 2560, 1, false, k::DType::BF16);
     gemvCase("gemv base experts gate/up 8x(2x1536)x2560 gated", 1536, 2560, 8, true, k::DType::BF16);
     gemvCase("gemv base experts down 8x2560x1536", 2560, 1536, 8, false, k::DType::BF16);
@@ -941,6 +944,17 @@ int main(int argc, char** argv)
             o.kernels = false;
         } else if (a == "--configs") {
             o.configs = next();
+        } else if (a == "--contexts") {
+            o.contexts.clear();
+            const std::string list = next();
+            for (std::size_t p = 0; p < list.size();) {
+                const std::size_t q = std::min(list.find(',', p), list.size());
+                const int c = std::atoi(list.substr(p, q - p).c_str());
+                if (c < 1)
+                    throw std::runtime_error("--contexts takes positive prompt lengths, e.g. 128,1024,3000");
+                o.contexts.push_back(c);
+                p = q + 1;
+            }
         } else if (a == "--decode-steps") {
             o.decodeSteps = std::max(1, std::atoi(next().c_str()));
         } else if (a == "--stage-costs") {
@@ -957,6 +971,7 @@ int main(int argc, char** argv)
             o.repeats = std::max(1, std::atoi(next().c_str()));
         } else {
             std::cerr << "usage: tessera-bench [--models tiny,small,base] [--model DIR] [--configs DIR] [--decode-steps N] [--repeats N] [--no-kernels]\n"
+                         "                     [--contexts 128,1024,3000]\n"
                          "                     [--decode-only] [--profile-decode STEPS] [--profile-ttft] [--stage-costs]\n"
                          "                     [--trace STEPS]\n"
                          "  (--models none: the kernel figures only)\n";

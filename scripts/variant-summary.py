@@ -3,8 +3,8 @@
 DIR/variant<i>-round<r>.json (tessera-bench output) and prints, per model, each variant's median
 decode tokens/s at 1024 context over the rounds (and its time to first token where the runs
 measured it), with the smallest and largest round and the change against the first variant; then
-the medians at 128 and 3000 positions with their changes (a change may win at one context and lose
-at another).
+the medians at the other contexts measured (128 and 3000 unless tessera-bench ran with --contexts)
+with their changes (a change may win at one context and lose at another).
 Usage: variant-summary.py DIR "A=1;A=0" """
 import glob
 import json
@@ -17,7 +17,8 @@ def main():
     folder, spec = sys.argv[1], sys.argv[2]
     variants = spec.split(";")
     figures = {}  # (model, variant index) -> [tokens/s per round]
-    others = {}  # (model, variant index, context) -> [tokens/s per round], contexts 128 and 3000
+    others = {}  # (model, variant index, context) -> [tokens/s per round], the contexts besides 1024
+    contexts = set()
     ttft = {}  # (model, variant index) -> [ms per round]
     for i in range(len(variants)):
         for path in sorted(glob.glob(os.path.join(folder, f"variant{i}-round*.json"))):
@@ -27,9 +28,10 @@ def main():
                 continue
             for m in doc.get("models", []):
                 figures.setdefault((m["model"], i), []).append(m["decode"]["1024"]["tokens_per_s"])
-                for context in ("128", "3000"):
-                    if context in m["decode"]:
-                        others.setdefault((m["model"], i, context), []).append(m["decode"][context]["tokens_per_s"])
+                for context, d in m["decode"].items():
+                    if context != "1024":
+                        contexts.add(context)
+                        others.setdefault((m["model"], i, context), []).append(d["tokens_per_s"])
                 if "ttft_ms" in m:
                     ttft.setdefault((m["model"], i), []).append(m["ttft_ms"])
     for model in sorted({m for m, _ in figures}):
@@ -47,7 +49,7 @@ def main():
             first = ttft.get((model, i))
             if first:
                 line += f"  ttft {statistics.median(first):6.2f} ms ({min(first):.2f}–{max(first):.2f})"
-            for context in ("128", "3000"):
+            for context in sorted(contexts, key=int):
                 at = others.get((model, i, context))
                 if at:
                     m = statistics.median(at)

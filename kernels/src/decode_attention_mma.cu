@@ -396,6 +396,12 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
 // meet in shared memory. Soft-max: one warp per head row at a time, kKeys / 32 keys per lane.
 // P·V: warps split the value columns. Partials have the layout of the kernels above, with
 // kKeys-position splits.
+// Value parts (setLatentValueParts): where a short context leaves most SMs idle, two blocks take
+// each split, both computing the scores and soft-max and each half of the value columns: the
+// same products, so the same bits, with half of a block's P·V and partial stores on the step's
+// path. Measured against one block, medians of 3 on one machine: small +1.7 / +1.5 / +1.6 % at
+// 128 / 512 / 1024 positions and +0.9 % at 1600 (102 blocks); base +1.2 % at 128, +0.9 % at 512,
+// but −2.8 % at 1024 (132 blocks), hence the limit of three quarters of the SMs.
 constexpr int kLatWarps = 8, kLatMaxMTiles = 4, kLatMaxTilesPerWarp = 8;
 template <int kKeys>
 constexpr int kLatParts = kLatWarps / (kKeys / 16);
@@ -403,6 +409,11 @@ static_assert(kDecodeChunk == 64 && kDecodeMinChunk == 32, "the latent kernel's 
 
 struct LatentShape {
     int HP, KP, LD, PLD, mTiles, valueTiles, tilesPerWarp, partSteps;
+    // Blocks per (split, head group) in the grid (latentValueParts()), each computing the scores and
+    // soft-max and then its share of the value tiles; all of them only while the used splits'
+    // blocks, times this, stay within partsBlockLimit, three quarters of the SMs (else the blocks
+    // past the first leave at once and the first takes every value tile).
+    int valueParts, partsBlockLimit;
     int barrierOffset;  // the row copies' barrier, after the tiles (no static shared memory: see gemv.cu)
     bool triggerLate;   // attentionTriggerLateEnabled()
     std::size_t smem;
@@ -419,6 +430,11 @@ LatentShape latentShape(const DecodeAttentionArgs& a)
     s.PLD = kKeys + 8;
     s.mTiles = s.HP / 16;
     s.valueTiles = a.valueDim / 8;
+    s.valueParts = s.valueTiles % (2 * latentValueParts()) == 0 ? latentValueParts() : 1;  // even tiles per part
+    int sms = 0;
+    if (!multiprocessorCount("decode attention (latent rows)", sms).ok())
+        sms = 0;  // one part
+    s.partsBlockLimit = sms * 3 / 4;
     s.tilesPerWarp = (s.valueTiles + kLatWarps - 1) / kLatWarps;
     s.tilesPerWarp += s.tilesPerWarp % 2;  // value tiles go in pairs (one ldmatrix.x4.trans)
     s.partSteps = s.KP / (16 * parts);
@@ -530,15 +546,17 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     float* scores = reinterpret_cast<float*>(ps + sh.HP * sh.PLD);  // [parts][HP][keys]
     float* rowMax = scores + kParts * sh.HP * kKeys;
     float* rowSum = rowMax + sh.HP;
-    const int s = blockIdx.x, kvh = blockIdx.y;
+    const int s = blockIdx.x, kvh = blockIdx.y / sh.valueParts, vp = blockIdx.y % sh.valueParts;
     const int context = *a.lengthOnDevice + 1;  // see newestRow()
     const int j0 = s * kKeys;
     const int count = max(0, min(kKeys, context - j0));
+    const int used = (context + kKeys - 1) / kKeys;
+    const int parts = used * static_cast<int>(gridDim.y) <= sh.partsBlockLimit ? sh.valueParts : 1;
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
     const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
-    if (count == 0)
+    if (count == 0 || vp >= parts)
         return;  // see leaveEarly
     const int t = threadIdx.x, rowBytes = a.keyDim * 2;
     // Fused prepare: the queries' first rank columns are copied (the block makes the rest), and the
@@ -557,7 +575,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
     if (t < a.headsPerKv)
         copies.row(qs + t * sh.LD, Q + t * a.qHeadStride, qBytes);
     if (a.fusePrepare)
-        latentPrepareInBlock(a, sh, qs, ks, h0, context - 1, fresh, kvh == 0, rowMax);
+        latentPrepareInBlock(a, sh, qs, ks, h0, context - 1, fresh, kvh == 0 && vp == 0, rowMax);
     else if (t == fresh)
         copies.row(ks + t * sh.LD, K + t * a.keyLd, rowBytes);
     copies.wait();
@@ -641,8 +659,10 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
 #pragma unroll
         for (int j = 0; j < kLatMaxTilesPerWarp; ++j)
             acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
-    const int tile0 = warp * sh.tilesPerWarp;
-    const int tiles = max(0, min(sh.tilesPerWarp, sh.valueTiles - tile0));
+    const int partTiles = sh.valueTiles / parts;
+    const int tilesPerWarp = parts == 1 ? sh.tilesPerWarp : (partTiles / 2 + kLatWarps - 1) / kLatWarps * 2;
+    const int tile0 = vp * partTiles + warp * tilesPerWarp;
+    const int tiles = max(0, min(tilesPerWarp, (vp + 1) * partTiles - tile0));
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
         unsigned pa[kLatMaxMTiles][4];
@@ -678,7 +698,7 @@ __global__ __launch_bounds__(kLatWarps * 32) void decodeLatentKernel(DecodeAtten
             if (local >= a.headsPerKv)
                 continue;
             float* part = a.workspace + (static_cast<long long>(h0 + local) * splits + s) * valueStride;
-            if (warp == 0 && (lane & 3) == 0) {
+            if (warp == 0 && vp == 0 && (lane & 3) == 0) {
                 part[0] = rowMax[local];
                 part[1] = rowSum[local];
             }
@@ -775,7 +795,7 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
             chunk = kDecodeMinChunk;
         }
         const auto kernel = plan.shortSplits ? decodeLatentKernel<kDecodeMinChunk> : decodeLatentKernel<kDecodeChunk>;
-        const dim3 grid(splits, plan.heads16.heads / plan.heads16.headsPerKv);
+        const dim3 grid(splits, plan.heads16.heads / plan.heads16.headsPerKv * plan.shape.valueParts);
         return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, plan.shape.smem, stream, plan.heads16,
                                 splits, plan.shape);
     }

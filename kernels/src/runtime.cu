@@ -71,7 +71,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY",
                kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES",
-               kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES";
+               kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -113,6 +113,21 @@ int gemvBulkMinK() { return gemvBulkSetting().load(std::memory_order_relaxed); }
 void setGemvBulkMinK(int k) { gemvBulkSetting().store(k > 0 ? k : 0, std::memory_order_relaxed); }
 
 bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }
+
+namespace {
+std::atomic<int>& latentValuePartsSetting()
+{
+    static std::atomic<int> setting{[] {
+        const char* v = std::getenv("TESSERA_LATENT_VALUE_PARTS");
+        const int n = v ? std::atoi(v) : 2;
+        return n == 1 || n == 2 || n == 4 ? n : 2;
+    }()};
+    return setting;
+}
+}  // namespace
+
+int latentValueParts() { return latentValuePartsSetting().load(std::memory_order_relaxed); }
+void setLatentValueParts(int parts) { latentValuePartsSetting().store(parts == 2 || parts == 4 ? parts : 1, std::memory_order_relaxed); }
 void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
 
 bool mhaFusedPrepareEnabled() { return switchOn<kMhaFusedPrepare, 1>(); }
@@ -167,6 +182,8 @@ void setArgmaxToHost(bool enabled) { setSwitch<kArgmaxToHost, 1>(enabled); }
 
 bool gemvExpertTilesEnabled() { return switchOn<kGemvExpertTiles, 1>(); }
 void setGemvExpertTiles(bool enabled) { setSwitch<kGemvExpertTiles, 1>(enabled); }
+bool gemvWideTilesEnabled() { return switchOn<kGemvWideTiles, 1>(); }
+void setGemvWideTiles(bool enabled) { setSwitch<kGemvWideTiles, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

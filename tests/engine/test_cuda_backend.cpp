@@ -1320,24 +1320,30 @@ private slots:
             }
         }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
-        // fp32 cases take the portable kernel either way), and the MHA kernel's warps with their
-        // score columns split or not (setAttentionSplitScores), which must give the same bits.
+        // fp32 cases take the portable kernel either way), the MHA kernel's warps with their score
+        // columns split or not (setAttentionSplitScores), and the latent kernel's value columns
+        // shared by 1, 2 or 4 blocks (setLatentValueParts): forms of one split size give the same bits.
         struct RestoreSplits {
             bool latent, splitScores;
+            int valueParts;
             ~RestoreSplits()
             {
                 k::setLatentShortSplits(latent);
                 k::setAttentionSplitScores(splitScores);
+                k::setLatentValueParts(valueParts);
             }
-        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled()};
+        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled(), k::latentValueParts()};
         struct Form {
             bool shortSplits, splitScores;
+            int valueParts;
         };
-        std::vector<float> defaultForm;
-        for (const Form f : {Form{false, true}, Form{false, false}, Form{true, true}}) {
+        std::vector<float> firstForm[2];  // per split size
+        for (const Form f : {Form{false, true, 1}, Form{false, false, 1}, Form{false, true, 2}, Form{true, true, 1}, Form{true, true, 2},
+                             Form{true, true, 4}}) {
             const bool shortSplits = f.shortSplits;
             k::setLatentShortSplits(shortSplits);
             k::setAttentionSplitScores(f.splitScores);
+            k::setLatentValueParts(f.valueParts);
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
             d.out = dOut.get();
@@ -1356,12 +1362,14 @@ private slots:
             recordMax(std::string("kernel decode attention rel err ") + (bf16 ? "(bf16)" : "(fp32)") + (shortSplits ? " 32-position splits" : ""),
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
-            const QString form = QString("32-position splits %1, split scores %2").arg(shortSplits).arg(f.splitScores);
+            const QString form =
+                QString("32-position splits %1, split scores %2, value parts %3").arg(shortSplits).arg(f.splitScores).arg(f.valueParts);
             QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1 (%2)").arg(st.relError).arg(form)));
-            if (defaultForm.empty())
-                defaultForm = got;
-            else if (!shortSplits)
-                QVERIFY2(got == defaultForm, qPrintable("other bits than the default form's: " + form));
+            std::vector<float>& firstOfSize = firstForm[shortSplits ? 1 : 0];
+            if (firstOfSize.empty())
+                firstOfSize = got;
+            else
+                QVERIFY2(got == firstOfSize, qPrintable("other bits than the first form's of this split size: " + form));
         }
     }
 
@@ -1967,7 +1975,8 @@ private slots:
                                                {k::routerFixedKEnabled, k::setRouterFixedK},
                                                {k::fittedTilesEnabled, k::setFittedTiles},
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
-                                               {k::attentionSplitScoresEnabled, k::setAttentionSplitScores}};
+                                               {k::attentionSplitScoresEnabled, k::setAttentionSplitScores},
+                                               {k::gemvWideTilesEnabled, k::setGemvWideTiles}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

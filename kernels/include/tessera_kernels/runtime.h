@@ -86,6 +86,14 @@ int gemvBulkMinK();
 void setLatentShortSplits(bool enabled);
 bool latentShortSplitsEnabled();
 
+// MLA decode attention: blocks per (split, group of 16 heads), each computing the scores and
+// soft-max and then its share of the value columns (1, 2 or 4; the same bits for any), where the
+// used splits' blocks times this stay within three quarters of the SMs (short contexts; else one
+// block does all columns): small +1.6 % at 1024 positions (measured). 2 unless
+// TESSERA_LATENT_VALUE_PARTS says otherwise. Applies to launches after the call.
+void setLatentValueParts(int parts);
+int latentValueParts();
+
 // MHA decode: the tensor-core attention kernel rotates q and the new key and writes the cache row
 // itself (DecodeAttentionArgs::fusePrepare), one launch fewer per layer. On unless
 // TESSERA_MHA_FUSED_PREPARE=0. Applies to launches after the call.
@@ -203,6 +211,11 @@ bool argmaxToHostEnabled();
 // unless TESSERA_GEMV_EXPERT_TILES=0. Applies to launches after the call.
 void setGemvExpertTiles(bool enabled);
 bool gemvExpertTilesEnabled();
+
+// One-row products of at least 32,768 rows (the lm_head) take 32 KB tiles (measured, see gemv.cu).
+// The same sums. On unless TESSERA_GEMV_WIDE_TILES=0. Applies to launches after the call.
+void setGemvWideTiles(bool enabled);
+bool gemvWideTilesEnabled();
 
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
