@@ -94,7 +94,7 @@ fi
 
 if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
   echo "== compute-sanitizer memcheck (limit ${sanitizer_limit}s)"
-  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedDecode:mini-mha/fp32 fusedDecode:mini-mla/bf16 decodeAttentionSweep}"
+  cases="${SANITIZER_CASES:-goldenParity:mini-mha/a_text goldenParity:mini-mla/a_text goldenParity:mini-mha/f2_rgba goldenParity:mini-mla/f2_rgba flashAttentionSweep groupedGemmSweep fusedDecode:mini-mha/fp32 fusedDecode:mini-mla/bf16 decodeAttentionSweep embedNorm}"
   timeout "$sanitizer_limit" compute-sanitizer --tool memcheck --error-exitcode 9 "$test_bin" $cases > "$out/memcheck.txt" 2>&1
   echo "memcheck exit $?"
   grep -E "ERROR SUMMARY|Totals|FAIL" "$out/memcheck.txt" | head -20

@@ -16,9 +16,17 @@ int threadsFor(int n) { return n >= 1024 ? 256 : n >= 256 ? 128 : 64; }
 // to memory, then five more). Longer rows loop. The same sums in the same order either way.
 constexpr int kNormRegs = 8;
 
-template <typename TO>
+// With kEmbed, row r is the embedding row ids[r] of the bf16 table instead of x's row r (held in
+// registers, widened), stored into x's row r too: the embedding and the first norm of a decode step
+// in one launch, with the same sums as embedRows and then rmsNorm.
+struct EmbedSource {
+    const bf16* table = nullptr;
+    const int* ids = nullptr;
+};
+
+template <typename TO, bool kEmbed>
 __global__ void rmsNormKernel(const float* __restrict__ x, long long ldx, int n, const float* __restrict__ w, float eps,
-                              TO* __restrict__ out, long long ldo)
+                              TO* __restrict__ out, long long ldo, EmbedSource embed)
 {
     __shared__ float scratch[33];
     BlockTrace trace(TraceSite::RmsNorm);
@@ -37,19 +45,43 @@ __global__ void rmsNormKernel(const float* __restrict__ x, long long ldx, int n,
     const float* xr = x + blockIdx.x * ldx;
     TO* o = out + blockIdx.x * ldo;
     float ss = 0.f;
+    const bf16* __restrict__ src = kEmbed ? embed.table + static_cast<long long>(embed.ids[blockIdx.x]) * n : nullptr;
+    float* __restrict__ xw = const_cast<float*>(xr);  // kEmbed: x is this kernel's output
     if (held) {
+        if constexpr (kEmbed) {
 #pragma unroll
-        for (int j = 0; j < kNormRegs; ++j) {
-            const int i = threadIdx.x + j * blockDim.x;
-            xv[j] = i < n ? xr[i] : 0.f;
+            for (int j = 0; j < kNormRegs; ++j) {
+                const int i = threadIdx.x + j * blockDim.x;
+                xv[j] = i < n ? __bfloat162float(src[i]) : 0.f;
+            }
+#pragma unroll
+            for (int j = 0; j < kNormRegs; ++j) {
+                const int i = threadIdx.x + j * blockDim.x;
+                if (i < n)
+                    xw[i] = xv[j];
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < kNormRegs; ++j) {
+                const int i = threadIdx.x + j * blockDim.x;
+                xv[j] = i < n ? xr[i] : 0.f;
+            }
         }
 #pragma unroll
         for (int j = 0; j < kNormRegs; ++j)
             if (threadIdx.x + j * blockDim.x < n)
                 ss = fmaf(xv[j], xv[j], ss);
     } else {
-        for (int i = threadIdx.x; i < n; i += blockDim.x)
-            ss = fmaf(xr[i], xr[i], ss);
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            float v;
+            if constexpr (kEmbed) {
+                v = __bfloat162float(src[i]);
+                xw[i] = v;
+            } else {
+                v = xr[i];
+            }
+            ss = fmaf(v, v, ss);
+        }
     }
     ss = blockSum(ss, scratch);
     const float inv = rsqrtf(ss / n + eps);
@@ -63,7 +95,7 @@ __global__ void rmsNormKernel(const float* __restrict__ x, long long ldx, int n,
         return;
     }
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        o[i] = fromFloat<TO>(w[i] * (xr[i] * inv));
+        o[i] = fromFloat<TO>(w[i] * ((kEmbed ? __bfloat162float(src[i]) : xr[i]) * inv));  // x is not read back
 }
 
 template <typename TO>
@@ -157,7 +189,18 @@ Status rmsNorm(const float* x, std::int64_t ldx, int rows, int n, const float* w
     if (rows <= 0)
         return {};
     Status r;
-    TESSERA_DISPATCH_DTYPE(outType, T, r = launchOverlapped("rms_norm", rmsNormKernel<T>, rows, threadsFor(n), 0, cuStream(stream), x, ldx, n, weight, eps, static_cast<T*>(out), ldo));
+    TESSERA_DISPATCH_DTYPE(outType, T, r = launchOverlapped("rms_norm", rmsNormKernel<T, false>, rows, threadsFor(n), 0, cuStream(stream), x, ldx, n, weight, eps, static_cast<T*>(out), ldo, EmbedSource{}));
+    return r;
+}
+
+Status embedRmsNorm(const std::uint16_t* table, const std::int32_t* ids, int rows, int n, float* embedded, const float* weight,
+                    float eps, void* out, DType outType, std::int64_t ldo, Stream stream)
+{
+    if (rows <= 0)
+        return {};
+    const EmbedSource embed{reinterpret_cast<const bf16*>(table), ids};
+    Status r;
+    TESSERA_DISPATCH_DTYPE(outType, T, r = launchOverlapped("embed_tokens + rms_norm", rmsNormKernel<T, true>, rows, threadsFor(n), 0, cuStream(stream), embedded, static_cast<long long>(n), n, weight, eps, static_cast<T*>(out), ldo, embed));
     return r;
 }
 

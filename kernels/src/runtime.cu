@@ -71,7 +71,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY",
                kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES",
-               kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES";
+               kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES",
+               kEmbedNorm[] = "TESSERA_EMBED_NORM";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -182,6 +183,8 @@ void setArgmaxToHost(bool enabled) { setSwitch<kArgmaxToHost, 1>(enabled); }
 
 bool gemvExpertTilesEnabled() { return switchOn<kGemvExpertTiles, 1>(); }
 void setGemvExpertTiles(bool enabled) { setSwitch<kGemvExpertTiles, 1>(enabled); }
+bool embedNormEnabled() { return switchOn<kEmbedNorm, 1>(); }
+void setEmbedNorm(bool enabled) { setSwitch<kEmbedNorm, 1>(enabled); }
 bool gemvWideTilesEnabled() { return switchOn<kGemvWideTiles, 1>(); }
 void setGemvWideTiles(bool enabled) { setSwitch<kGemvWideTiles, 1>(enabled); }
 

@@ -1373,6 +1373,42 @@ private slots:
         }
     }
 
+    // embedRmsNorm against embedRows then rmsNorm: the same embedded rows and the same normalised
+    // bits, for rows held in registers (1280, 2048: tiny, small) and rows past them (2560: base).
+    void embedNorm()
+    {
+        REQUIRE_GPU();
+        std::mt19937 rng(17);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (const int n : {1280, 2048, 2560}) {
+            const int vocab = 50, rows = 3;
+            std::vector<std::uint16_t> table(std::size_t(vocab) * n);
+            for (auto& v : table)
+                v = bf16Bits(nd(rng) * 0.05f);
+            std::vector<float> w(n);
+            for (auto& v : w)
+                v = 1.f + nd(rng) * 0.1f;
+            const std::vector<std::int32_t> ids{7, 0, 49};
+            auto dT = upload(table), dW = upload(w), dI = upload(ids);
+            for (const k::DType outType : {k::DType::BF16, k::DType::F32}) {
+                const std::size_t ob = k::dtypeBytes(outType);
+                DeviceBuffer h1(std::size_t(rows) * n * 4, "embedded"), h2(std::size_t(rows) * n * 4, "embedded");
+                DeviceBuffer x1(std::size_t(rows) * n * ob, "normed"), x2(std::size_t(rows) * n * ob, "normed");
+                cuda::check(k::embedRows(dT.as<std::uint16_t>(), dI.as<std::int32_t>(), rows, n, h1.as<float>(), nullptr), "embed");
+                cuda::check(k::rmsNorm(h1.as<float>(), n, rows, n, dW.as<float>(), 1e-6f, x1.get(), outType, n, nullptr), "norm");
+                cuda::check(k::embedRmsNorm(dT.as<std::uint16_t>(), dI.as<std::int32_t>(), rows, n, h2.as<float>(), dW.as<float>(), 1e-6f,
+                                            x2.get(), outType, n, nullptr),
+                            "embed + norm");
+                QVERIFY2(download<float>(h1, std::size_t(rows) * n) == download<float>(h2, std::size_t(rows) * n),
+                         qPrintable(QString("width %1: other embedded rows").arg(n)));
+                QVERIFY2(download<std::uint8_t>(x1, std::size_t(rows) * n * ob) == download<std::uint8_t>(x2, std::size_t(rows) * n * ob),
+                         qPrintable(QString("width %1, %2 output: other normalised bits").arg(n).arg(ob == 2 ? "bf16" : "fp32")));
+                const auto got = download<float>(h2, std::size_t(rows) * n);
+                QCOMPARE(got[std::size_t(2) * n + 5], bf16Value(table[std::size_t(49) * n + 5]));
+            }
+        }
+    }
+
     void normsAndSoftmax()
     {
         REQUIRE_GPU();
@@ -1976,7 +2012,8 @@ private slots:
                                                {k::fittedTilesEnabled, k::setFittedTiles},
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
                                                {k::attentionSplitScoresEnabled, k::setAttentionSplitScores},
-                                               {k::gemvWideTilesEnabled, k::setGemvWideTiles}};
+                                               {k::gemvWideTilesEnabled, k::setGemvWideTiles},
+                                               {k::embedNormEnabled, k::setEmbedNorm}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

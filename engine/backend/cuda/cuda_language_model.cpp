@@ -333,8 +333,14 @@ void CudaLanguageModel::decode(SequenceState& seq)
             if (whole) {
                 check(k::decodeStep(step.args, stream_), "decode step (fused)");
             } else {
-                embedTokens(seq.tokenOnDevice, 1, h_);
-                forwardLayers(seq, 0, 1, true, nullptr);
+                const bool normed = k::embedNormEnabled();
+                if (normed)
+                    check(k::embedRmsNorm(weights_.embed.data, seq.tokenOnDevice, 1, hidden_, h_, weights_.layers[0].inputNorm.data,
+                                          config_.rmsNormEps, x_, act_, hidden_, stream_),
+                          "embed_tokens + input_layernorm");
+                else
+                    embedTokens(seq.tokenOnDevice, 1, h_);
+                forwardLayers(seq, 0, 1, true, nullptr, normed);
                 if (runs(kStageLogits, true))
                     logitsOfRow(seq, 0, weights_.layers.back().moe);
                 check(k::addInt(seq.lengthOnDevice, 1, stream_), "decode");
@@ -391,7 +397,7 @@ bool CudaLanguageModel::stepArgs(SequenceState& seq, StepArgs& step) const
     return k::decodeStepSupports(a);
 }
 
-void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace)
+void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace, bool inputNormed)
 {
     const int H = hidden_;
     const int L = layerCount();
@@ -407,8 +413,8 @@ void CudaLanguageModel::forwardLayers(SequenceState& seq, int start, int n, bool
         appendRows(trace->hiddenStates[0], h_);
     }
     // The MoE combine also writes the next layer's input norm (or the final norm) to x_. In decode
-    // the router makes the post-attention norm itself.
-    bool inputNormed = false;
+    // the router makes the post-attention norm itself. inputNormed: x_ already holds the first
+    // layer's input norm (made with the embedding).
     for (int i = 0; i < L; ++i) {
         const LanguageLayerWeights& lw = weights_.layers[i];
         if (!inputNormed)

@@ -120,7 +120,7 @@ public:
 
 private:
     void layout(Carver& c);
-    void forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace);
+    void forwardLayers(SequenceState& seq, int start, int n, bool decode, LanguageTrace* trace, bool inputNormed = false);
     void attentionMha(SequenceState& seq, int layer, int start, int n, bool decode);
     void attentionMla(SequenceState& seq, int layer, int start, int n, bool decode);
     template <typename Args>

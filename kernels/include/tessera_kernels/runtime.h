@@ -217,6 +217,12 @@ bool gemvExpertTilesEnabled();
 void setGemvWideTiles(bool enabled);
 bool gemvWideTilesEnabled();
 
+// A decode step's embedding row and the first layer's input norm in one launch (embedRmsNorm):
+// the same bits as the two launches. On unless TESSERA_EMBED_NORM=0. Applies to decode graphs
+// captured after the call.
+void setEmbedNorm(bool enabled);
+bool embedNormEnabled();
+
 // Measurement: one cooperative launch of a block of `threads` per SM that meets at `barriers` grid
 // barriers (grid_sync.cuh). sync: three unsigned, zero before the first launch.
 Status gridBarriers(unsigned* sync, int barriers, int threads, Stream stream);
