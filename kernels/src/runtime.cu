@@ -96,6 +96,17 @@ std::atomic<int>& gemvBulkSetting()
     return setting;
 }
 
+// TESSERA_LATENT_VALUE_PARTS: 1, 2 (the default) or 4.
+std::atomic<int>& latentValuePartsSetting()
+{
+    static std::atomic<int> setting{[] {
+        const char* v = std::getenv("TESSERA_LATENT_VALUE_PARTS");
+        const int n = v ? std::atoi(v) : 2;
+        return n == 1 || n == 2 || n == 4 ? n : 2;
+    }()};
+    return setting;
+}
+
 }  // namespace
 
 bool overlappedLaunchesEnabled() { return switchOn<kOverlap, 1>(); }
@@ -115,21 +126,9 @@ void setGemvBulkMinK(int k) { gemvBulkSetting().store(k > 0 ? k : 0, std::memory
 
 bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }
 
-namespace {
-std::atomic<int>& latentValuePartsSetting()
-{
-    static std::atomic<int> setting{[] {
-        const char* v = std::getenv("TESSERA_LATENT_VALUE_PARTS");
-        const int n = v ? std::atoi(v) : 2;
-        return n == 1 || n == 2 || n == 4 ? n : 2;
-    }()};
-    return setting;
-}
-}  // namespace
-
+void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
 int latentValueParts() { return latentValuePartsSetting().load(std::memory_order_relaxed); }
 void setLatentValueParts(int parts) { latentValuePartsSetting().store(parts == 2 || parts == 4 ? parts : 1, std::memory_order_relaxed); }
-void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
 
 bool mhaFusedPrepareEnabled() { return switchOn<kMhaFusedPrepare, 1>(); }
 void setMhaFusedPrepare(bool enabled) { setSwitch<kMhaFusedPrepare, 1>(enabled); }
