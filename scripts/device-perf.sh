@@ -72,7 +72,7 @@ if [ -n "${ENV_VARIANTS:-}" ]; then
         > "$out/variant$i-round$round.json" 2> "$out/variant$i-round$round.err"
     done
   done
-  echo "== decode tok/s @1024 (then @128 and @3000), medians of ${ROUNDS:-3} alternating rounds ($models)"
+  echo "== decode tok/s @1024 (then the other contexts measured), medians of ${ROUNDS:-3} alternating rounds ($models)"
   python3 "$repo/scripts/variant-summary.py" "$out" "$ENV_VARIANTS"
 fi
 if [ -n "${STAGE_MODELS:-}" ]; then

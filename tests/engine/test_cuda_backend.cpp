@@ -1987,9 +1987,9 @@ private slots:
     // combine's early hand-over, the attention's late one, its partials published by one
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
     // product tiles, the MHA attention compiled for its value tiles, the down product's rows
-    // copied before its wait and the MHA attention's score columns split among its warps, against
-    // the kernels they replace: the same arithmetic in the same order, so the same tokens and
-    // logits bit for bit.
+    // copied before its wait, the MHA attention's score columns split among its warps, the
+    // lm_head's wide tiles and the embedding with the first norm in one launch, against the kernels
+    // they replace: the same arithmetic in the same order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
