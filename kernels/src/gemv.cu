@@ -280,14 +280,6 @@ int rowsPerTile(std::size_t tileBytes, std::size_t rowBytes, std::size_t xBytes)
 // at 4.3–4.4 TB/s with 16 KB tiles and 4.45–4.55 with 32 KB.
 constexpr int kWideRows = 32768, kWideTileBytes = 32 * 1024;
 
-// setGemvLongRowTiles: rows of at least kLongRowBytes fill 15/16 of the usual tile (15 KB of 16),
-// so that four rows of 4 KB (small's width, 2048) become three and more blocks share the product.
-// Tiny's rows keep their count (six of 2.5 KB fill 15 KB; its experts' down rows are shorter), and
-// so do base's (three of 5 KB). Measured on one machine, medians of 3, against 16 KB tiles for all:
-// small +1.4 % at 1024 (+1.3 % at 128, +1.1 % at 3000), base 0.0 %; 12 and 14 KB tiles gave small
-// the same and tiny −2.5 / −1.6 %, 15 KB for every row −0.4 % (its down rows 9 → 8 a block).
-constexpr std::size_t kLongRowBytes = 2048;
-
 // A large product: one over routed experts whose grid of the usual tiles would pass this many
 // blocks (small's and base's experts, not tiny's). It takes larger tiles (expertTileRows) and no
 // early row copies (gemv()).
@@ -348,10 +340,7 @@ Status gemv(const GemvArgs& a, Stream stream)
         // about twice (small matrices spread over every SM).
         const long long totalRows = static_cast<long long>(a.N) * a.batch;
         const bool wide = a.N >= kWideRows && a.batch == 1 && gemvWideTilesEnabled();
-        const std::size_t tileBytes = wide                                                    ? kWideTileBytes
-                                      : rowBytes >= kLongRowBytes && gemvLongRowTilesEnabled() ? gemvTileBytes() / 16 * 15
-                                                                                               : gemvTileBytes();
-        const int usual = rowsPerTile(tileBytes, rowBytes, xBytes);
+        const int usual = rowsPerTile(wide ? kWideTileBytes : gemvTileBytes(), rowBytes, xBytes);
         const bool large = a.batchIndex && totalRows / usual > kLargeExpertGrid;
         const int fit = expertTileRows(a, large, usual, rowBytes, xBytes);
         // setDownRowsEarly: the routed rows before the wait only where the product is not large.

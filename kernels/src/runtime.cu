@@ -72,7 +72,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES",
-               kEmbedNorm[] = "TESSERA_EMBED_NORM", kGemvLongRowTiles[] = "TESSERA_GEMV_LONG_ROW_TILES";
+               kEmbedNorm[] = "TESSERA_EMBED_NORM";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -186,8 +186,6 @@ bool embedNormEnabled() { return switchOn<kEmbedNorm, 1>(); }
 void setEmbedNorm(bool enabled) { setSwitch<kEmbedNorm, 1>(enabled); }
 bool gemvWideTilesEnabled() { return switchOn<kGemvWideTiles, 1>(); }
 void setGemvWideTiles(bool enabled) { setSwitch<kGemvWideTiles, 1>(enabled); }
-bool gemvLongRowTilesEnabled() { return switchOn<kGemvLongRowTiles, 1>(); }
-void setGemvLongRowTiles(bool enabled) { setSwitch<kGemvLongRowTiles, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -1988,9 +1988,8 @@ private slots:
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
     // product tiles, the MHA attention compiled for its value tiles, the down product's rows
     // copied before its wait, the MHA attention's score columns split among its warps, the
-    // lm_head's wide tiles, the embedding with the first norm in one launch and the shorter tiles
-    // of long rows, against the kernels they replace: the same arithmetic in the same order, so the
-    // same tokens and logits bit for bit.
+    // lm_head's wide tiles and the embedding with the first norm in one launch, against the kernels
+    // they replace: the same arithmetic in the same order, so the same tokens and logits bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -2014,8 +2013,7 @@ private slots:
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
                                                {k::attentionSplitScoresEnabled, k::setAttentionSplitScores},
                                                {k::gemvWideTilesEnabled, k::setGemvWideTiles},
-                                               {k::embedNormEnabled, k::setEmbedNorm},
-                                               {k::gemvLongRowTilesEnabled, k::setGemvLongRowTiles}};
+                                               {k::embedNormEnabled, k::setEmbedNorm}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

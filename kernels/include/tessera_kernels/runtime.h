@@ -217,12 +217,6 @@ bool gemvExpertTilesEnabled();
 void setGemvWideTiles(bool enabled);
 bool gemvWideTilesEnabled();
 
-// One-row products whose rows are at least 2 KB long take 15 KB of the 16 KB tiles (three rows of
-// small's 4 KB instead of four; measured, see gemv.cu). The same sums. On unless
-// TESSERA_GEMV_LONG_ROW_TILES=0. Applies to launches after the call.
-void setGemvLongRowTiles(bool enabled);
-bool gemvLongRowTilesEnabled();
-
 // A decode step's embedding row and the first layer's input norm in one launch (embedRmsNorm):
 // the same bits as the two launches. On unless TESSERA_EMBED_NORM=0. Applies to decode graphs
 // captured after the call.
