@@ -16,12 +16,13 @@ int threadsFor(int n) { return n >= 1024 ? 256 : n >= 256 ? 128 : 64; }
 // to memory, then five more). Longer rows loop. The same sums in the same order either way.
 constexpr int kNormRegs = 8;
 
-// With kEmbed, row r is the embedding row ids[r] of the bf16 table instead of x's row r (held in
-// registers, widened), stored into x's row r too: the embedding and the first norm of a decode step
-// in one launch, with the same sums as embedRows and then rmsNorm.
+// With kEmbed, row r is the embedding row ids[r] of the bf16 table instead of x's row r (x is not
+// read), widened and also stored into row r of `rows` (n floats a row): the embedding and the
+// first norm of a decode step in one launch, with the same sums as embedRows and then rmsNorm.
 struct EmbedSource {
     const bf16* table = nullptr;
     const int* ids = nullptr;
+    float* rows = nullptr;
 };
 
 template <typename TO, bool kEmbed>
@@ -46,7 +47,7 @@ __global__ void rmsNormKernel(const float* __restrict__ x, long long ldx, int n,
     TO* o = out + blockIdx.x * ldo;
     float ss = 0.f;
     const bf16* __restrict__ src = kEmbed ? embed.table + static_cast<long long>(embed.ids[blockIdx.x]) * n : nullptr;
-    float* __restrict__ xw = const_cast<float*>(xr);  // kEmbed: x is this kernel's output
+    float* __restrict__ xw = kEmbed ? embed.rows + static_cast<long long>(blockIdx.x) * n : nullptr;
     if (held) {
         if constexpr (kEmbed) {
 #pragma unroll
@@ -95,7 +96,7 @@ __global__ void rmsNormKernel(const float* __restrict__ x, long long ldx, int n,
         return;
     }
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        o[i] = fromFloat<TO>(w[i] * ((kEmbed ? __bfloat162float(src[i]) : xr[i]) * inv));  // x is not read back
+        o[i] = fromFloat<TO>(w[i] * ((kEmbed ? __bfloat162float(src[i]) : xr[i]) * inv));  // the stored row is not read back
 }
 
 template <typename TO>
@@ -198,9 +199,10 @@ Status embedRmsNorm(const std::uint16_t* table, const std::int32_t* ids, int row
 {
     if (rows <= 0)
         return {};
-    const EmbedSource embed{reinterpret_cast<const bf16*>(table), ids};
+    const EmbedSource embed{reinterpret_cast<const bf16*>(table), ids, embedded};
+    const float* none = nullptr;  // x: the rows come from the table
     Status r;
-    TESSERA_DISPATCH_DTYPE(outType, T, r = launchOverlapped("embed_tokens + rms_norm", rmsNormKernel<T, true>, rows, threadsFor(n), 0, cuStream(stream), embedded, static_cast<long long>(n), n, weight, eps, static_cast<T*>(out), ldo, embed));
+    TESSERA_DISPATCH_DTYPE(outType, T, r = launchOverlapped("embed_tokens + rms_norm", rmsNormKernel<T, true>, rows, threadsFor(n), 0, cuStream(stream), none, 0ll, n, weight, eps, static_cast<T*>(out), ldo, embed));
     return r;
 }
 

@@ -125,7 +125,6 @@ int gemvBulkMinK() { return gemvBulkSetting().load(std::memory_order_relaxed); }
 void setGemvBulkMinK(int k) { gemvBulkSetting().store(k > 0 ? k : 0, std::memory_order_relaxed); }
 
 bool latentShortSplitsEnabled() { return switchOn<kLatentSplit32, 1>(); }
-
 void setLatentShortSplits(bool enabled) { setSwitch<kLatentSplit32, 1>(enabled); }
 int latentValueParts() { return latentValuePartsSetting().load(std::memory_order_relaxed); }
 void setLatentValueParts(int parts) { latentValuePartsSetting().store(parts == 2 || parts == 4 ? parts : 1, std::memory_order_relaxed); }
