@@ -11,13 +11,24 @@
 #include "tessera_kernels/runtime.h"
 #include "trace.cuh"
 
+#include <cooperative_groups.h>
+
+#include <map>
+#include <mutex>
 
 namespace tessera::kernels {
 
 namespace {
 
+namespace cg = cooperative_groups;
+
 constexpr int kDecWarps = 4, kMaxValueTilesPerWarp = 32, kMaxHeadsPerKv = 64;
+// decodeClusterKernel: kGroups splits a block, a group of kDecWarps warps each; its clusters hold
+// kClusterSplits splits (kClusterContext positions).
+constexpr int kGroups = 4, kClusterSplits = 32;
 constexpr int kScoresLd = kDecodeChunk + 8;  // a row of a split's scores in shared memory (floats)
+constexpr int kGroupWarps = kGroups * kDecWarps, kGroupRows = kGroups * kDecodeChunk, kClusterBlocks = kClusterSplits / kGroups;
+static_assert(kClusterSplits * kDecodeChunk == kDecodeClusterContext, "attention.h's bound of the clusters' contexts");
 
 int roundUp(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -27,11 +38,14 @@ struct DecodeMmaShape {
     bool triggerLate;  // attentionTriggerLateEnabled()
     bool mergeRelease;  // attentionMergeReleaseEnabled()
     bool splitScores;   // attentionSplitScoresEnabled()
-    int scoresOffset;   // splitScores: the scores (HP × kScoresLd floats) in shared memory
+    int scoresOffset;   // splitScores: each split's scores (HP × kScoresLd floats) in shared memory
+    int partsOffset;    // decodeClusterKernel: its splits' partials and its merge's inbox in shared memory
     std::size_t smem;
 };
 
-DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
+// rows: the cache positions a block holds (kDecodeChunk, or kGroupRows for decodeClusterKernel, whose
+// shared memory also keeps the partials of its splits and the inbox of mergeInCluster).
+DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int rows = kDecodeChunk)
 {
     DecodeMmaShape s{};
     s.HP = roundUp(a.headsPerKv, 16);
@@ -43,11 +57,19 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a)
     s.mTiles = s.HP / 16;
     s.groups = kDecWarps / s.mTiles;
     s.tilesPerWarp = s.groups > 0 ? (a.valueDim / 8 + s.groups - 1) / s.groups : 0;
-    s.smem = (static_cast<std::size_t>(kDecodeChunk + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(kDecodeChunk) * s.LDV : 0)) * 2;
+    s.smem = (static_cast<std::size_t>(rows + s.HP) * s.LD + (s.separateV ? static_cast<std::size_t>(rows) * s.LDV : 0)) * 2;
+    if (rows > kDecodeChunk) {
+        s.partsOffset = static_cast<int>((s.smem + 15) / 16 * 16);
+        // The block's splits' partials, then the inbox of mergeInCluster: with `live` blocks holding
+        // positions, up to kGroups · live splits' maxima, sums and shares of ⌈valueDim / live⌉
+        // columns, at most kGroups · (valueDim + 3 · live) floats a head.
+        s.smem = s.partsOffset + static_cast<std::size_t>(rows / kDecodeChunk) * a.headsPerKv * (a.valueDim + 2) * sizeof(float) +
+                 static_cast<std::size_t>(kGroups) * a.headsPerKv * (a.valueDim + 3 * kClusterBlocks) * sizeof(float);
+    }
     s.splitScores = attentionSplitScoresEnabled();
     if (s.splitScores) {
         s.scoresOffset = static_cast<int>((s.smem + 15) / 16 * 16);
-        s.smem = s.scoresOffset + static_cast<std::size_t>(s.HP) * kScoresLd * sizeof(float);
+        s.smem = s.scoresOffset + static_cast<std::size_t>(rows / kDecodeChunk) * s.HP * kScoresLd * sizeof(float);
     }
     s.triggerLate = attentionTriggerLateEnabled();
     s.mergeRelease = attentionMergeReleaseEnabled();
@@ -207,9 +229,9 @@ __device__ __forceinline__ void mergeWhenLast(const DecodeAttentionArgs& a, int 
 }
 
 template <int kTiles>
-__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
-                                              const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane,
-                                              float* scores);
+__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, const bf16* ks, const bf16* qs,
+                                              const bf16* vs, int count, float* part0, long long rowStride, int warp, int lane,
+                                              float* scores, int barrier);
 
 // Splits of kDecodeChunk positions (32-position splits measured tiny −1.1 %).
 // kTiles: the value tiles a warp may take (sh.tilesPerWarp or more): its accumulators and its
@@ -259,24 +281,29 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     trace.mark(0);  // the tiles and queries in shared memory
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int valueStride = a.valueDim + 2;
     if (warp < sh.mTiles * sh.groups)
-        decodeMmaWarp<kTiles>(a, splits, sh, ks, qs, vs, s, count, h0, warp, lane,
-                              sh.splitScores ? reinterpret_cast<float*>(smemRaw + sh.scoresOffset) : nullptr);
+        decodeMmaWarp<kTiles>(a, sh, ks, qs, vs, count, a.workspace + (static_cast<long long>(h0) * splits + s) * valueStride,
+                              static_cast<long long>(splits) * valueStride, warp, lane,
+                              sh.splitScores ? reinterpret_cast<float*>(smemRaw + sh.scoresOffset) : nullptr, 1);
     if (sh.triggerLate)
         allowDependentLaunch();
     trace.mark(1);  // thread 0's partials written; the merge follows
     mergeWhenLast(a, splits, context, kvh, sh.mergeRelease, smemRaw);
 }
 
-// The score, soft-max and value work of one warp of decodeMmaKernel.
+// The score, soft-max and value work of one warp of decodeMmaKernel (or of one group of
+// decodeClusterKernel) over one split of count positions: the partials of the kv head's query head
+// `local` go to part0 + local · rowStride.
 // With `scores` (sh.splitScores), the warps of one 16-row query tile split its 16-key column tiles
 // instead of each computing all four, and then read the whole tile of scores back from shared
-// memory after a barrier of the block's working warps: the same products, so the same bits, with
-// a quarter of the key fragments' shared-memory reads and of the tensor-core work a warp had.
+// memory after a barrier (number `barrier`) of the split's working warps: the same products, so
+// the same bits, with a quarter of the key fragments' shared-memory reads and of the tensor-core
+// work a warp had.
 template <int kTiles>
-__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int splits, const DecodeMmaShape& sh, const bf16* ks,
-                                              const bf16* qs, const bf16* vs, int s, int count, int h0, int warp, int lane,
-                                              float* scores)
+__device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, const bf16* ks, const bf16* qs,
+                                              const bf16* vs, int count, float* part0, long long rowStride, int warp, int lane,
+                                              float* scores, int barrier)
 {
     const int mt = warp % sh.mTiles, group = warp / sh.mTiles;
     float sc[kDecodeChunk / 8][4];
@@ -305,8 +332,8 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
                 *reinterpret_cast<float2*>(own + j * 8) = make_float2(sc[j][0], sc[j][1]);
                 *reinterpret_cast<float2*>(own + 8 * kScoresLd + j * 8) = make_float2(sc[j][2], sc[j][3]);
             }
-        // The working warps (all of the block's but where mTiles does not divide kDecWarps).
-        asm volatile("bar.sync 1, %0;\n" ::"r"(sh.mTiles * sh.groups * 32) : "memory");
+        // The split's working warps (all of its kDecWarps but where mTiles does not divide them).
+        asm volatile("bar.sync %0, %1;\n" ::"r"(barrier), "r"(sh.mTiles * sh.groups * 32) : "memory");
 #pragma unroll
         for (int j = 0; j < kDecodeChunk / 8; ++j) {
             const float2 lo = *reinterpret_cast<const float2*>(own + j * 8), hi = *reinterpret_cast<const float2*>(own + 8 * kScoresLd + j * 8);
@@ -368,13 +395,12 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
                 mma(acc[2 * dj + 1], pa, r[2], r[3]);
         }
     }
-    const int valueStride = a.valueDim + 2;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         const int local = mt * 16 + (lane >> 2) + r * 8;
         if (local >= a.headsPerKv)
             continue;
-        float* part = a.workspace + (static_cast<long long>(h0 + local) * splits + s) * valueStride;
+        float* part = part0 + local * rowStride;
         if (group == 0 && (lane & 3) == 0) {
             part[0] = mx[r];
             part[1] = sum[r];
@@ -387,6 +413,129 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, int 
             *reinterpret_cast<float2*>(part + 2 + d) = make_float2(acc[j][2 * r], acc[j][2 * r + 1]);
         }
     }
+}
+
+// decodeClusterKernel's merge (`live` blocks of the cluster hold positions): block r of them merges
+// the value columns [r·cols, r·cols + cols) of every query head of its kv head. Each block first
+// stores, into the inbox (shared memory) of every live block, its splits' maxima and sums and the
+// slice of their values that block merges; after a cluster barrier each block merges from its own
+// inbox. The arithmetic of combineHeadPartials over at most 32 splits, in the same order: lane s
+// takes split s's maximum and sum, the weights exp(m_s − M) and 1 / Σ l_s·w_s by the same warp
+// reductions, each column summed over the splits in split order by fmaf; so the same bits. Short
+// loops: this runs once a layer from a cold instruction cache.
+template <typename TO>
+__device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, const float* parts, float* inbox, int used, int live, int h0)
+{
+    static_assert(kClusterSplits <= 32, "one lane per split");
+    cg::cluster_group cluster = cg::this_cluster();
+    const int rows = a.headsPerKv, stride = a.valueDim + 2;
+    const int cols = (a.valueDim + live - 1) / live, boxStride = cols + 2;
+    clusterWait();  // every live block has started (the arrive is at the kernel's start)
+    const int perSplit = rows * live * boxStride;
+    for (int i = threadIdx.x; i < kGroups * perSplit; i += blockDim.x) {
+        const int g = i / perSplit, local = i % perSplit / (live * boxStride), r = i % (live * boxStride) / boxStride,
+                  e = i % boxStride;
+        const int s = kGroups * static_cast<int>(cluster.block_rank()) + g, d = r * cols + e - 2;
+        if (s < used && (e < 2 || d < a.valueDim))
+            cluster.map_shared_rank(inbox, r)[(s * rows + local) * boxStride + e] = parts[(g * rows + local) * stride + (e < 2 ? e : 2 + d)];
+    }
+    cluster.sync();  // the inboxes are full
+    const int d0 = static_cast<int>(cluster.block_rank()) * cols, n = min(cols, a.valueDim - d0);
+    const int chunks = n > 0 ? (n + 31) / 32 : 0;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int item = warp; item < rows * chunks; item += kGroupWarps) {
+        const int local = item / chunks, j = item % chunks * 32 + lane;
+        const float* box = inbox + local * boxStride;
+        const float2 ml = lane < used ? make_float2(box[lane * rows * boxStride], box[lane * rows * boxStride + 1]) : make_float2(-INFINITY, 0.f);
+        const float mx = warpMax(fmaxf(ml.x, -INFINITY));
+        float w = 0.f, total = 0.f;
+        if (lane < used) {
+            w = expf(ml.x - mx);
+            total += ml.y * w;
+        }
+        const float inv = 1.f / warpSum(total);
+        float acc = 0.f;
+#pragma unroll 4
+        for (int s = 0; s < used; ++s) {
+            const float ws = __shfl_sync(0xffffffffu, w, s);
+            if (j < n)
+                acc = fmaf(box[s * rows * boxStride + 2 + j], ws, acc);
+        }
+        if (j < n)
+            static_cast<TO*>(a.out)[(h0 + local) * a.outHeadStride + d0 + j] = fromFloat<TO>(acc * inv);
+    }
+}
+
+// kGroups consecutive splits a block of kGroupWarps warps, the warps of group g doing
+// decodeMmaKernel's work over split kGroups·blockIdx.x + g (its tiles, its partials: the same
+// arithmetic), in clusters of kClusterBlocks blocks, one cluster per kv head: its splits merge in
+// the cluster's shared memory (mergeInCluster), without decodeMmaKernel's counter and round trips
+// through L2. Launched only where the launch's capacity fits one cluster (kDecodeClusterContext
+// positions). Measured against decodeMmaKernel (tiny, twelfth session): +5.3 % at 1024 positions,
+// +7.0 % at 128; its blocks pass their wait ~1 µs later than single blocks (a cluster needs room on
+// one GPC at once).
+template <int kTiles>
+__global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAttentionArgs a, DecodeMmaShape sh)
+{
+    extern __shared__ __align__(16) unsigned char smemRaw[];
+    BlockTrace trace(TraceSite::DecodeAttention);
+    bf16* ks = reinterpret_cast<bf16*>(smemRaw);
+    bf16* qs = ks + kGroupRows * sh.LD;
+    bf16* vs = sh.separateV ? qs + sh.HP * sh.LD : ks;
+    float* parts = reinterpret_cast<float*>(smemRaw + sh.partsOffset);
+    const int kvh = blockIdx.y;
+    const int context = *a.lengthOnDevice + 1;
+    const int j0 = blockIdx.x * kGroupRows;
+    const int count = max(0, min(kGroupRows, context - j0));
+    const int fresh = newestRow(context, j0, count);
+    const int h0 = kvh * a.headsPerKv;
+    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
+    const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
+    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
+    if (count == 0)
+        return;  // see leaveEarly; a cluster barrier does not wait for blocks that have left
+    const int used = (context + kDecodeChunk - 1) / kDecodeChunk, live = (context + kGroupRows - 1) / kGroupRows;
+    clusterArrive();
+    loadRows(ks, sh.LD, K, a.keyLd, kGroupRows, count, sh.KP, a.keyDim, fresh);
+    if (sh.separateV)
+        loadRows(vs, sh.LDV, V, a.valueLd, kGroupRows, count, sh.VP, a.valueDim, fresh);
+    gridDependencyWait();
+    trace.waited();
+    if (!sh.triggerLate)
+        allowDependentLaunch();
+    if (a.fusePrepare) {
+        const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
+        prepareInBlock(a, sh, qs, ks, vs, kvh, h0, context - 1, fresh, static_cast<bf16*>(a.prepare.keys) + at,
+                       static_cast<bf16*>(a.prepare.values) + at);
+    } else {
+        loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+        if (fresh >= 0) {
+            loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
+            if (sh.separateV)
+                loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
+        }
+    }
+    copyAsyncCommit();
+    copyAsyncWaitAll();
+    __syncthreads();
+    trace.mark(0);  // the tiles and queries in shared memory
+
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = warp / kDecWarps, gw = warp % kDecWarps;
+    const int gCount = min(kDecodeChunk, count - g * kDecodeChunk);
+    const int valueStride = a.valueDim + 2;
+    if (gCount > 0 && gw < sh.mTiles * sh.groups)
+        decodeMmaWarp<kTiles>(a, sh, ks + g * kDecodeChunk * sh.LD, qs, vs + g * kDecodeChunk * sh.LDV, gCount,
+                              parts + g * a.headsPerKv * valueStride, valueStride, gw, lane,
+                              sh.splitScores ? reinterpret_cast<float*>(smemRaw + sh.scoresOffset) + g * sh.HP * kScoresLd : nullptr, 1 + g);
+    if (sh.triggerLate)
+        allowDependentLaunch();
+    trace.mark(1);  // the partials written; the merge follows
+    __syncthreads();  // every group's partials stored
+    float* inbox = parts + kGroups * a.headsPerKv * valueStride;
+    if (a.outType == DType::F32)
+        mergeInCluster<float>(a, parts, inbox, used, live, h0);
+    else
+        mergeInCluster<bf16>(a, parts, inbox, used, live, h0);
 }
 
 // Latent rows shared by every head (MLA's absorbed decode): keys and values are the same rows, so
@@ -753,6 +902,61 @@ LatentPlan latentPlan(const DecodeAttentionArgs& a)
     return plan;
 }
 
+// Whether a cluster of kClusterBlocks blocks of this kernel and shared memory fits on the GPU (once
+// per kernel and size).
+template <int kTiles>
+bool clustersFit(std::size_t smem)
+{
+    static std::mutex mutex;
+    static std::map<std::size_t, bool> known;
+    const std::lock_guard<std::mutex> lock(mutex);
+    if (const auto it = known.find(smem); it != known.end())
+        return it->second;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(kClusterBlocks, 1, 1);
+    config.blockDim = dim3(kGroupWarps * 32, 1, 1);
+    config.dynamicSmemBytes = smem;
+    cudaLaunchAttribute cluster;
+    cluster.id = cudaLaunchAttributeClusterDimension;
+    cluster.val.clusterDim.x = kClusterBlocks;
+    cluster.val.clusterDim.y = 1;
+    cluster.val.clusterDim.z = 1;
+    config.attrs = &cluster;
+    config.numAttrs = 1;
+    int clusters = 0;
+    const bool fit = cudaOccupancyMaxActiveClusters(&clusters, decodeClusterKernel<kTiles>, &config) == cudaSuccess && clusters > 0;
+    if (!fit)
+        cudaGetLastError();
+    return known[smem] = fit;
+}
+
+// decodeClusterKernel<kTiles>: one cluster of kClusterBlocks blocks per kv head.
+template <int kTiles>
+Status launchClustered(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, cudaStream_t stream)
+{
+    return launchClusters("decode attention (clusters)", decodeClusterKernel<kTiles>, dim3(kClusterBlocks, a.heads / a.headsPerKv),
+                          dim3(kClusterBlocks, 1, 1), kGroupWarps * 32, sh.smem, stream, a, sh);
+}
+
+// Whether decodeClusterKernel<kTiles> runs a: clusters switched on, a merge asked for, a capacity
+// within one cluster, its shared memory allowed and its clusters fitting on this GPU.
+template <int kTiles>
+bool clustersRun(const DecodeAttentionArgs& a, const DecodeMmaShape& sh)
+{
+    static const bool allowed = [] {
+        const Status st = allowSharedMemory("decode attention (clusters)", 200 * 1024, decodeClusterKernel<kTiles>);
+        if (!st.ok())
+            return false;
+        if (cudaFuncSetAttribute(decodeClusterKernel<kTiles>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return true;
+    }();
+    return attentionClustersEnabled() && a.counters && a.capacity <= kDecodeClusterContext && sh.smem <= 200 * 1024 && allowed &&
+           clustersFit<kTiles>(sh.smem);
+}
+
 bool latentPrepareFusable(const DecodeAttentionArgs& a)
 {
     const MlaPrepareArgs& p = a.latentPrepare;
@@ -778,6 +982,14 @@ bool decodePrepareFusable(const DecodeAttentionArgs& a)
            a.valueLd == a.keyLd && a.keyHeadStride == hd && a.valueHeadStride == hd;
 }
 
+bool decodeAttentionMergesInClusters(const DecodeAttentionArgs& a)
+{
+    if (!decodeSharedKvSupported(a) || latentPlan(a).use)
+        return false;
+    const DecodeMmaShape sh = decodeMmaShape(a, kGroupRows);
+    return sh.tilesPerWarp <= 4 && clustersRun<4>(a, sh);
+}
+
 Status setTraceSinkDecodeAttention(const TraceSink& s) { return setThisFilesTraceSink(s); }
 
 Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int& chunk, cudaStream_t stream, bool& combined)
@@ -799,12 +1011,17 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
         return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, plan.shape.smem, stream, plan.heads16,
                                 splits, plan.shape);
     }
+    const DecodeMmaShape groupShape = decodeMmaShape(a, kGroupRows);
+    const int t = groupShape.tilesPerWarp;  // the same in both shapes
+    if (t <= 4 && clustersRun<4>(a, groupShape)) {  // up to 4 value tiles a warp (tiny's heads)
+        combined = true;
+        return launchClustered<4>(a, groupShape, stream);
+    }
     const DecodeMmaShape sh = decodeMmaShape(a);
     if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;
     const dim3 grid(splits, a.heads / a.headsPerKv);
-    const int t = sh.tilesPerWarp;
     const auto kernel = !fittedTilesEnabled() ? decodeMmaKernel<kMaxValueTilesPerWarp>
                         : t <= 4                ? decodeMmaKernel<4>
                         : t <= 8                ? decodeMmaKernel<8>

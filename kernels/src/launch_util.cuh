@@ -232,22 +232,30 @@ Status launchOverlapped(const char* op, void (*kernel)(Params...), dim3 grid, di
     return launchWith(op, &overlap, overlappedLaunchesEnabled() ? 1 : 0, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
-// The whole grid as one thread-block cluster (at most 8 blocks, 16 where the kernel allows
-// non-portable sizes; its blocks may use each other's shared memory and meet at cluster barriers),
+// Thread-block clusters of `cluster` blocks (at most 8, 16 where the kernel allows non-portable
+// sizes; a cluster's blocks may use each other's shared memory and meet at cluster barriers),
 // overlapped with the kernel before as launchOverlapped() is.
 template <typename... Params, typename... Args>
-Status launchCluster(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
-                     Args&&... args)
+Status launchClusters(const char* op, void (*kernel)(Params...), dim3 grid, dim3 cluster, dim3 block, std::size_t smem,
+                      cudaStream_t stream, Args&&... args)
 {
     cudaLaunchAttribute attributes[2];
     attributes[0].id = cudaLaunchAttributeClusterDimension;
-    attributes[0].val.clusterDim.x = grid.x;
-    attributes[0].val.clusterDim.y = grid.y;
-    attributes[0].val.clusterDim.z = grid.z;
+    attributes[0].val.clusterDim.x = cluster.x;
+    attributes[0].val.clusterDim.y = cluster.y;
+    attributes[0].val.clusterDim.z = cluster.z;
     attributes[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attributes[1].val.programmaticStreamSerializationAllowed = 1;
     return launchWith(op, attributes, overlappedLaunchesEnabled() ? 2 : 1, kernel, grid, block, smem, stream,
                       std::forward<Args>(args)...);
+}
+
+// The whole grid as one thread-block cluster.
+template <typename... Params, typename... Args>
+Status launchCluster(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream,
+                     Args&&... args)
+{
+    return launchClusters(op, kernel, grid, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 // A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),

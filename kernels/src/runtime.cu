@@ -70,7 +70,8 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kRouterKeyedTopK[] = "TESSERA_ROUTER_KEYED_TOPK", kRouterFixedK[] = "TESSERA_ROUTER_FIXED_K",
                kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY",
                kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
-               kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES",
+               kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES", kAttentionClusters[] = "TESSERA_ATTENTION_CLUSTERS",
+               kShortDecodeGraphs[] = "TESSERA_SHORT_DECODE_GRAPHS",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES",
                kEmbedNorm[] = "TESSERA_EMBED_NORM";
 
@@ -173,6 +174,10 @@ bool fittedTilesEnabled() { return switchOn<kFittedTiles, 1>(); }
 void setFittedTiles(bool enabled) { setSwitch<kFittedTiles, 1>(enabled); }
 bool attentionSplitScoresEnabled() { return switchOn<kAttentionSplitScores, 1>(); }
 void setAttentionSplitScores(bool enabled) { setSwitch<kAttentionSplitScores, 1>(enabled); }
+bool attentionClustersEnabled() { return switchOn<kAttentionClusters, 1>(); }
+void setAttentionClusters(bool enabled) { setSwitch<kAttentionClusters, 1>(enabled); }
+bool shortDecodeGraphsEnabled() { return switchOn<kShortDecodeGraphs, 1>(); }
+void setShortDecodeGraphs(bool enabled) { setSwitch<kShortDecodeGraphs, 1>(enabled); }
 bool downRowsEarlyEnabled() { return switchOn<kDownRowsEarly, 1>(); }
 void setDownRowsEarly(bool enabled) { setSwitch<kDownRowsEarly, 1>(enabled); }
 

@@ -1239,7 +1239,9 @@ private slots:
         QTest::addRow("mini mla 4 heads 40/32 @77 fp32") << 4 << 4 << 40 << 32 << 77 << true << false;
         QTest::addRow("tiny mha 10x128 @1024 bf16") << 10 << 1 << 128 << 128 << 1024 << false << true;
         QTest::addRow("tiny mha 10x128 @129 bf16") << 10 << 1 << 128 << 128 << 129 << false << true;
+        QTest::addRow("tiny mha 10x128 @2048 bf16 (the clusters' last context)") << 10 << 1 << 128 << 128 << 2048 << false << true;
         QTest::addRow("tiny mha 10x128 @2049 bf16 (33 splits)") << 10 << 1 << 128 << 128 << 2049 << false << true;
+        QTest::addRow("tiny mha 10x128 @1 bf16") << 10 << 1 << 128 << 128 << 1 << false << true;
         QTest::addRow("gqa 8 heads/2 x128 @1500 bf16") << 8 << 4 << 128 << 128 << 1500 << false << true;
         QTest::addRow("gqa 8 heads/2 x64 @130 fp32") << 8 << 4 << 64 << 64 << 130 << false << false;
     }
@@ -1321,34 +1323,52 @@ private slots:
         }
         // Both split sizes of the latent kernel (setLatentShortSplits; the MHA kernel has one, the
         // fp32 cases take the portable kernel either way), the MHA kernel's warps with their score
-        // columns split or not (setAttentionSplitScores), and the latent kernel's value columns
-        // shared by 1, 2 or 4 blocks (setLatentValueParts): forms of one split size give the same bits.
+        // columns split or not (setAttentionSplitScores), the latent kernel's value columns shared
+        // by 1, 2 or 4 blocks (setLatentValueParts), and, where the context fits, launches sized for
+        // the short decode graph's capacity (kDecodeClusterContext), the MHA kernel's splits merged
+        // in clusters there or not (setAttentionClusters): forms of one split size give the same bits.
         struct RestoreSplits {
-            bool latent, splitScores;
+            bool latent, splitScores, clusters;
             int valueParts;
             ~RestoreSplits()
             {
                 k::setLatentShortSplits(latent);
                 k::setAttentionSplitScores(splitScores);
+                k::setAttentionClusters(clusters);
                 k::setLatentValueParts(valueParts);
             }
-        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled(), k::latentValueParts()};
+        } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled(), k::attentionClustersEnabled(),
+                        k::latentValueParts()};
         struct Form {
             bool shortSplits, splitScores;
             int valueParts;
+            bool shortCapacity, clusters;
         };
         std::vector<float> firstForm[2];  // per split size
-        for (const Form f : {Form{false, true, 1}, Form{false, false, 1}, Form{false, true, 2}, Form{true, true, 1}, Form{true, true, 2},
-                             Form{true, true, 4}}) {
+        for (const Form f : {Form{false, true, 1, false, true}, Form{false, false, 1, false, true}, Form{false, true, 2, false, true},
+                             Form{true, true, 1, false, true}, Form{true, true, 2, false, true}, Form{true, true, 4, false, true},
+                             Form{false, true, 1, true, true}, Form{false, false, 1, true, true}, Form{false, true, 1, true, false},
+                             Form{true, true, 1, true, true}}) {
+            if (f.shortCapacity && context > k::kDecodeClusterContext)
+                continue;
             const bool shortSplits = f.shortSplits;
             k::setLatentShortSplits(shortSplits);
             k::setAttentionSplitScores(f.splitScores);
+            k::setAttentionClusters(f.clusters);
             k::setLatentValueParts(f.valueParts);
+            d.capacity = f.shortCapacity ? k::kDecodeClusterContext : capacity;
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
             d.counters = counters.as<int>();  // where the kernel can, it merges the splits itself
             d.out = dOut.get();
             d.outType = k::DType::F32;
             d.outHeadStride = valueDim;
+            // The clusters run only in launches sized for the short graph, and there at least for
+            // tiny's heads (bf16, one query head of 128 a kv head) on a GPU that holds clusters of 8
+            // (an H100 / H200 does).
+            const bool clustered = k::decodeAttentionMergesInClusters(d);
+            QVERIFY(!clustered || (f.clusters && f.shortCapacity));
+            if (f.clusters && f.shortCapacity && bf16 && !shared && group == 1 && keyDim == 128)
+                QVERIFY2(clustered, "tiny's heads did not take the clusters");
             // Twice: the second launch must find the counters reset by the first.
             cuda::check(k::fillZero(dOut.get(), std::size_t(heads) * valueDim * sizeof(float), nullptr), "poison");
             cuda::check(k::decodeAttention(d, nullptr), "decode attention");
@@ -1363,7 +1383,12 @@ private slots:
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
             const QString form =
-                QString("32-position splits %1, split scores %2, value parts %3").arg(shortSplits).arg(f.splitScores).arg(f.valueParts);
+                QString("32-position splits %1, split scores %2, value parts %3, capacity %4, clusters %5")
+                    .arg(shortSplits)
+                    .arg(f.splitScores)
+                    .arg(f.valueParts)
+                    .arg(d.capacity)
+                    .arg(f.clusters);
             QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1 (%2)").arg(st.relError).arg(form)));
             std::vector<float>& firstOfSize = firstForm[shortSplits ? 1 : 0];
             if (firstOfSize.empty())
@@ -2013,7 +2038,9 @@ private slots:
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
                                                {k::attentionSplitScoresEnabled, k::setAttentionSplitScores},
                                                {k::gemvWideTilesEnabled, k::setGemvWideTiles},
-                                               {k::embedNormEnabled, k::setEmbedNorm}};
+                                               {k::embedNormEnabled, k::setEmbedNorm},
+                                               {k::attentionClustersEnabled, k::setAttentionClusters},
+                                               {k::shortDecodeGraphsEnabled, k::setShortDecodeGraphs}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()
@@ -2028,6 +2055,53 @@ private slots:
             for (const Switch& s : kSwitches)
                 s.set(on);
         });
+    }
+
+    // A sequence whose cache outgrows kDecodeClusterContext decodes across it: the short graph (its
+    // attention launches sized for 2,048 positions, the MHA splits merged in clusters) up to there,
+    // then a second graph sized for the capacity. Against one graph for every context without the
+    // clusters (the kernels the golden tests check): the same tokens and logits bit for bit at
+    // every step, on tiny's shapes in bf16 (MHA) and small's (MLA: the short graph's smaller grids).
+    void shortDecodeGraph_data()
+    {
+        QTest::addColumn<QString>("model");
+        QTest::addRow("deepseek-vl2-tiny/bf16-random") << QString("deepseek-vl2-tiny");
+        QTest::addRow("deepseek-vl2-small/bf16-random") << QString("deepseek-vl2-small");
+    }
+    void shortDecodeGraph()
+    {
+        REQUIRE_GPU();
+        QFETCH(QString, model);
+        const int promptLength = k::kDecodeClusterContext - 8, steps = 16;  // positions 2,040 .. 2,055
+        DecodeSubject subject = decodeSubject(model.toStdString(), false, false, promptLength);
+        QVERIFY(subject.be);
+        cuda::CudaBackend& be = *subject.be;
+        QVERIFY(be.maxContext() > k::kDecodeClusterContext + steps);
+        struct Restore {
+            bool clusters = k::attentionClustersEnabled(), graphs = k::shortDecodeGraphsEnabled();
+            ~Restore()
+            {
+                k::setAttentionClusters(clusters);
+                k::setShortDecodeGraphs(graphs);
+            }
+        } restore;
+        auto run = [&](bool on, std::vector<std::int32_t>& ids, int expectedGraphs) {
+            k::setAttentionClusters(on);
+            k::setShortDecodeGraphs(on);
+            const int before = be.decodeGraphCaptures();
+            auto logits = greedyDecodeLogits(be, subject.prompt, steps, ids, be.maxContext());
+            if (be.decodeGraphCaptures() - before != expectedGraphs)
+                throw Error("decode graphs captured: " + std::to_string(be.decodeGraphCaptures() - before) + " instead of " +
+                            std::to_string(expectedGraphs));
+            return logits;
+        };
+        std::vector<std::int32_t> offIds, onIds;
+        const auto off = run(false, offIds, 1);
+        const auto on = run(true, onIds, 2);
+        QCOMPARE(onIds, offIds);
+        for (std::size_t s = 0; s < off.size(); ++s)
+            QVERIFY2(std::memcmp(on[s].data(), off[s].data(), off[s].size() * sizeof(float)) == 0,
+                     qPrintable(QString("step %1 (context %2): the logits differ").arg(s).arg(promptLength + 1 + int(s))));
     }
 
     // ---- sampling and the runtime on the GPU ---------------------------------------------------

@@ -78,6 +78,7 @@ public:
     void setFusedLayerDecode(bool on) { language_->setFusedLayerDecode(on); }
     bool fusedStepDecode() const { return language_->fusedStep(); }
     int decodeStepKernelCaptures() const { return language_->stepCaptures(); }
+    int decodeGraphCaptures() const { return language_->graphCaptures(); }
     void setFusedStepDecode(bool on) { language_->setFusedStepDecode(on); }
     std::string description() const override;
     int vocabSize() const override;

@@ -318,7 +318,12 @@ void CudaLanguageModel::decode(SequenceState& seq)
 {
     if (seq.length + 1 > seq.capacity)
         throw Error("the KV cache is full (" + std::to_string(seq.capacity) + " positions)");
-    if (!seq.decodeGraph) {
+    // The one-kernel step keeps one layer table per sequence, so one graph.
+    const bool shortStep = k::shortDecodeGraphsEnabled() && !fusedStep() && seq.capacity > k::kDecodeClusterContext &&
+                           seq.length + 1 <= k::kDecodeClusterContext;
+    k::GraphExec& graph = seq.decodeGraphs[shortStep ? 0 : 1];
+    if (!graph) {
+        seq.graphCapacity = shortStep ? k::kDecodeClusterContext : seq.capacity;
         // One cooperative kernel for the whole step when asked and possible: its per-layer table
         // goes to the device before the capture.
         StepArgs step;
@@ -351,9 +356,10 @@ void CudaLanguageModel::decode(SequenceState& seq)
             k::graphDestroy(dropped);
             throw;
         }
-        check(k::captureEnd(stream_, &seq.decodeGraph), "decode graph capture");
+        check(k::captureEnd(stream_, &graph), "decode graph capture");
+        ++graphCaptures_;
     }
-    check(k::graphLaunch(seq.decodeGraph, stream_), "decode step");
+    check(k::graphLaunch(graph, stream_), "decode step");
     seq.length += 1;
     seq.hasLogits = true;
 }
@@ -472,7 +478,7 @@ void CudaLanguageModel::fillFusedAttention(Args& f, const SequenceState& seq, in
     f.heads = heads_;
     f.cos = cos_;
     f.sin = sin_;
-    f.capacity = seq.capacity;
+    f.capacity = seq.graphCapacity;
     f.lengthOnDevice = seq.lengthOnDevice;
     f.partials = attentionPartials_;
     f.outWeight = weights_.layers[layer].attnOut.data;
@@ -564,7 +570,7 @@ void CudaLanguageModel::attentionMha(SequenceState& seq, int layer, int start, i
         d.valueDim = hd;
         d.cacheType = act_;
         d.lengthOnDevice = seq.lengthOnDevice;
-        d.capacity = seq.capacity;
+        d.capacity = seq.graphCapacity;
         d.scale = attentionScale_;
         d.workspace = attnWorkspace_;
         d.counters = attentionCounters_;
@@ -733,7 +739,7 @@ void CudaLanguageModel::attentionMla(SequenceState& seq, int layer, int start, i
         d.valueDim = rank_;
         d.cacheType = act_;
         d.lengthOnDevice = seq.lengthOnDevice;
-        d.capacity = seq.capacity;
+        d.capacity = seq.graphCapacity;
         d.scale = attentionScale_;
         d.workspace = attnWorkspace_;
         d.out = olat_;

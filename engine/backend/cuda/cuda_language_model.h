@@ -1,7 +1,8 @@
 #pragma once
 // The DeepSeek-V2 language model on the GPU: chunked prefill through products over whole token
-// blocks, and a one-token decode step captured once per sequence as a CUDA graph that reads the
-// position from the device (so it replays at every position without re-capture).
+// blocks, and a one-token decode step captured as a CUDA graph that reads the position from the
+// device (so it replays at every position without re-capture; one graph for short contexts and one
+// for the rest).
 #include "backend/cuda/cuda_weights.h"
 
 #include "tessera_kernels/attention.h"
@@ -27,12 +28,20 @@ struct SequenceState {
     std::int32_t* tokenOnDevice = nullptr;
     float* logits = nullptr;  // [vocab]: logits of the last computed position
     bool hasLogits = false;
-    k::GraphExec decodeGraph = nullptr;
+    // The captured decode steps: [0] for contexts of at most k::kDecodeClusterContext positions,
+    // whose attention launches are sized for those (and may take faster kernels), where the
+    // capacity is larger; [1] for the rest, sized for the capacity.
+    k::GraphExec decodeGraphs[2] = {nullptr, nullptr};
+    int graphCapacity = 0;   // the positions the decode step being captured serves
     DeviceBuffer stepTable;  // the per-layer parameters of the one-kernel decode step, when it runs
 
     SequenceState() = default;
     SequenceState(SequenceState&&) = delete;
-    ~SequenceState() { k::graphDestroy(decodeGraph); }
+    ~SequenceState()
+    {
+        for (k::GraphExec g : decodeGraphs)
+            k::graphDestroy(g);
+    }
 };
 
 // Intermediate results of a prefill, for tests (host copies, rows appended per chunk).
@@ -117,6 +126,7 @@ public:
     // Decode graphs captured with the one-kernel step so far (fusedStep() may still fall back
     // when the model does not fit that kernel).
     int stepCaptures() const { return stepCaptures_; }
+    int graphCaptures() const { return graphCaptures_; }  // decode graphs captured so far
 
 private:
     void layout(Carver& c);
@@ -200,6 +210,7 @@ private:
     int* attentionCounters_ = nullptr;
     bool fusedMoe_ = false, fusedAttention_ = false, fusedLayerAsked_ = false, fusedStepAsked_ = false;
     int stepCaptures_ = 0;
+    int graphCaptures_ = 0;
     unsigned* moeSync_ = nullptr;     // the barrier state of the cooperative decode kernels
     float* moePartials_ = nullptr;    // the fused MoE kernel's per-block sums of squares
     float* attentionPartials_ = nullptr;  // the fused attention kernel's partials

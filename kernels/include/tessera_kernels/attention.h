@@ -44,6 +44,9 @@ struct DecodeAttentionArgs {
     int valueDim = 0;
     DType cacheType = DType::F32;
     const int* lengthOnDevice = nullptr;
+    // The most positions of context (the new one included) any run of this launch attends over: the
+    // cache's capacity, or less for a decode graph that serves only shorter contexts (see
+    // kDecodeClusterContext). It sizes the grid; a longer context would be cut short.
     int capacity = 0;
     float scale = 1.f;
     float* workspace = nullptr;  // decodeAttentionWorkspaceFloats(...) floats
@@ -65,10 +68,15 @@ struct DecodeAttentionArgs {
     MhaPrepareArgs prepare;
     MlaPrepareArgs latentPrepare;
 };
+// Decode attention launches of at most this capacity (positions) may take faster kernels
+// (setAttentionClusters): a decode graph for contexts up to it is worth capturing apart.
+inline constexpr int kDecodeClusterContext = 2048;
 std::size_t decodeAttentionWorkspaceFloats(int heads, int valueDim, int capacity);
 Status decodeAttention(const DecodeAttentionArgs& args, Stream stream);
 // Whether decodeAttention(args) runs args.prepare inside its kernel (else as a launch before it).
 bool decodeAttentionFusesPrepare(const DecodeAttentionArgs& args);
+// Whether decodeAttention(args) merges the splits in thread-block clusters (setAttentionClusters).
+bool decodeAttentionMergesInClusters(const DecodeAttentionArgs& args);
 
 // The attention half of an MHA layer for one decode token in one cooperative launch, in place of
 // the q/k/v product, mhaPrepare, decodeAttention and o_proj. It rounds where they store, so in fp32

@@ -192,6 +192,18 @@ bool fittedTilesEnabled();
 // so the same bits (TESSERA_ATTENTION_SPLIT_SCORES).
 void setAttentionSplitScores(bool enabled);
 bool attentionSplitScoresEnabled();
+// The MHA decode attention, where a launch's capacity is at most kDecodeClusterContext positions
+// (attention.h), takes four 64-position splits a block of 16 warps in clusters of 8 blocks, one
+// cluster per kv head, that merge the head's splits in their shared memory instead of the last
+// block merging them through L2: the same partials and merge arithmetic, so the same bits
+// (TESSERA_ATTENTION_CLUSTERS).
+void setAttentionClusters(bool enabled);
+bool attentionClustersEnabled();
+// A sequence whose cache holds more than kDecodeClusterContext positions gets two decode graphs:
+// one whose attention launches are sized for contexts up to that (and so may take the clusters
+// above), and one for longer contexts (TESSERA_SHORT_DECODE_GRAPHS).
+void setShortDecodeGraphs(bool enabled);
+bool shortDecodeGraphsEnabled();
 // A one-row product over routed experts whose index list an earlier kernel wrote (GemvArgs::
 // indexEarly: decode's experts' down product) copies their rows before its wait, while the kernel
 // before runs, where its grid stays within 3,000 blocks of the usual tiles (tiny's; not small's or
