@@ -24,7 +24,7 @@ namespace cg = cooperative_groups;
 
 constexpr int kDecWarps = 4, kMaxValueTilesPerWarp = 32, kMaxHeadsPerKv = 64;
 // decodeClusterKernel: kGroups splits a block, a group of kDecWarps warps each; its clusters hold
-// kClusterSplits splits (kClusterContext positions).
+// kClusterSplits splits (kDecodeClusterContext positions).
 constexpr int kGroups = 4, kClusterSplits = 32;
 constexpr int kScoresLd = kDecodeChunk + 8;  // a row of a split's scores in shared memory (floats)
 constexpr int kGroupWarps = kGroups * kDecWarps, kGroupRows = kGroups * kDecodeChunk, kClusterBlocks = kClusterSplits / kGroups;
@@ -471,9 +471,9 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
 // arithmetic), in clusters of kClusterBlocks blocks, one cluster per kv head: its splits merge in
 // the cluster's shared memory (mergeInCluster), without decodeMmaKernel's counter and round trips
 // through L2. Launched only where the launch's capacity fits one cluster (kDecodeClusterContext
-// positions). Measured against decodeMmaKernel (tiny, twelfth session): +5.3 % at 1024 positions,
-// +7.0 % at 128; its blocks pass their wait ~1 µs later than single blocks (a cluster needs room on
-// one GPC at once).
+// positions), compiled for up to four value tiles a warp (tiny's heads). Measured against
+// decodeMmaKernel, tiny on one machine: +5.1 % at 1024 positions, +5.9 % at 128; its blocks pass
+// their wait ~1 µs later than single blocks (a cluster needs room on one GPC at once).
 template <int kTiles>
 __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAttentionArgs a, DecodeMmaShape sh)
 {
