@@ -40,6 +40,8 @@ struct DecodeMmaShape {
     bool splitScores;   // attentionSplitScoresEnabled()
     int scoresOffset;   // splitScores: each split's scores (HP × kScoresLd floats) in shared memory
     int partsOffset;    // decodeClusterKernel: its splits' partials and its merge's inbox in shared memory
+    int barrierOffset;  // decodeClusterKernel: the inbox's barrier (asyncStores)
+    bool asyncStores;   // clusterAsyncStoresEnabled()
     std::size_t smem;
 };
 
@@ -65,6 +67,9 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int rows = kDecodeCh
         // columns, at most kGroups · (valueDim + 3 · live) floats a head.
         s.smem = s.partsOffset + static_cast<std::size_t>(rows / kDecodeChunk) * a.headsPerKv * (a.valueDim + 2) * sizeof(float) +
                  static_cast<std::size_t>(kGroups) * a.headsPerKv * (a.valueDim + 3 * kClusterBlocks) * sizeof(float);
+        s.barrierOffset = static_cast<int>((s.smem + 7) / 8 * 8);
+        s.smem = s.barrierOffset + 8;
+        s.asyncStores = clusterAsyncStoresEnabled();
     }
     s.splitScores = attentionSplitScoresEnabled();
     if (s.splitScores) {
@@ -423,8 +428,11 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, cons
 // takes split s's maximum and sum, the weights exp(m_s − M) and 1 / Σ l_s·w_s by the same warp
 // reductions, each column summed over the splits in split order by fmaf; so the same bits. Short
 // loops: this runs once a layer from a cold instruction cache.
+// asyncStores: the stores complete on the receiving block's barrier `bar` (storeToCluster), which
+// each block waits for alone instead of the cluster barrier.
 template <typename TO>
-__device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, const float* parts, float* inbox, int used, int live, int h0)
+__device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, const float* parts, float* inbox, int used, int live, int h0,
+                                               bool asyncStores, unsigned bar)
 {
     static_assert(kClusterSplits <= 32, "one lane per split");
     cg::cluster_group cluster = cg::this_cluster();
@@ -436,10 +444,20 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
         const int g = i / perSplit, local = i % perSplit / (live * boxStride), r = i % (live * boxStride) / boxStride,
                   e = i % boxStride;
         const int s = kGroups * static_cast<int>(cluster.block_rank()) + g, d = r * cols + e - 2;
-        if (s < used && (e < 2 || d < a.valueDim))
-            cluster.map_shared_rank(inbox, r)[(s * rows + local) * boxStride + e] = parts[(g * rows + local) * stride + (e < 2 ? e : 2 + d)];
+        if (s < used && (e < 2 || d < a.valueDim)) {
+            const int at = (s * rows + local) * boxStride + e;
+            const float v = parts[(g * rows + local) * stride + (e < 2 ? e : 2 + d)];
+            if (asyncStores)
+                storeToCluster(clusterSharedAddress(static_cast<unsigned>(__cvta_generic_to_shared(inbox + at)), r), v,
+                               clusterSharedAddress(bar, r));
+            else
+                cluster.map_shared_rank(inbox, r)[at] = v;
+        }
     }
-    cluster.sync();  // the inboxes are full
+    if (asyncStores)
+        mbarWaitCluster(bar, 0);  // this block's inbox is full
+    else
+        cluster.sync();  // the inboxes are full
     const int d0 = static_cast<int>(cluster.block_rank()) * cols, n = min(cols, a.valueDim - d0);
     const int chunks = n > 0 ? (n + 31) / 32 : 0;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -495,6 +513,15 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
     if (count == 0)
         return;  // see leaveEarly; a cluster barrier does not wait for blocks that have left
     const int used = (context + kDecodeChunk - 1) / kDecodeChunk, live = (context + kGroupRows - 1) / kGroupRows;
+    const unsigned bar = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw)) + sh.barrierOffset;
+    if (sh.asyncStores && threadIdx.x == 0) {
+        // The bytes mergeInCluster's senders store into this block's inbox: every used split's
+        // maximum and sum and its share of this block's columns, for each query head.
+        const int cols = (a.valueDim + live - 1) / live, mine = max(0, min(cols, a.valueDim - static_cast<int>(blockIdx.x) * cols));
+        mbarInit(bar, 1);
+        mbarInitFence();
+        mbarArriveExpectTx(bar, static_cast<unsigned>(used * a.headsPerKv * (2 + mine)) * 4);
+    }
     clusterArrive();
     loadRows(ks, sh.LD, K, a.keyLd, kGroupRows, count, sh.KP, a.keyDim, fresh);
     if (sh.separateV)
@@ -533,9 +560,9 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
     __syncthreads();  // every group's partials stored
     float* inbox = parts + kGroups * a.headsPerKv * valueStride;
     if (a.outType == DType::F32)
-        mergeInCluster<float>(a, parts, inbox, used, live, h0);
+        mergeInCluster<float>(a, parts, inbox, used, live, h0, sh.asyncStores, bar);
     else
-        mergeInCluster<bf16>(a, parts, inbox, used, live, h0);
+        mergeInCluster<bf16>(a, parts, inbox, used, live, h0, sh.asyncStores, bar);
 }
 
 // Latent rows shared by every head (MLA's absorbed decode): keys and values are the same rows, so

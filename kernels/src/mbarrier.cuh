@@ -52,6 +52,43 @@ __device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity)
             __trap();
     }
 }
+// mbarWait with acquire at cluster scope: for data other blocks of the cluster stored into this
+// block's shared memory with storeToCluster().
+__device__ __forceinline__ void mbarWaitCluster(unsigned bar, unsigned parity)
+{
+    long long spin = 0;
+    for (bool done = !kHaveBulkCopy; !done; ++spin) {
+        unsigned ready = 0;
+        TESSERA_MBAR_ASM(
+            "{\n"
+            ".reg .pred p;\n"
+            "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+            "selp.u32 %0, 1, 0, p;\n"
+            "}\n"
+            : "=r"(ready)
+            : "r"(bar), "r"(parity)
+            : "memory");
+        done = ready != 0;
+        if (!done && spin > kSpinLimit)
+            __trap();
+    }
+}
+// The address of this block's shared-memory location `local` in the block of cluster rank `rank`.
+__device__ __forceinline__ unsigned clusterSharedAddress(unsigned local, unsigned rank)
+{
+    unsigned remote = 0;
+    TESSERA_MBAR_ASM("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+    return remote;
+}
+// Stores v into another block's shared memory (remote, remoteBar: clusterSharedAddress()es), the
+// store counting as 4 transaction bytes on that block's barrier: the receiver waits on its own
+// barrier, and the sender orders nothing else (no release of its earlier global stores).
+__device__ __forceinline__ void storeToCluster(unsigned remote, float v, unsigned remoteBar)
+{
+    TESSERA_MBAR_ASM("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];\n" ::"r"(remote), "r"(__float_as_uint(v)),
+                     "r"(remoteBar)
+                     : "memory");
+}
 // `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared memory by the
 // copy engine; they count towards barrier `bar`'s transaction bytes.
 __device__ __forceinline__ void bulkCopyToShared(unsigned dst, const void* src, unsigned bytes, unsigned bar)

@@ -4,6 +4,7 @@
 
 #include "dot_util.cuh"
 #include "launch_util.cuh"
+#include "mbarrier.cuh"
 #include "moe_internal.cuh"
 #include "trace.cuh"
 
@@ -39,6 +40,11 @@ constexpr int kRouteRegs = 16;  // residual values a thread holds: hidden up to 
 // of them in a cluster (a size the H100 / H200 allow beyond the portable 8): 128 experts.
 constexpr int kMaxClusterBlocks = 16;
 constexpr int kRouteMaxSmem = 80 * 1024;
+// routeDecodeKernel's barrier (asyncStores): after its floats, 8-byte aligned.
+__host__ __device__ constexpr unsigned routeBarrierOffset(int hidden, int experts)
+{
+    return (static_cast<unsigned>(hidden + experts + 34) * 4 + 7) / 8 * 8;
+}
 
 // One router row against x (shared memory), reduced over the warp. staged: the row is in shared
 // memory (n a multiple of 8); the same sums in the same order as from global memory.
@@ -60,12 +66,16 @@ __device__ __forceinline__ float rowDot(const bf16* row, const float* xs, int n,
     return dot[0];
 }
 
+// asyncStores (kCluster, setClusterAsyncStores): the blocks store their logits into block 0 with
+// storeToCluster(), completing on a barrier of block 0 that only its routing warp waits for,
+// instead of meeting at a cluster barrier.
 template <typename TX, bool kCluster>
-__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset, bool keyed, bool fixedK)
+__global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs a, RouteDecodeArgs d, int stagedOffset, bool keyed, bool fixedK,
+                                                                      bool asyncStores)
 {
     // Dynamic shared memory only (see gemvTileKernel): hidden floats, the logits of every expert,
-    // a reduction scratch of 33 floats and the last-block flag; with stagedOffset > 0, there, the
-    // warps' router rows (routerRowsStagedEnabled()).
+    // a reduction scratch of 33 floats, the last-block flag and (8-byte aligned) asyncStores'
+    // barrier; with stagedOffset > 0, there, the warps' router rows (routerRowsStagedEnabled()).
     extern __shared__ __align__(16) float xs[];
     BlockTrace trace(TraceSite::Router);
     float* scratch = xs + d.hidden + a.experts;
@@ -85,6 +95,12 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
     } else if (e < a.experts) {
         for (int l = lane; l * 64 < d.hidden; l += 32)
             prefetchL2(row + l * 64);
+    }
+    const unsigned bar = static_cast<unsigned>(__cvta_generic_to_shared(xs)) + routeBarrierOffset(d.hidden, a.experts);
+    if (kCluster && asyncStores && blockIdx.x == 0 && threadIdx.x == 0) {
+        mbarInit(bar, 1);
+        mbarInitFence();
+        mbarArriveExpectTx(bar, static_cast<unsigned>(a.experts) * 4);
     }
     gridDependencyWait();
     trace.waited();
@@ -136,6 +152,17 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         namespace cg = cooperative_groups;
         cg::cluster_group cluster = cg::this_cluster();
+        if (asyncStores) {
+            if (e < a.experts && lane == 0)
+                storeToCluster(clusterSharedAddress(static_cast<unsigned>(__cvta_generic_to_shared(logits + e)), 0), dot,
+                               clusterSharedAddress(bar, 0));
+            if (cluster.block_rank() != 0 || warp != 0)
+                return;
+            mbarWaitCluster(bar, 0);
+            trace.mark(1);
+            routeRow(a, 0, logits, lane, keyed, fixedK);
+            return;
+        }
         if (e < a.experts && lane == 0)
             cluster.map_shared_rank(logits, 0)[e] = dot;
         cluster.sync();  // every logit in block 0's shared memory, visible there
@@ -432,7 +459,7 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         return Status::failure("router: n_group must divide the experts into at most 32 groups");
     if (d.hidden <= 0 || d.hidden > 16384)
         return Status::failure("router: hidden size out of range");
-    std::size_t smem = static_cast<std::size_t>(d.hidden + a.experts + 34) * sizeof(float);
+    std::size_t smem = routeBarrierOffset(d.hidden, a.experts) + 8;
     const int blocks = (a.experts + kRouteWarps - 1) / kRouteWarps;
     // The warps' router rows staged in shared memory where they fit (16-byte pieces).
     const std::size_t stagedOffset = (smem + 15) / 16 * 16, stagedBytes = static_cast<std::size_t>(kRouteWarps) * d.hidden * 2;
@@ -441,6 +468,7 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
     if (stage)
         smem = stagedOffset + stagedBytes;
     const bool cluster = clusterRoutingEnabled() && blocks <= kMaxClusterBlocks;
+    const bool asyncStores = clusterAsyncStoresEnabled() && blocks > 1;  // st.async needs a cluster of two or more
     Status r;
     TESSERA_DISPATCH_DTYPE(d.xType, TX, {
         static const Status attribute = allowSharedMemory("moe router", kRouteMaxSmem, routeDecodeKernel<TX, false>, routeDecodeKernel<TX, true>);
@@ -455,10 +483,12 @@ Status routeDecode(const RouteArgs& a, const RouteDecodeArgs& d, Stream stream)
         }
         if (cluster)
             r = launchCluster("moe router (one token, one cluster)", routeDecodeKernel<TX, true>, blocks, kRouteWarps * 32, smem,
-                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled(), routerFixedKEnabled());
+                              cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled(), routerFixedKEnabled(),
+                              asyncStores);
         else
             r = launchOverlapped("moe router (one token)", routeDecodeKernel<TX, false>, blocks, kRouteWarps * 32, smem,
-                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled(), routerFixedKEnabled());
+                                 cuStream(stream), a, d, stage ? static_cast<int>(stagedOffset) : 0, routerKeyedTopKEnabled(), routerFixedKEnabled(),
+                              asyncStores);
     });
     return r;
 }

@@ -71,7 +71,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kFittedTiles[] = "TESSERA_ATTENTION_FITTED_TILES", kDownRowsEarly[] = "TESSERA_DOWN_ROWS_EARLY",
                kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES", kAttentionClusters[] = "TESSERA_ATTENTION_CLUSTERS",
-               kShortDecodeGraphs[] = "TESSERA_SHORT_DECODE_GRAPHS",
+               kShortDecodeGraphs[] = "TESSERA_SHORT_DECODE_GRAPHS", kClusterAsyncStores[] = "TESSERA_CLUSTER_ASYNC_STORES",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES",
                kEmbedNorm[] = "TESSERA_EMBED_NORM";
 
@@ -178,6 +178,8 @@ bool attentionClustersEnabled() { return switchOn<kAttentionClusters, 1>(); }
 void setAttentionClusters(bool enabled) { setSwitch<kAttentionClusters, 1>(enabled); }
 bool shortDecodeGraphsEnabled() { return switchOn<kShortDecodeGraphs, 1>(); }
 void setShortDecodeGraphs(bool enabled) { setSwitch<kShortDecodeGraphs, 1>(enabled); }
+bool clusterAsyncStoresEnabled() { return switchOn<kClusterAsyncStores, 1>(); }
+void setClusterAsyncStores(bool enabled) { setSwitch<kClusterAsyncStores, 1>(enabled); }
 bool downRowsEarlyEnabled() { return switchOn<kDownRowsEarly, 1>(); }
 void setDownRowsEarly(bool enabled) { setSwitch<kDownRowsEarly, 1>(enabled); }
 

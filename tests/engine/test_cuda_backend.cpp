@@ -1328,33 +1328,35 @@ private slots:
         // the short decode graph's capacity (kDecodeClusterContext), the MHA kernel's splits merged
         // in clusters there or not (setAttentionClusters): forms of one split size give the same bits.
         struct RestoreSplits {
-            bool latent, splitScores, clusters;
+            bool latent, splitScores, clusters, asyncStores;
             int valueParts;
             ~RestoreSplits()
             {
                 k::setLatentShortSplits(latent);
                 k::setAttentionSplitScores(splitScores);
                 k::setAttentionClusters(clusters);
+                k::setClusterAsyncStores(asyncStores);
                 k::setLatentValueParts(valueParts);
             }
         } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled(), k::attentionClustersEnabled(),
-                        k::latentValueParts()};
+                        k::clusterAsyncStoresEnabled(), k::latentValueParts()};
         struct Form {
             bool shortSplits, splitScores;
             int valueParts;
-            bool shortCapacity, clusters;
+            bool shortCapacity, clusters, asyncStores = false;
         };
         std::vector<float> firstForm[2];  // per split size
         for (const Form f : {Form{false, true, 1, false, true}, Form{false, false, 1, false, true}, Form{false, true, 2, false, true},
                              Form{true, true, 1, false, true}, Form{true, true, 2, false, true}, Form{true, true, 4, false, true},
                              Form{false, true, 1, true, true}, Form{false, false, 1, true, true}, Form{false, true, 1, true, false},
-                             Form{true, true, 1, true, true}}) {
+                             Form{false, true, 1, true, true, true}, Form{true, true, 1, true, true}}) {
             if (f.shortCapacity && context > k::kDecodeClusterContext)
                 continue;
             const bool shortSplits = f.shortSplits;
             k::setLatentShortSplits(shortSplits);
             k::setAttentionSplitScores(f.splitScores);
             k::setAttentionClusters(f.clusters);
+            k::setClusterAsyncStores(f.asyncStores);
             k::setLatentValueParts(f.valueParts);
             d.capacity = f.shortCapacity ? k::kDecodeClusterContext : capacity;
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
@@ -1383,12 +1385,13 @@ private slots:
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
             const QString form =
-                QString("32-position splits %1, split scores %2, value parts %3, capacity %4, clusters %5")
+                QString("32-position splits %1, split scores %2, value parts %3, capacity %4, clusters %5, async stores %6")
                     .arg(shortSplits)
                     .arg(f.splitScores)
                     .arg(f.valueParts)
                     .arg(d.capacity)
-                    .arg(f.clusters);
+                    .arg(f.clusters)
+                    .arg(f.asyncStores);
             QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1 (%2)").arg(st.relError).arg(form)));
             std::vector<float>& firstOfSize = firstForm[shortSplits ? 1 : 0];
             if (firstOfSize.empty())
@@ -1995,9 +1998,20 @@ private slots:
     {
         REQUIRE_GPU();
         struct Restore {
-            bool cluster = k::clusterRoutingEnabled();
-            ~Restore() { k::setClusterRouting(cluster); }
+            bool cluster = k::clusterRoutingEnabled(), asyncStores = k::clusterAsyncStoresEnabled();
+            ~Restore()
+            {
+                k::setClusterRouting(cluster);
+                k::setClusterAsyncStores(asyncStores);
+            }
         } restore;
+        // The cluster with its logits stored into block 0 asynchronously (setClusterAsyncStores)
+        // against the cluster barrier: the same bits. Routers of one block (8 experts or fewer: the
+        // mini models') keep the barrier either way; tiny's, small's and base's take both.
+        k::setClusterRouting(true);
+        sameDecodeBothWays([](bool on) { k::setClusterAsyncStores(on); },
+                           [](const DecodeSubject& subject) { return subject.experts > 0 && subject.experts <= 128; });
+        k::setClusterAsyncStores(false);
         sameDecodeBothWays([](bool on) { k::setClusterRouting(on); },
                            [](const DecodeSubject& subject) {
                                // As one cluster only up to 128 experts (16 blocks): otherwise both
@@ -2040,7 +2054,8 @@ private slots:
                                                {k::gemvWideTilesEnabled, k::setGemvWideTiles},
                                                {k::embedNormEnabled, k::setEmbedNorm},
                                                {k::attentionClustersEnabled, k::setAttentionClusters},
-                                               {k::shortDecodeGraphsEnabled, k::setShortDecodeGraphs}};
+                                               {k::shortDecodeGraphsEnabled, k::setShortDecodeGraphs},
+                                               {k::clusterAsyncStoresEnabled, k::setClusterAsyncStores}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

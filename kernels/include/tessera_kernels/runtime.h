@@ -204,6 +204,12 @@ bool attentionClustersEnabled();
 // above), and one for longer contexts (TESSERA_SHORT_DECODE_GRAPHS).
 void setShortDecodeGraphs(bool enabled);
 bool shortDecodeGraphsEnabled();
+// The thread-block clusters that hand values to other blocks (the router's logits, the MHA
+// attention's split partials) store them with st.async, each completing on the receiving block's
+// transaction barrier, which only the receiver waits for, instead of a cluster barrier whose
+// release also waits for every earlier global store of the block (TESSERA_CLUSTER_ASYNC_STORES).
+void setClusterAsyncStores(bool enabled);
+bool clusterAsyncStoresEnabled();
 // A one-row product over routed experts whose index list an earlier kernel wrote (GemvArgs::
 // indexEarly: decode's experts' down product) copies their rows before its wait, while the kernel
 // before runs, where its grid stays within 3,000 blocks of the usual tiles (tiny's; not small's or
