@@ -187,6 +187,41 @@ __device__ __forceinline__ int newestRow(int context, int j0, int count)
     return r < count ? r : -1;
 }
 
+// A decode block's tiles: the old rows of its `rows` positions from j0 (count of them hold
+// context) before gridDependencyWait(), then its queries and the newest row (fresh >= 0), or with
+// a.fusePrepare their rotation and cache write (prepareInBlock). Returns with every copy landed
+// and the block past a barrier (decodeMmaKernel's and decodeClusterKernel's first work).
+__device__ __forceinline__ void loadTiles(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, bf16* ks, bf16* qs, bf16* vs, int j0,
+                                          int rows, int count, int fresh, int kvh, int h0, int context, BlockTrace& trace)
+{
+    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
+    const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
+    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
+    loadRows(ks, sh.LD, K, a.keyLd, rows, count, sh.KP, a.keyDim, fresh);
+    if (sh.separateV)
+        loadRows(vs, sh.LDV, V, a.valueLd, rows, count, sh.VP, a.valueDim, fresh);
+    gridDependencyWait();
+    trace.waited();
+    if (!sh.triggerLate)
+        allowDependentLaunch();
+    if (a.fusePrepare) {
+        const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
+        prepareInBlock(a, sh, qs, ks, vs, kvh, h0, context - 1, fresh, static_cast<bf16*>(a.prepare.keys) + at,
+                       static_cast<bf16*>(a.prepare.values) + at);
+    } else {
+        loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
+        if (fresh >= 0) {
+            loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
+            if (sh.separateV)
+                loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
+        }
+    }
+    copyAsyncCommit();
+    copyAsyncWaitAll();
+    __syncthreads();
+    trace.mark(0);  // the tiles and queries in shared memory
+}
+
 // With a.counters: the block that finishes a kv head's last split merges the partials of that kv
 // head's query heads (saving the combine launch); it resets the counter for the next launch. Its
 // shared memory is the tiles', no longer needed: kMergeFloats(splits) floats (no static shared
@@ -256,34 +291,9 @@ __global__ __launch_bounds__(kDecWarps * 32) void decodeMmaKernel(DecodeAttentio
     const int count = max(0, min(kDecodeChunk, context - j0));
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
-    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
-    const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
-    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
     if (count == 0)
         return;  // see leaveEarly
-    loadRows(ks, sh.LD, K, a.keyLd, kDecodeChunk, count, sh.KP, a.keyDim, fresh);
-    if (sh.separateV)
-        loadRows(vs, sh.LDV, V, a.valueLd, kDecodeChunk, count, sh.VP, a.valueDim, fresh);
-    gridDependencyWait();
-    trace.waited();
-    if (!sh.triggerLate)
-        allowDependentLaunch();
-    if (a.fusePrepare) {
-        const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
-        prepareInBlock(a, sh, qs, ks, vs, kvh, h0, context - 1, fresh, static_cast<bf16*>(a.prepare.keys) + at,
-                       static_cast<bf16*>(a.prepare.values) + at);
-    } else {
-        loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
-        if (fresh >= 0) {
-            loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
-            if (sh.separateV)
-                loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
-        }
-    }
-    copyAsyncCommit();
-    copyAsyncWaitAll();
-    __syncthreads();
-    trace.mark(0);  // the tiles and queries in shared memory
+    loadTiles(a, sh, ks, qs, vs, j0, kDecodeChunk, count, fresh, kvh, h0, context, trace);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int valueStride = a.valueDim + 2;
@@ -507,9 +517,6 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
     const int count = max(0, min(kGroupRows, context - j0));
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
-    const bf16* K = static_cast<const bf16*>(a.keys) + kvh * a.keyHeadStride + static_cast<long long>(j0) * a.keyLd;
-    const bf16* V = static_cast<const bf16*>(a.values) + kvh * a.valueHeadStride + static_cast<long long>(j0) * a.valueLd;
-    const bf16* Q = static_cast<const bf16*>(a.q) + h0 * a.qHeadStride;
     if (count == 0)
         return;  // see leaveEarly; a cluster barrier does not wait for blocks that have left
     const int used = (context + kDecodeChunk - 1) / kDecodeChunk, live = (context + kGroupRows - 1) / kGroupRows;
@@ -523,29 +530,7 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
         mbarArriveExpectTx(bar, static_cast<unsigned>(used * a.headsPerKv * (2 + mine)) * 4);
     }
     clusterArrive();
-    loadRows(ks, sh.LD, K, a.keyLd, kGroupRows, count, sh.KP, a.keyDim, fresh);
-    if (sh.separateV)
-        loadRows(vs, sh.LDV, V, a.valueLd, kGroupRows, count, sh.VP, a.valueDim, fresh);
-    gridDependencyWait();
-    trace.waited();
-    if (!sh.triggerLate)
-        allowDependentLaunch();
-    if (a.fusePrepare) {
-        const long long at = static_cast<long long>(context - 1) * a.keyLd + kvh * a.keyHeadStride;
-        prepareInBlock(a, sh, qs, ks, vs, kvh, h0, context - 1, fresh, static_cast<bf16*>(a.prepare.keys) + at,
-                       static_cast<bf16*>(a.prepare.values) + at);
-    } else {
-        loadRows(qs, sh.LD, Q, a.qHeadStride, sh.HP, a.headsPerKv, sh.KP, a.keyDim);
-        if (fresh >= 0) {
-            loadRow(ks, sh.LD, K, a.keyLd, fresh, sh.KP, a.keyDim);
-            if (sh.separateV)
-                loadRow(vs, sh.LDV, V, a.valueLd, fresh, sh.VP, a.valueDim);
-        }
-    }
-    copyAsyncCommit();
-    copyAsyncWaitAll();
-    __syncthreads();
-    trace.mark(0);  // the tiles and queries in shared memory
+    loadTiles(a, sh, ks, qs, vs, j0, kGroupRows, count, fresh, kvh, h0, context, trace);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = warp / kDecWarps, gw = warp % kDecWarps;
     const int gCount = min(kDecodeChunk, count - g * kDecodeChunk);
@@ -929,9 +914,8 @@ LatentPlan latentPlan(const DecodeAttentionArgs& a)
     return plan;
 }
 
-// Whether a cluster of kClusterBlocks blocks of this kernel and shared memory fits on the GPU (once
-// per kernel and size).
-template <int kTiles>
+// Whether a cluster of kClusterBlocks blocks of decodeClusterKernel<4> with this shared memory fits
+// on the GPU (once per size).
 bool clustersFit(std::size_t smem)
 {
     static std::mutex mutex;
@@ -951,37 +935,36 @@ bool clustersFit(std::size_t smem)
     config.attrs = &cluster;
     config.numAttrs = 1;
     int clusters = 0;
-    const bool fit = cudaOccupancyMaxActiveClusters(&clusters, decodeClusterKernel<kTiles>, &config) == cudaSuccess && clusters > 0;
+    const bool fit = cudaOccupancyMaxActiveClusters(&clusters, decodeClusterKernel<4>, &config) == cudaSuccess && clusters > 0;
     if (!fit)
         cudaGetLastError();
     return known[smem] = fit;
 }
 
-// decodeClusterKernel<kTiles>: one cluster of kClusterBlocks blocks per kv head.
-template <int kTiles>
+// decodeClusterKernel<4>: one cluster of kClusterBlocks blocks per kv head.
 Status launchClustered(const DecodeAttentionArgs& a, const DecodeMmaShape& sh, cudaStream_t stream)
 {
-    return launchClusters("decode attention (clusters)", decodeClusterKernel<kTiles>, dim3(kClusterBlocks, a.heads / a.headsPerKv),
+    return launchClusters("decode attention (clusters)", decodeClusterKernel<4>, dim3(kClusterBlocks, a.heads / a.headsPerKv),
                           dim3(kClusterBlocks, 1, 1), kGroupWarps * 32, sh.smem, stream, a, sh);
 }
 
-// Whether decodeClusterKernel<kTiles> runs a: clusters switched on, a merge asked for, a capacity
-// within one cluster, its shared memory allowed and its clusters fitting on this GPU.
-template <int kTiles>
+// Whether decodeClusterKernel<4> runs a (sh: its shape): clusters switched on, a merge asked for, a
+// capacity within one cluster, up to four value tiles a warp (tiny's heads), its shared memory
+// allowed and its clusters fitting on this GPU.
 bool clustersRun(const DecodeAttentionArgs& a, const DecodeMmaShape& sh)
 {
     static const bool allowed = [] {
-        const Status st = allowSharedMemory("decode attention (clusters)", 200 * 1024, decodeClusterKernel<kTiles>);
+        const Status st = allowSharedMemory("decode attention (clusters)", 200 * 1024, decodeClusterKernel<4>);
         if (!st.ok())
             return false;
-        if (cudaFuncSetAttribute(decodeClusterKernel<kTiles>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
+        if (cudaFuncSetAttribute(decodeClusterKernel<4>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) != cudaSuccess) {
             cudaGetLastError();
             return false;
         }
         return true;
     }();
-    return attentionClustersEnabled() && a.counters && a.capacity <= kDecodeClusterContext && sh.smem <= 200 * 1024 && allowed &&
-           clustersFit<kTiles>(sh.smem);
+    return attentionClustersEnabled() && a.counters && a.capacity <= kDecodeClusterContext && sh.tilesPerWarp <= 4 &&
+           sh.smem <= 200 * 1024 && allowed && clustersFit(sh.smem);
 }
 
 bool latentPrepareFusable(const DecodeAttentionArgs& a)
@@ -1011,10 +994,7 @@ bool decodePrepareFusable(const DecodeAttentionArgs& a)
 
 bool decodeAttentionMergesInClusters(const DecodeAttentionArgs& a)
 {
-    if (!decodeSharedKvSupported(a) || latentPlan(a).use)
-        return false;
-    const DecodeMmaShape sh = decodeMmaShape(a, kGroupRows);
-    return sh.tilesPerWarp <= 4 && clustersRun<4>(a, sh);
+    return decodeSharedKvSupported(a) && !latentPlan(a).use && clustersRun(a, decodeMmaShape(a, kGroupRows));
 }
 
 Status setTraceSinkDecodeAttention(const TraceSink& s) { return setThisFilesTraceSink(s); }
@@ -1038,13 +1018,12 @@ Status decodeSharedKvPartials(const DecodeAttentionArgs& args, int& splits, int&
         return launchOverlapped("decode attention (latent rows)", kernel, grid, kLatWarps * 32, plan.shape.smem, stream, plan.heads16,
                                 splits, plan.shape);
     }
-    const DecodeMmaShape groupShape = decodeMmaShape(a, kGroupRows);
-    const int t = groupShape.tilesPerWarp;  // the same in both shapes
-    if (t <= 4 && clustersRun<4>(a, groupShape)) {  // up to 4 value tiles a warp (tiny's heads)
+    if (const DecodeMmaShape groupShape = decodeMmaShape(a, kGroupRows); clustersRun(a, groupShape)) {
         combined = true;
-        return launchClustered<4>(a, groupShape, stream);
+        return launchClustered(a, groupShape, stream);
     }
     const DecodeMmaShape sh = decodeMmaShape(a);
+    const int t = sh.tilesPerWarp;
     if (sh.smem < kMergeFloats(splits) * sizeof(float))
         a.counters = nullptr;  // too little shared memory to merge in the kernel
     combined = a.counters != nullptr;

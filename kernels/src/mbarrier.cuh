@@ -33,46 +33,41 @@ __device__ __forceinline__ void mbarArrive(unsigned bar)
 {
     TESSERA_MBAR_ASM("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-__device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity)
+// Waits for the end of phase `parity`; kCluster: with acquire at cluster scope, for data other
+// blocks of the cluster stored into this block's shared memory with storeToCluster().
+template <bool kCluster>
+__device__ __forceinline__ void mbarWaitScoped(unsigned bar, unsigned parity)
 {
     long long spin = 0;
     for (bool done = !kHaveBulkCopy; !done; ++spin) {
         unsigned ready = 0;
-        TESSERA_MBAR_ASM(
-            "{\n"
-            ".reg .pred p;\n"
-            "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-            "selp.u32 %0, 1, 0, p;\n"
-            "}\n"
-            : "=r"(ready)
-            : "r"(bar), "r"(parity)
-            : "memory");
+        if constexpr (kCluster)
+            TESSERA_MBAR_ASM(
+                "{\n"
+                ".reg .pred p;\n"
+                "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
+                "selp.u32 %0, 1, 0, p;\n"
+                "}\n"
+                : "=r"(ready)
+                : "r"(bar), "r"(parity)
+                : "memory");
+        else
+            TESSERA_MBAR_ASM(
+                "{\n"
+                ".reg .pred p;\n"
+                "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                "selp.u32 %0, 1, 0, p;\n"
+                "}\n"
+                : "=r"(ready)
+                : "r"(bar), "r"(parity)
+                : "memory");
         done = ready != 0;
         if (!done && spin > kSpinLimit)
             __trap();
     }
 }
-// mbarWait with acquire at cluster scope: for data other blocks of the cluster stored into this
-// block's shared memory with storeToCluster().
-__device__ __forceinline__ void mbarWaitCluster(unsigned bar, unsigned parity)
-{
-    long long spin = 0;
-    for (bool done = !kHaveBulkCopy; !done; ++spin) {
-        unsigned ready = 0;
-        TESSERA_MBAR_ASM(
-            "{\n"
-            ".reg .pred p;\n"
-            "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\n"
-            "selp.u32 %0, 1, 0, p;\n"
-            "}\n"
-            : "=r"(ready)
-            : "r"(bar), "r"(parity)
-            : "memory");
-        done = ready != 0;
-        if (!done && spin > kSpinLimit)
-            __trap();
-    }
-}
+__device__ __forceinline__ void mbarWait(unsigned bar, unsigned parity) { mbarWaitScoped<false>(bar, parity); }
+__device__ __forceinline__ void mbarWaitCluster(unsigned bar, unsigned parity) { mbarWaitScoped<true>(bar, parity); }
 // The address of this block's shared-memory location `local` in the block of cluster rank `rank`.
 __device__ __forceinline__ unsigned clusterSharedAddress(unsigned local, unsigned rank)
 {
