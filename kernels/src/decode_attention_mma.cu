@@ -42,6 +42,7 @@ struct DecodeMmaShape {
     int partsOffset;    // decodeClusterKernel: its splits' partials and its merge's inbox in shared memory
     int barrierOffset;  // decodeClusterKernel: the inbox's barrier (asyncStores)
     bool asyncStores;   // clusterAsyncStoresEnabled()
+    bool spreadSplits;  // attentionSpreadSplitsEnabled()
     std::size_t smem;
 };
 
@@ -70,6 +71,7 @@ DecodeMmaShape decodeMmaShape(const DecodeAttentionArgs& a, int rows = kDecodeCh
         s.barrierOffset = static_cast<int>((s.smem + 7) / 8 * 8);
         s.smem = s.barrierOffset + 8;
         s.asyncStores = clusterAsyncStoresEnabled();
+        s.spreadSplits = attentionSpreadSplitsEnabled();
     }
     s.splitScores = attentionSplitScoresEnabled();
     if (s.splitScores) {
@@ -430,7 +432,7 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, cons
     }
 }
 
-// decodeClusterKernel's merge (`live` blocks of the cluster hold positions): block r of them merges
+// decodeClusterKernel's merge (`live` blocks of the cluster hold positions, `per` splits each): block r of them merges
 // the value columns [r·cols, r·cols + cols) of every query head of its kv head. Each block first
 // stores, into the inbox (shared memory) of every live block, its splits' maxima and sums and the
 // slice of their values that block merges; after a cluster barrier each block merges from its own
@@ -441,8 +443,8 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, cons
 // asyncStores: the stores complete on the receiving block's barrier `bar` (storeToCluster), which
 // each block waits for alone instead of the cluster barrier.
 template <typename TO>
-__device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, const float* parts, float* inbox, int used, int live, int h0,
-                                               bool asyncStores, unsigned bar)
+__device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, const float* parts, float* inbox, int used, int per, int live,
+                                               int h0, bool asyncStores, unsigned bar)
 {
     static_assert(kClusterSplits <= 32, "one lane per split");
     cg::cluster_group cluster = cg::this_cluster();
@@ -450,10 +452,10 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
     const int cols = (a.valueDim + live - 1) / live, boxStride = cols + 2;
     clusterWait();  // every live block has started (the arrive is at the kernel's start)
     const int perSplit = rows * live * boxStride;
-    for (int i = threadIdx.x; i < kGroups * perSplit; i += blockDim.x) {
+    for (int i = threadIdx.x; i < per * perSplit; i += blockDim.x) {
         const int g = i / perSplit, local = i % perSplit / (live * boxStride), r = i % (live * boxStride) / boxStride,
                   e = i % boxStride;
-        const int s = kGroups * static_cast<int>(cluster.block_rank()) + g, d = r * cols + e - 2;
+        const int s = per * static_cast<int>(cluster.block_rank()) + g, d = r * cols + e - 2;
         if (s < used && (e < 2 || d < a.valueDim)) {
             const int at = (s * rows + local) * boxStride + e;
             const float v = parts[(g * rows + local) * stride + (e < 2 ? e : 2 + d)];
@@ -495,13 +497,15 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
 }
 
 // kGroups consecutive splits a block of kGroupWarps warps, the warps of group g doing
-// decodeMmaKernel's work over split kGroups·blockIdx.x + g (its tiles, its partials: the same
-// arithmetic), in clusters of kClusterBlocks blocks, one cluster per kv head: its splits merge in
+// decodeMmaKernel's work over split per·blockIdx.x + g (its tiles, its partials: the same
+// arithmetic; per ≤ kGroups consecutive splits a block, see spreadSplits below), in clusters of
+// kClusterBlocks blocks, one cluster per kv head: its splits merge in
 // the cluster's shared memory (mergeInCluster), without decodeMmaKernel's counter and round trips
 // through L2. Launched only where the launch's capacity fits one cluster (kDecodeClusterContext
 // positions), compiled for up to four value tiles a warp (tiny's heads). Measured against
 // decodeMmaKernel, tiny on one machine: +5.1 % at 1024 positions, +5.9 % at 128; its blocks pass
-// their wait ~1 µs later than single blocks (a cluster needs room on one GPC at once).
+// their wait ~1 µs later than single blocks (a cluster needs room on one GPC at once). The splits
+// spread over every block against four a block: +0.9 % at 1024, +2.1 % at 128, +0.4 % at 1500.
 template <int kTiles>
 __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAttentionArgs a, DecodeMmaShape sh)
 {
@@ -513,13 +517,18 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
     float* parts = reinterpret_cast<float*>(smemRaw + sh.partsOffset);
     const int kvh = blockIdx.y;
     const int context = *a.lengthOnDevice + 1;
-    const int j0 = blockIdx.x * kGroupRows;
-    const int count = max(0, min(kGroupRows, context - j0));
+    // spreadSplits: the used splits spread over the cluster's blocks, `per` consecutive ones a block
+    // (the fewest that cover them): at 1,024 positions two a block on all eight blocks rather than
+    // four on four, so that each SM issues half the warps' work. Otherwise kGroups a block.
+    const int used = (context + kDecodeChunk - 1) / kDecodeChunk;
+    const int per = sh.spreadSplits ? (used + kClusterBlocks - 1) / kClusterBlocks : kGroups;
+    const int span = per * kDecodeChunk, live = (used + per - 1) / per;
+    const int j0 = blockIdx.x * span;
+    const int count = max(0, min(span, context - j0));
     const int fresh = newestRow(context, j0, count);
     const int h0 = kvh * a.headsPerKv;
     if (count == 0)
         return;  // see leaveEarly; a cluster barrier does not wait for blocks that have left
-    const int used = (context + kDecodeChunk - 1) / kDecodeChunk, live = (context + kGroupRows - 1) / kGroupRows;
     const unsigned bar = static_cast<unsigned>(__cvta_generic_to_shared(smemRaw)) + sh.barrierOffset;
     if (sh.asyncStores && threadIdx.x == 0) {
         // The bytes mergeInCluster's senders store into this block's inbox: every used split's
@@ -530,7 +539,7 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
         mbarArriveExpectTx(bar, static_cast<unsigned>(used * a.headsPerKv * (2 + mine)) * 4);
     }
     clusterArrive();
-    loadTiles(a, sh, ks, qs, vs, j0, kGroupRows, count, fresh, kvh, h0, context, trace);
+    loadTiles(a, sh, ks, qs, vs, j0, span, count, fresh, kvh, h0, context, trace);
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = warp / kDecWarps, gw = warp % kDecWarps;
     const int gCount = min(kDecodeChunk, count - g * kDecodeChunk);
@@ -545,9 +554,9 @@ __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAt
     __syncthreads();  // every group's partials stored
     float* inbox = parts + kGroups * a.headsPerKv * valueStride;
     if (a.outType == DType::F32)
-        mergeInCluster<float>(a, parts, inbox, used, live, h0, sh.asyncStores, bar);
+        mergeInCluster<float>(a, parts, inbox, used, per, live, h0, sh.asyncStores, bar);
     else
-        mergeInCluster<bf16>(a, parts, inbox, used, live, h0, sh.asyncStores, bar);
+        mergeInCluster<bf16>(a, parts, inbox, used, per, live, h0, sh.asyncStores, bar);
 }
 
 // Latent rows shared by every head (MLA's absorbed decode): keys and values are the same rows, so

@@ -72,6 +72,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kArgmaxToHost[] = "TESSERA_ARGMAX_TO_HOST",
                kAttentionSplitScores[] = "TESSERA_ATTENTION_SPLIT_SCORES", kAttentionClusters[] = "TESSERA_ATTENTION_CLUSTERS",
                kShortDecodeGraphs[] = "TESSERA_SHORT_DECODE_GRAPHS", kClusterAsyncStores[] = "TESSERA_CLUSTER_ASYNC_STORES",
+               kAttentionSpreadSplits[] = "TESSERA_ATTENTION_SPREAD_SPLITS",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES",
                kEmbedNorm[] = "TESSERA_EMBED_NORM";
 
@@ -180,6 +181,8 @@ bool shortDecodeGraphsEnabled() { return switchOn<kShortDecodeGraphs, 1>(); }
 void setShortDecodeGraphs(bool enabled) { setSwitch<kShortDecodeGraphs, 1>(enabled); }
 bool clusterAsyncStoresEnabled() { return switchOn<kClusterAsyncStores, 1>(); }
 void setClusterAsyncStores(bool enabled) { setSwitch<kClusterAsyncStores, 1>(enabled); }
+bool attentionSpreadSplitsEnabled() { return switchOn<kAttentionSpreadSplits, 1>(); }
+void setAttentionSpreadSplits(bool enabled) { setSwitch<kAttentionSpreadSplits, 1>(enabled); }
 bool downRowsEarlyEnabled() { return switchOn<kDownRowsEarly, 1>(); }
 void setDownRowsEarly(bool enabled) { setSwitch<kDownRowsEarly, 1>(enabled); }
 

@@ -1242,6 +1242,8 @@ private slots:
         QTest::addRow("tiny mha 10x128 @2048 bf16 (the clusters' last context)") << 10 << 1 << 128 << 128 << 2048 << false << true;
         QTest::addRow("tiny mha 10x128 @2049 bf16 (33 splits)") << 10 << 1 << 128 << 128 << 2049 << false << true;
         QTest::addRow("tiny mha 10x128 @1 bf16") << 10 << 1 << 128 << 128 << 1 << false << true;
+        QTest::addRow("tiny mha 10x128 @600 bf16 (clusters: 5 of 8 blocks, 2 splits each)") << 10 << 1 << 128 << 128 << 600 << false << true;
+        QTest::addRow("tiny mha 10x128 @1500 bf16 (clusters: 3 splits a block)") << 10 << 1 << 128 << 128 << 1500 << false << true;
         QTest::addRow("gqa 8 heads/2 x128 @1500 bf16") << 8 << 4 << 128 << 128 << 1500 << false << true;
         QTest::addRow("gqa 8 heads/2 x64 @130 fp32") << 8 << 4 << 64 << 64 << 130 << false << false;
     }
@@ -1326,9 +1328,10 @@ private slots:
         // columns split or not (setAttentionSplitScores), the latent kernel's value columns shared
         // by 1, 2 or 4 blocks (setLatentValueParts), and, where the context fits, launches sized for
         // the short decode graph's capacity (kDecodeClusterContext), the MHA kernel's splits merged
-        // in clusters there or not (setAttentionClusters): forms of one split size give the same bits.
+        // in clusters there or not (setAttentionClusters), the clusters' splits four a block or
+        // spread over every block (setAttentionSpreadSplits): forms of one split size give the same bits.
         struct RestoreSplits {
-            bool latent, splitScores, clusters, asyncStores;
+            bool latent, splitScores, clusters, asyncStores, spread;
             int valueParts;
             ~RestoreSplits()
             {
@@ -1336,20 +1339,22 @@ private slots:
                 k::setAttentionSplitScores(splitScores);
                 k::setAttentionClusters(clusters);
                 k::setClusterAsyncStores(asyncStores);
+                k::setAttentionSpreadSplits(spread);
                 k::setLatentValueParts(valueParts);
             }
         } restoreSplits{k::latentShortSplitsEnabled(), k::attentionSplitScoresEnabled(), k::attentionClustersEnabled(),
-                        k::clusterAsyncStoresEnabled(), k::latentValueParts()};
+                        k::clusterAsyncStoresEnabled(), k::attentionSpreadSplitsEnabled(), k::latentValueParts()};
         struct Form {
             bool shortSplits, splitScores;
             int valueParts;
-            bool shortCapacity, clusters, asyncStores = false;
+            bool shortCapacity, clusters, asyncStores = false, spread = true;
         };
         std::vector<float> firstForm[2];  // per split size
         for (const Form f : {Form{false, true, 1, false, true}, Form{false, false, 1, false, true}, Form{false, true, 2, false, true},
                              Form{true, true, 1, false, true}, Form{true, true, 2, false, true}, Form{true, true, 4, false, true},
                              Form{false, true, 1, true, true}, Form{false, false, 1, true, true}, Form{false, true, 1, true, false},
-                             Form{false, true, 1, true, true, true}, Form{true, true, 1, true, true}}) {
+                             Form{false, true, 1, true, true, true}, Form{false, true, 1, true, true, true, false},
+                             Form{false, true, 1, true, true, false, false}, Form{true, true, 1, true, true}}) {
             if (f.shortCapacity && context > k::kDecodeClusterContext)
                 continue;
             const bool shortSplits = f.shortSplits;
@@ -1357,6 +1362,7 @@ private slots:
             k::setAttentionSplitScores(f.splitScores);
             k::setAttentionClusters(f.clusters);
             k::setClusterAsyncStores(f.asyncStores);
+            k::setAttentionSpreadSplits(f.spread);
             k::setLatentValueParts(f.valueParts);
             d.capacity = f.shortCapacity ? k::kDecodeClusterContext : capacity;
             DeviceBuffer counters = upload(std::vector<int>(kvHeads, 0));
@@ -1385,13 +1391,14 @@ private slots:
                       st.relError);
             // bf16: the probabilities enter the value product as bf16 (relative 2^-9 each).
             const QString form =
-                QString("32-position splits %1, split scores %2, value parts %3, capacity %4, clusters %5, async stores %6")
+                QString("32-position splits %1, split scores %2, value parts %3, capacity %4, clusters %5, async stores %6, spread %7")
                     .arg(shortSplits)
                     .arg(f.splitScores)
                     .arg(f.valueParts)
                     .arg(d.capacity)
                     .arg(f.clusters)
-                    .arg(f.asyncStores);
+                    .arg(f.asyncStores)
+                    .arg(f.spread);
             QVERIFY2(st.relError < (bf16 ? 1e-2 : 1e-5), qPrintable(QString("relative error %1 (%2)").arg(st.relError).arg(form)));
             std::vector<float>& firstOfSize = firstForm[shortSplits ? 1 : 0];
             if (firstOfSize.empty())
@@ -2055,7 +2062,8 @@ private slots:
                                                {k::embedNormEnabled, k::setEmbedNorm},
                                                {k::attentionClustersEnabled, k::setAttentionClusters},
                                                {k::shortDecodeGraphsEnabled, k::setShortDecodeGraphs},
-                                               {k::clusterAsyncStoresEnabled, k::setClusterAsyncStores}};
+                                               {k::clusterAsyncStoresEnabled, k::setClusterAsyncStores},
+                                               {k::attentionSpreadSplitsEnabled, k::setAttentionSpreadSplits}};
         struct Restore {
             std::vector<bool> was;
             ~Restore()

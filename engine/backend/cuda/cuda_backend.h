@@ -103,6 +103,9 @@ public:
     // append() through the prefill path, recording per-layer hidden states and routing.
     void appendTraced(Sequence& sequence, std::span<const PromptSegment> segments, LanguageTrace& trace);
     void synchronize();
+    // Measurement: `steps` decode steps queued back to back on the token already on the device (no
+    // choice between them, nothing read by the host), then a wait for the last.
+    void replayDecodeSteps(Sequence& sequence, int steps);
     // Draws so far that needed the whole vocabulary sorted (all of them without candidateSampling).
     std::size_t sortedDraws() const { return sortedDraws_; }
     bool candidateSampling() const { return options_.candidateSampling; }

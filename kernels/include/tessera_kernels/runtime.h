@@ -210,6 +210,10 @@ bool shortDecodeGraphsEnabled();
 // release also waits for every earlier global store of the block (TESSERA_CLUSTER_ASYNC_STORES).
 void setClusterAsyncStores(bool enabled);
 bool clusterAsyncStoresEnabled();
+// The MHA attention's clusters spread a step's splits over all their blocks, the fewest a block
+// (two at 1,024 positions), instead of four a block from the first (TESSERA_ATTENTION_SPREAD_SPLITS).
+void setAttentionSpreadSplits(bool enabled);
+bool attentionSpreadSplitsEnabled();
 // A one-row product over routed experts whose index list an earlier kernel wrote (GemvArgs::
 // indexEarly: decode's experts' down product) copies their rows before its wait, while the kernel
 // before runs, where its grid stays within 3,000 blocks of the usual tiles (tiny's; not small's or
