@@ -88,6 +88,7 @@ for m in doc.get("models", []):
     rate = lambda c: d.get(c, {}).get("tokens_per_s", float("nan"))
     print(f"{m['model']:22s} ttft {m.get('ttft_ms', float('nan')):6.1f} ms  decode @128/1024/3000 {rate('128'):7.1f} {rate('1024'):7.1f} "
           f"{rate('3000'):7.1f} tok/s  sampled@1024 {d.get('1024', {}).get('sampled_tokens_per_s', float('nan')):7.1f}  "
+          f"graph-only@1024 {d.get('1024', {}).get('graph_only_tokens_per_s', float('nan')):7.1f}  "
           f"peak over weights {m.get('peak_over_weights_bytes', float('nan')) / 2**30:.2f} GiB")
 PY
 fi
