@@ -432,14 +432,14 @@ __device__ __forceinline__ void decodeMmaWarp(const DecodeAttentionArgs& a, cons
     }
 }
 
-// decodeClusterKernel's merge (`live` blocks of the cluster hold positions, `per` splits each): block r of them merges
-// the value columns [r·cols, r·cols + cols) of every query head of its kv head. Each block first
-// stores, into the inbox (shared memory) of every live block, its splits' maxima and sums and the
-// slice of their values that block merges; after a cluster barrier each block merges from its own
-// inbox. The arithmetic of combineHeadPartials over at most 32 splits, in the same order: lane s
-// takes split s's maximum and sum, the weights exp(m_s − M) and 1 / Σ l_s·w_s by the same warp
-// reductions, each column summed over the splits in split order by fmaf; so the same bits. Short
-// loops: this runs once a layer from a cold instruction cache.
+// decodeClusterKernel's merge (`live` blocks of the cluster hold positions, `per` splits each):
+// block r of them merges the value columns [r·cols, r·cols + cols) of every query head of its kv
+// head. Each block first stores, into the inbox (shared memory) of every live block, its splits'
+// maxima and sums and the slice of their values that block merges; after a cluster barrier each
+// block merges from its own inbox. The arithmetic of combineHeadPartials over at most 32 splits, in
+// the same order: lane s takes split s's maximum and sum, the weights exp(m_s − M) and 1 / Σ
+// l_s·w_s by the same warp reductions, each column summed over the splits in split order by fmaf;
+// so the same bits. Short loops: this runs once a layer from a cold instruction cache.
 // asyncStores: the stores complete on the receiving block's barrier `bar` (storeToCluster), which
 // each block waits for alone instead of the cluster barrier.
 template <typename TO>
@@ -496,16 +496,16 @@ __device__ __forceinline__ void mergeInCluster(const DecodeAttentionArgs& a, con
     }
 }
 
-// kGroups consecutive splits a block of kGroupWarps warps, the warps of group g doing
-// decodeMmaKernel's work over split per·blockIdx.x + g (its tiles, its partials: the same
-// arithmetic; per ≤ kGroups consecutive splits a block, see spreadSplits below), in clusters of
-// kClusterBlocks blocks, one cluster per kv head: its splits merge in
-// the cluster's shared memory (mergeInCluster), without decodeMmaKernel's counter and round trips
-// through L2. Launched only where the launch's capacity fits one cluster (kDecodeClusterContext
-// positions), compiled for up to four value tiles a warp (tiny's heads). Measured against
-// decodeMmaKernel, tiny on one machine: +5.1 % at 1024 positions, +5.9 % at 128; its blocks pass
-// their wait ~1 µs later than single blocks (a cluster needs room on one GPC at once). The splits
-// spread over every block against four a block: +0.9 % at 1024, +2.1 % at 128, +0.4 % at 1500.
+// Up to kGroups consecutive splits a block of kGroupWarps warps (per of them, see spreadSplits
+// below), the warps of group g doing decodeMmaKernel's work over split per·blockIdx.x + g (its
+// tiles, its partials: the same arithmetic), in clusters of kClusterBlocks blocks, one cluster per
+// kv head: its splits merge in the cluster's shared memory (mergeInCluster), without
+// decodeMmaKernel's counter and round trips through L2. Launched only where the launch's capacity
+// fits one cluster (kDecodeClusterContext positions), compiled for up to four value tiles a warp
+// (tiny's heads). Measured against decodeMmaKernel, tiny on one machine: +5.1 % at 1024 positions,
+// +5.9 % at 128; its blocks pass their wait ~1 µs later than single blocks (a cluster needs room on
+// one GPC at once). The splits spread over every block against four a block: +0.9 % at 1024, +2.1 %
+// at 128, +0.4 % at 1500.
 template <int kTiles>
 __global__ __launch_bounds__(kGroupWarps * 32) void decodeClusterKernel(DecodeAttentionArgs a, DecodeMmaShape sh)
 {
