@@ -421,8 +421,9 @@ nlohmann::json benchBackend(cuda::CudaBackend& be, const ModelConfig& config, st
             // The same steps without the host between them: what the per-token choice and its
             // hand-back cost on top of the graph.
             const auto tg = Clock::now();
-            be.replayDecodeSteps(*seq, o.decodeSteps);
-            d["graph_only_tokens_per_s"] = o.decodeSteps / secondsSince(tg);
+            const int run = be.replayDecodeSteps(*seq, o.decodeSteps);
+            if (run > 0)
+                d["graph_only_tokens_per_s"] = run / secondsSince(tg);
         }
         if (context == 1024 && o.profileSteps > 0) {
             cuda::check(kernels::profilerStart(), "profiler");

@@ -477,12 +477,14 @@ std::int32_t CudaBackend::sampleNext(const Sequence& sequence, std::span<const s
     return *pinnedToken_.as<std::int32_t>();
 }
 
-void CudaBackend::replayDecodeSteps(Sequence& sequence, int steps)
+int CudaBackend::replayDecodeSteps(Sequence& sequence, int steps)
 {
     auto& seq = dynamic_cast<CudaSequence&>(sequence);
-    for (int i = 0; i < steps && seq.state->length < seq.state->capacity; ++i)
+    const int run = std::max(0, std::min(steps, seq.state->capacity - seq.state->length));
+    for (int i = 0; i < run; ++i)
         language_->decode(*seq.state);
     synchronize();
+    return run;
 }
 
 Backend::Step CudaBackend::sampleAndAppend(Sequence& sequence, std::span<const std::int32_t> seen, const SamplingParams& params, Rng& rng)

@@ -104,8 +104,9 @@ public:
     void appendTraced(Sequence& sequence, std::span<const PromptSegment> segments, LanguageTrace& trace);
     void synchronize();
     // Measurement: `steps` decode steps queued back to back on the token already on the device (no
-    // choice between them, nothing read by the host), then a wait for the last.
-    void replayDecodeSteps(Sequence& sequence, int steps);
+    // choice between them, nothing read by the host), then a wait for the last. Returns the steps
+    // run: fewer where the cache fills up.
+    int replayDecodeSteps(Sequence& sequence, int steps);
     // Draws so far that needed the whole vocabulary sorted (all of them without candidateSampling).
     std::size_t sortedDraws() const { return sortedDraws_; }
     bool candidateSampling() const { return options_.candidateSampling; }
