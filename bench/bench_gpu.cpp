@@ -223,6 +223,7 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
         double gap = 0;  // µs
         std::uint64_t firstWait = 0, lastWait = 0, lastEnd = 0;
         std::vector<double> toMark0, mark0To1, toEnd;  // per block, µs: wait → mark 0 → mark 1 → end
+        std::vector<std::uint64_t> starts, marks0, ends;  // per block, the clock at start / mark 0 / end
         k::TraceRecord lastBlock{};                    // the block that ended last
         double run() const { return (lastEnd - firstWait) * 1e-3; }
         double waitSpread() const { return (lastWait - firstWait) * 1e-3; }
@@ -272,7 +273,10 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
             }
             Launch& l = launches.back();
             ++l.blocks;
+            l.starts.push_back(x.start);
+            l.ends.push_back(x.end);
             if (x.mark[0] >= x.waited) {
+                l.marks0.push_back(x.mark[0]);
                 l.toMark0.push_back((x.mark[0] - x.waited) * 1e-3);
                 if (x.mark[1] >= x.mark[0])
                     l.mark0To1.push_back((x.mark[1] - x.mark[0]) * 1e-3);
@@ -318,9 +322,19 @@ nlohmann::json decodeTrace(cuda::CudaBackend& be, int steps)
     // Marks (see the kernels): the medians over the blocks and the last block's wait → mark 0 →
     // mark 1 → end (−1: no such mark).
     auto since = [](std::uint64_t from, std::uint64_t to) { return from && to >= from ? (to - from) * 1e-3 : -1.0; };
+    // When the blocks started, had their rows (mark 0) and ended, µs from the launch's first wait:
+    // the 10th, 50th and 90th percentiles and the last.
+    auto spread = [](std::vector<std::uint64_t> v, std::uint64_t from) {
+        if (v.empty())
+            return nlohmann::json::array();
+        std::sort(v.begin(), v.end());
+        auto at = [&](double q) { return (static_cast<double>(v[static_cast<std::size_t>(q * (v.size() - 1))]) - static_cast<double>(from)) * 1e-3; };
+        return nlohmann::json::array({at(0.1), at(0.5), at(0.9), at(1.0)});
+    };
     for (const auto& l : lastStep) {
         const auto& b = l.lastBlock;
         seqOut.push_back({{"kind", l.kind}, {"blocks", l.blocks}, {"gap_us", l.gap}, {"run_us", l.run()}, {"wait_spread_us", l.waitSpread()},
+                          {"start_us", spread(l.starts, l.firstWait)}, {"mark0_us", spread(l.marks0, l.firstWait)}, {"end_us", spread(l.ends, l.firstWait)},
                           {"median_block_us", {l.toMark0.empty() ? -1.0 : median(l.toMark0), l.mark0To1.empty() ? -1.0 : median(l.mark0To1),
                                                l.toEnd.empty() ? -1.0 : median(l.toEnd)}},
                           {"last_block_us", {since(b.waited, b.mark[0]), since(b.mark[0], b.mark[1]), since(b.mark[1] ? b.mark[1] : b.mark[0], b.end)}}});

@@ -108,6 +108,9 @@ for m in json.load(open(sys.argv[1])).get("models", []):
             med = " ".join(f"{x:5.2f}" for x in l["median_block_us"])
             last = " ".join(f"{x:5.2f}" for x in l["last_block_us"])
             print(f"    gap {l['gap_us']:5.2f} run {l['run_us']:6.2f}  median [{med}]  last [{last}]  {l['kind']}")
+            if l.get("start_us"):
+                q = lambda key: " ".join(f"{x:6.2f}" for x in l[key]) if l.get(key) else "-"
+                print(f"      from the first wait, p10 p50 p90 last: start [{q('start_us')}]  rows [{q('mark0_us')}]  end [{q('end_us')}]")
 PY
 fi
 if [ -n "${PROFILE_MODELS:-}" ]; then
