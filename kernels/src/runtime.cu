@@ -74,7 +74,7 @@ constexpr char kOverlap[] = "TESSERA_OVERLAP_LAUNCHES", kRouterCluster[] = "TESS
                kShortDecodeGraphs[] = "TESSERA_SHORT_DECODE_GRAPHS", kClusterAsyncStores[] = "TESSERA_CLUSTER_ASYNC_STORES",
                kAttentionSpreadSplits[] = "TESSERA_ATTENTION_SPREAD_SPLITS",
                kGemvExpertTiles[] = "TESSERA_GEMV_EXPERT_TILES", kGemvWideTiles[] = "TESSERA_GEMV_WIDE_TILES",
-               kEmbedNorm[] = "TESSERA_EMBED_NORM";
+               kEmbedNorm[] = "TESSERA_EMBED_NORM", kGemvEvenRows[] = "TESSERA_GEMV_EVEN_ROWS";
 
 std::atomic<int>& gemvTileSetting()
 {
@@ -195,6 +195,8 @@ bool embedNormEnabled() { return switchOn<kEmbedNorm, 1>(); }
 void setEmbedNorm(bool enabled) { setSwitch<kEmbedNorm, 1>(enabled); }
 bool gemvWideTilesEnabled() { return switchOn<kGemvWideTiles, 1>(); }
 void setGemvWideTiles(bool enabled) { setSwitch<kGemvWideTiles, 1>(enabled); }
+bool gemvEvenRowsEnabled() { return switchOn<kGemvEvenRows, 1>(); }
+void setGemvEvenRows(bool enabled) { setSwitch<kGemvEvenRows, 1>(enabled); }
 
 int gemvTileBytes() { return gemvTileSetting().load(std::memory_order_relaxed); }
 void setGemvTileBytes(int bytes) { gemvTileSetting().store(std::clamp(bytes, 4096, 96 * 1024), std::memory_order_relaxed); }

@@ -2034,10 +2034,11 @@ private slots:
     // release-acquire add, the routers' keyed top-k and their fixed-k routine, the experts' larger
     // product tiles, the MHA attention compiled for its value tiles, the down product's rows
     // copied before its wait, the MHA attention's score columns split among its warps, the
-    // lm_head's wide tiles, the embedding with the first norm in one launch, the MHA attention's
-    // clusters (and the short graph they run in), the clusters' asynchronous stores and their splits
-    // spread over every block, against the kernels they replace: the same arithmetic in the same
-    // order, so the same tokens and logits bit for bit.
+    // lm_head's wide tiles, the products' blocks of 8 rows where 6 to 11 would fit, the embedding
+    // with the first norm in one launch, the MHA attention's clusters (and the short graph they run
+    // in), the clusters' asynchronous stores and their splits spread over every block, against the
+    // kernels they replace: the same arithmetic in the same order, so the same tokens and logits
+    // bit for bit.
     void earlyLoadsDecode_data() { routerCluster_data(); }
     void earlyLoadsDecode()
     {
@@ -2061,6 +2062,7 @@ private slots:
                                                {k::downRowsEarlyEnabled, k::setDownRowsEarly},
                                                {k::attentionSplitScoresEnabled, k::setAttentionSplitScores},
                                                {k::gemvWideTilesEnabled, k::setGemvWideTiles},
+                                               {k::gemvEvenRowsEnabled, k::setGemvEvenRows},
                                                {k::embedNormEnabled, k::setEmbedNorm},
                                                {k::attentionClustersEnabled, k::setAttentionClusters},
                                                {k::shortDecodeGraphsEnabled, k::setShortDecodeGraphs},

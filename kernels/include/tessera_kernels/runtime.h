@@ -239,6 +239,13 @@ bool gemvExpertTilesEnabled();
 void setGemvWideTiles(bool enabled);
 bool gemvWideTilesEnabled();
 
+// A one-row product whose blocks would hold 6 to 11 rows (tiny's input product: 6 rows of 2,560
+// bytes in 16 KB; its experts' down product: 9 of 1,792) takes 8, one pair per warp
+// (setGemvRowPairs), so that no warp's rows outlast the others' (measured, see gemv.cu). The same
+// sums. On unless TESSERA_GEMV_EVEN_ROWS=0. Applies to launches after the call.
+void setGemvEvenRows(bool enabled);
+bool gemvEvenRowsEnabled();
+
 // A decode step's embedding row and the first layer's input norm in one launch (embedRmsNorm):
 // the same bits as the two launches. On unless TESSERA_EMBED_NORM=0. Applies to decode graphs
 // captured after the call.
