@@ -353,12 +353,13 @@ Status gemv(const GemvArgs& a, Stream stream)
         int rows = std::max(1, std::min({fit, spread, 64}));
         // setGemvEvenRows: with row pairs a block of 8 rows ends after one pair a warp; 6 or 7 rows
         // leave two or three warps a single row beside the others' pairs, 9 to 11 give some warps a
-        // second round, and the block ends with its slowest warp. So 6 to 11 rows become 8, where 8
-        // fit the shared memory and keep the grid's spread. Measured on one machine, medians of 3:
+        // second round, and the block ends with its slowest warp. So 6 to 11 rows become 8, where a
+        // warp takes whole rows (more than 16 chunks: the kernel's L is 32) and 8 fit the shared
+        // memory and keep the grid's spread. Measured on one machine, medians of 3:
         // tiny's down product 9 → 8 rows +1.9 % (twice, +1.8 %), its input product 6 → 8 +1.1 %;
         // small and base ±0.1 %. (6 → 4 rows: tiny +0.4 %, base −1.2 %; the lm_head's 12 → 16
         // rows: ±0.1 %.)
-        if (gemvEvenRowsEnabled() && p.rowPairs && rows >= 6 && rows <= 11 && rows != 2 * kWarps &&
+        if (gemvEvenRowsEnabled() && p.rowPairs && a.K / 8 > 16 && rows >= 6 && rows <= 11 &&
             2 * kWarps * rowBytes + xBytes <= kMaxSmem && 2 * kWarps <= spread)
             rows = 2 * kWarps;
         const dim3 grid((a.N + rows - 1) / rows, a.batch);
