@@ -102,21 +102,29 @@ __global__ __launch_bounds__(kRouteWarps * 32) void routeDecodeKernel(RouteArgs 
         mbarInitFence();
         mbarArriveExpectTx(bar, static_cast<unsigned>(a.experts) * 4);
     }
+    // The norm's weights (constant) into registers before the wait: after it only the residual's
+    // loads wait on memory. Measured on one H200, medians of 3 against them after the wait: tiny
+    // +0.3 %, small +0.2 %, base +0.4 %, the rounds' ranges apart.
+    float nw[kRouteRegs];
+#pragma unroll
+    for (int i = 0; i < kRouteRegs; ++i) {
+        const int k = threadIdx.x + i * blockDim.x;
+        nw[i] = k < d.hidden ? d.normWeight[k] : 0.f;
+    }
     gridDependencyWait();
     trace.waited();
     allowDependentLaunch();
     if constexpr (kCluster)
         clusterArrive();  // waited for before the first store into block 0 (every block has started)
-    // The residual and the norm's weights into registers, every load in flight at once (a second
-    // pass only past kRouteRegs · blockDim columns).
+    // The residual into registers, every load in flight at once (a second pass only past
+    // kRouteRegs · blockDim columns).
     const float* __restrict__ residual = d.residual;
-    float r[kRouteRegs], nw[kRouteRegs];
+    float r[kRouteRegs];
     float ss = 0.f;
 #pragma unroll
     for (int i = 0; i < kRouteRegs; ++i) {
         const int k = threadIdx.x + i * blockDim.x;
         r[i] = k < d.hidden ? residual[k] : 0.f;
-        nw[i] = k < d.hidden ? d.normWeight[k] : 0.f;
     }
 #pragma unroll
     for (int i = 0; i < kRouteRegs; ++i)
